@@ -1,0 +1,292 @@
+//! Reading a data directory or a backup directory.
+//!
+//! A backup directory is a data directory plus some of: `backup_label`,
+//! `tablespace_map`, `backup_manifest` and our `end_location`. This module
+//! reads those files (through the parsers in [`crate::pg`]) and answers the
+//! questions every command asks: which major, which kind of backup, where its
+//! end is, and which WAL it needs.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::pg::control::ControlFile;
+use crate::pg::label::{self, BackupFrom, BackupLabel, LabelFields, TablespaceEntry};
+use crate::pg::manifest::Manifest;
+use crate::pg::wal::{SegmentName, WalFileKind};
+use crate::pg::{Lsn, TimelineId, WalSegSize};
+
+pub const CONTROL_PATH: &str = "global/pg_control";
+pub const BACKUP_LABEL: &str = "backup_label";
+pub const TABLESPACE_MAP: &str = "tablespace_map";
+pub const BACKUP_MANIFEST: &str = "backup_manifest";
+pub const END_LOCATION: &str = "end_location";
+/// Present while pgdrill is still writing a backup.
+pub const INCOMPLETE_MARKER: &str = "pgdrill_backup_incomplete";
+
+/// Read `global/pg_control`, retrying a torn read as PostgreSQL's frontends
+/// do (`get_controlfile()`): up to 10 attempts 10 ms apart while the CRC is
+/// bad, stopping early when the same bad CRC comes back twice.
+pub fn read_control(dir: &Path) -> Result<(ControlFile, u64)> {
+    let path = dir.join(CONTROL_PATH);
+    let mut last_bad: Option<u32> = None;
+    for attempt in 0..10 {
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => {
+                Error::NotADataDir { path: dir.to_path_buf(), reason: format!("{CONTROL_PATH} is missing") }
+            }
+            _ => Error::ReadInput { path: path.clone(), source: e },
+        })?;
+        let control = ControlFile::parse(&bytes).map_err(|source| Error::Control { path: path.clone(), source })?;
+        if control.crc_ok || last_bad == Some(control.crc_computed) || attempt == 9 {
+            return Ok((control, bytes.len() as u64));
+        }
+        last_bad = Some(control.crc_computed);
+        sleep(Duration::from_millis(10));
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::ReadInput { path: path.to_path_buf(), source: e }),
+    }
+}
+
+/// What a directory is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DirKind {
+    /// A data directory (running, stopped or restored).
+    DataDirectory,
+    /// A backup with a backup_label (ours or pg_basebackup's).
+    LabelBackup,
+    /// A legacy backup: end_location but no backup_label.
+    LegacyBackup,
+}
+
+/// Everything read from a directory.
+#[derive(Clone, Debug)]
+pub struct DirInfo {
+    pub path: PathBuf,
+    pub kind: DirKind,
+    pub control: ControlFile,
+    pub control_size: u64,
+    pub label: Option<(BackupLabel, LabelFields)>,
+    pub end_location: Option<Lsn>,
+    pub tablespace_map: Option<Vec<TablespaceEntry>>,
+    pub manifest: Option<ManifestInfo>,
+    /// The backup was interrupted before it was complete.
+    pub incomplete: bool,
+    /// STOP WAL LOCATION from a `.backup` file in the backup's pg_wal.
+    pub backup_history_stop: Option<Lsn>,
+}
+
+/// A manifest and whether its own checksum holds.
+#[derive(Clone, Debug)]
+pub struct ManifestInfo {
+    pub manifest: Manifest,
+    pub checksum_ok: bool,
+    pub size: u64,
+}
+
+/// The WAL a restore of this directory needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WalNeeded {
+    pub timeline: TimelineId,
+    pub start_lsn: Lsn,
+    pub start_segment: String,
+    pub end_lsn: Option<Lsn>,
+    pub end_segment: Option<String>,
+}
+
+impl DirInfo {
+    /// Read a directory. Errors for anything that is not a data or backup
+    /// directory, or whose files cannot be parsed.
+    pub fn read(path: &Path) -> Result<DirInfo> {
+        let meta = fs::metadata(path).map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::NotADataDir { path: path.to_path_buf(), reason: "no such directory".into() },
+            _ => Error::ReadInput { path: path.to_path_buf(), source: e },
+        })?;
+        if !meta.is_dir() {
+            return Err(Error::NotADataDir { path: path.to_path_buf(), reason: "not a directory".into() });
+        }
+        let incomplete = path.join(INCOMPLETE_MARKER).exists();
+        let (control, control_size) = read_control(path)?;
+        let label_path = path.join(BACKUP_LABEL);
+        let label = read_optional(&label_path)?
+            .map(|t| BackupLabel::parse(&t).map_err(|source| Error::Label { path: label_path.clone(), source }))
+            .transpose()?;
+        let end_path = path.join(END_LOCATION);
+        let end_location = read_optional(&end_path)?
+            .map(|t| label::parse_end_location(&t).map_err(|source| Error::Label { path: end_path.clone(), source }))
+            .transpose()?;
+        let map_path = path.join(TABLESPACE_MAP);
+        let escapes = control.version().tablespace_map_escapes;
+        let tablespace_map = read_optional(&map_path)?
+            .map(|t| {
+                label::parse_tablespace_map(&t, escapes)
+                    .map_err(|source| Error::Label { path: map_path.clone(), source })
+            })
+            .transpose()?;
+        let manifest_path = path.join(BACKUP_MANIFEST);
+        let manifest = match fs::read(&manifest_path) {
+            Ok(bytes) => {
+                let m = Manifest::parse(&bytes)
+                    .map_err(|source| Error::Manifest { path: manifest_path.clone(), source })?;
+                let checksum_ok = m.check_checksum(&bytes).is_ok();
+                Some(ManifestInfo { manifest: m, checksum_ok, size: bytes.len() as u64 })
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::ReadInput { path: manifest_path, source: e }),
+        };
+        let kind = if label.is_some() {
+            DirKind::LabelBackup
+        } else if end_location.is_some() {
+            DirKind::LegacyBackup
+        } else {
+            DirKind::DataDirectory
+        };
+        let backup_history_stop = match &label {
+            Some((_, f)) if !f.is_from_standby() => find_backup_history_stop(path, f),
+            _ => None,
+        };
+        Ok(DirInfo {
+            path: path.to_path_buf(),
+            kind,
+            control,
+            control_size,
+            label,
+            end_location,
+            tablespace_map,
+            manifest,
+            incomplete,
+            backup_history_stop,
+        })
+    }
+
+    pub fn label_fields(&self) -> Option<&LabelFields> {
+        self.label.as_ref().map(|(_, f)| f)
+    }
+
+    pub fn is_backup(&self) -> bool {
+        self.kind != DirKind::DataDirectory || self.manifest.is_some()
+    }
+
+    pub fn seg_size(&self) -> Option<WalSegSize> {
+        self.control.wal_seg_size()
+    }
+
+    /// The backup's end point as `inspect` reports it: a legacy backup's
+    /// end_location; for `BACKUP FROM: standby` the restored pg_control's
+    /// minRecoveryPoint (what recovery will use as backupEndPoint); for a
+    /// primary backup the STOP WAL LOCATION where known.
+    pub fn end_lsn(&self) -> Option<Lsn> {
+        match (self.kind, self.label_fields()) {
+            (DirKind::LegacyBackup, _) => self.end_location,
+            (DirKind::LabelBackup, Some(f)) if f.is_from_standby() => {
+                Some(self.control.min_recovery_lsn).filter(|l| l.is_valid())
+            }
+            (DirKind::LabelBackup, Some(_)) => self.backup_history_stop.or(self.end_location),
+            _ => None,
+        }
+    }
+
+    /// The point the gate waits for: end_location first (the stop LSN of a
+    /// label backup, the replay LSN of a legacy one), else [`Self::end_lsn`].
+    pub fn gate_target(&self) -> Option<Lsn> {
+        self.end_location.or_else(|| self.end_lsn())
+    }
+
+    /// Where replay starts and on which timeline.
+    pub fn start(&self) -> (Lsn, TimelineId) {
+        match self.label_fields() {
+            Some(f) => (f.start_wal_location, f.start_file_timeline),
+            None => (self.control.redo_lsn, self.control.timeline),
+        }
+    }
+
+    /// The timeline the end point lies on, as far as the directory tells.
+    pub fn end_timeline(&self) -> TimelineId {
+        if let Some(m) = &self.manifest {
+            if let Some(r) = m.manifest.wal_ranges.first() {
+                return r.timeline;
+            }
+        }
+        let mrt = self.control.min_recovery_timeline;
+        if mrt != 0 && self.control.min_recovery_lsn.is_valid() {
+            return TimelineId(mrt);
+        }
+        self.start().1
+    }
+
+    /// The WAL segments from the start to the end of this backup (or, for a
+    /// plain data directory, from the redo point to the last checkpoint or
+    /// minimum recovery point).
+    pub fn wal_needed(&self) -> Option<WalNeeded> {
+        let seg = self.seg_size()?;
+        let (start, tli) = self.start();
+        let start_segment = match self.label_fields() {
+            Some(f) => f.start_wal_file.clone(),
+            None => SegmentName::containing(tli, start, seg).file_name(seg),
+        };
+        let end = match self.kind {
+            DirKind::DataDirectory => Some(self.control.checkpoint_lsn.max(self.control.min_recovery_lsn)),
+            _ => self.gate_target(),
+        };
+        let end_segment = end.map(|e| {
+            let segno = if e > start { e.prev_segment_number(seg) } else { e.segment_number(seg) };
+            SegmentName::new(self.end_timeline(), segno).file_name(seg)
+        });
+        Some(WalNeeded { timeline: tli, start_lsn: start, start_segment, end_lsn: end, end_segment })
+    }
+}
+
+fn find_backup_history_stop(dir: &Path, f: &LabelFields) -> Option<Lsn> {
+    let entries = fs::read_dir(dir.join("pg_wal")).ok()?;
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(WalFileKind::BackupHistory { .. }) = WalFileKind::classify(&name) {
+            let text = fs::read_to_string(e.path()).ok()?;
+            if let Ok((_, h)) = BackupLabel::parse(&text) {
+                if h.start_wal_location == f.start_wal_location {
+                    return h.stop_wal_location;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `BACKUP FROM` as text, for reports.
+pub fn backup_from_text(f: &LabelFields) -> &str {
+    match &f.backup_from {
+        Some(BackupFrom::Standby) => "standby",
+        Some(BackupFrom::Primary) => "primary",
+        Some(BackupFrom::Other(s)) => s,
+        None => "",
+    }
+}
+
+/// The pid in `postmaster.pid` if that process is alive.
+pub fn running_postmaster(dir: &Path) -> Option<i32> {
+    let text = fs::read_to_string(dir.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    if pid <= 0 {
+        return None;
+    }
+    let alive =
+        matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM));
+    // A stale pid file can name a reused pid: make sure it is a postgres.
+    let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let is_postgres =
+        String::from_utf8_lossy(&cmd).contains("postgres") || String::from_utf8_lossy(&cmd).contains("postmaster");
+    (alive && is_postgres).then_some(pid)
+}

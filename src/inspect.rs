@@ -1,0 +1,92 @@
+//! `pgdrill inspect PATH`: what a data or backup directory holds.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::datadir::{DirInfo, DirKind, WalNeeded};
+use crate::error::{Result, EXIT_FAILED, EXIT_OK};
+use crate::pg::control::ControlFile;
+use crate::pg::label::{LabelFields, TablespaceEntry};
+use crate::pg::manifest::WalRange;
+use crate::pg::Lsn;
+
+/// The result of `inspect`; its JSON form is documented in docs/json.md.
+#[derive(Debug, Serialize)]
+pub struct InspectReport {
+    pub path: PathBuf,
+    pub kind: DirKind,
+    /// `label`, `legacy`, or null for a data directory.
+    pub backup_method: Option<&'static str>,
+    pub pg_major: u32,
+    pub control: ControlFile,
+    pub control_file_size: u64,
+    pub label: Option<LabelFields>,
+    pub end_location: Option<Lsn>,
+    pub end_lsn: Option<Lsn>,
+    pub wal_needed: Option<WalNeeded>,
+    pub tablespace_map: Option<Vec<TablespaceEntry>>,
+    pub manifest: Option<ManifestSummary>,
+    /// The backup was interrupted while being written.
+    pub incomplete: bool,
+}
+
+/// A short view of a backup_manifest.
+#[derive(Debug, Serialize)]
+pub struct ManifestSummary {
+    pub version: u32,
+    pub system_identifier: Option<String>,
+    pub files: usize,
+    pub total_bytes: u64,
+    pub checksum_algorithms: Vec<&'static str>,
+    pub wal_ranges: Vec<WalRange>,
+    pub manifest_checksum_ok: bool,
+}
+
+impl InspectReport {
+    pub fn exit_code(&self) -> u8 {
+        if self.control.crc_ok {
+            EXIT_OK
+        } else {
+            EXIT_FAILED
+        }
+    }
+}
+
+pub fn run(path: &Path) -> Result<InspectReport> {
+    let info = DirInfo::read(path)?;
+    let manifest = info.manifest.as_ref().map(|m| {
+        let mut algs: Vec<&'static str> =
+            m.manifest.files.iter().filter_map(|f| f.checksum.as_ref().map(|(a, _)| a.name())).collect();
+        algs.sort_unstable();
+        algs.dedup();
+        ManifestSummary {
+            version: m.manifest.version,
+            system_identifier: m.manifest.system_identifier.map(|s| s.to_string()),
+            files: m.manifest.files.len(),
+            total_bytes: m.manifest.files.iter().map(|f| f.size).sum(),
+            checksum_algorithms: algs,
+            wal_ranges: m.manifest.wal_ranges.clone(),
+            manifest_checksum_ok: m.checksum_ok,
+        }
+    });
+    Ok(InspectReport {
+        path: info.path.clone(),
+        kind: info.kind,
+        backup_method: match info.kind {
+            DirKind::LabelBackup => Some("label"),
+            DirKind::LegacyBackup => Some("legacy"),
+            DirKind::DataDirectory => None,
+        },
+        pg_major: info.control.pg_major,
+        end_location: info.end_location,
+        end_lsn: info.end_lsn(),
+        wal_needed: info.wal_needed(),
+        tablespace_map: info.tablespace_map.clone(),
+        manifest,
+        incomplete: info.incomplete,
+        label: info.label.map(|(_, f)| f),
+        control_file_size: info.control_size,
+        control: info.control,
+    })
+}

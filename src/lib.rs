@@ -1,0 +1,19 @@
+//! pgdrill: base backups from a PostgreSQL hot standby, restores behind a
+//! consistency gate, and offline verification.
+//!
+//! Layers, bottom up:
+//! - [`pg`]: pure parsers of PostgreSQL's files (no I/O);
+//! - [`datadir`], [`conn`], [`copy`], [`server`]: reading directories,
+//!   connecting, copying files, supervising postgres processes;
+//! - one module per capability: [`inspect`], [`backup`], [`restore`],
+//!   [`gate`], [`verify`], [`drill`];
+//! - [`report`]: tables and JSON;
+//! - [`cli`]: clap structs turned into the plain configs above.
+
+pub mod cli;
+pub mod datadir;
+pub mod error;
+pub mod ground;
+pub mod inspect;
+pub mod pg;
+pub mod report;

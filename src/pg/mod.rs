@@ -1,0 +1,13 @@
+//! Pure parsers over PostgreSQL's bytes and text. Nothing here does I/O.
+
+pub mod conf;
+pub mod control;
+pub mod history;
+pub mod label;
+pub mod lsn;
+pub mod manifest;
+pub mod pgpass;
+pub mod version;
+pub mod wal;
+
+pub use lsn::{Lsn, TimelineId, WalSegSize};

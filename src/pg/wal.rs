@@ -1,0 +1,931 @@
+//! WAL file names, page headers, and a record-level walk.
+//!
+//! **Names** (`src/include/access/xlog_internal.h`, `XLogFileName`): a segment
+//! is `TTTTTTTTXXXXXXXXYYYYYYYY`, 24 upper-case hex digits: timeline, then the
+//! segment number split into a 4 GiB "xlogid" and the segment within it. The
+//! radix of the split depends on the segment size. Archives also hold
+//! `TTTTTTTT.history`, `<segment>.partial` and
+//! `<segment>.<offset 8 hex>.backup`.
+//!
+//! **Pages** (`XLogPageHeaderData`, `XLogLongPageHeaderData`): every
+//! `XLOG_BLCKSZ` page starts with a 24-byte header (magic u16, info u16,
+//! timeline u32, page address u64, remaining length u32, padding); the first
+//! page of a segment has a 40-byte long header that adds the system
+//! identifier (u64), segment size (u32) and block size (u32).
+//!
+//! **Records** (`XLogRecord` in `src/include/access/xlogrecord.h`): a 24-byte
+//! header (total length u32, xid u32, previous record u64, info u8, resource
+//! manager u8, 2 pad bytes, CRC-32C u32) at an 8-byte aligned position,
+//! followed by `total length - 24` bytes. The CRC covers the bytes after the
+//! header and then the header up to the CRC field. A record may span pages:
+//! each following page says `XLP_FIRST_IS_CONTRECORD` and how many bytes of
+//! it remain. After an `XLOG_SWITCH` record the rest of the segment is unused.
+//!
+//! [`RecordWalker`] is fed pages in order and validates headers and record
+//! CRCs the way `xlogreader.c` does, without decoding record payloads. It keeps
+//! no record in memory, so a walk of any size runs in constant memory.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::lsn::{Lsn, TimelineId, WalSegSize};
+
+/// `XLP_FIRST_IS_CONTRECORD`.
+pub const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
+/// `XLP_LONG_HEADER`.
+pub const XLP_LONG_HEADER: u16 = 0x0002;
+/// `XLP_BKP_REMOVABLE`.
+pub const XLP_BKP_REMOVABLE: u16 = 0x0004;
+/// `XLP_FIRST_IS_OVERWRITE_CONTRECORD` (back-patched in 2021).
+pub const XLP_FIRST_IS_OVERWRITE_CONTRECORD: u16 = 0x0008;
+const XLP_ALL_FLAGS: u16 = 0x000F;
+/// `SizeOfXLogShortPHD`.
+pub const SHORT_HEADER_LEN: usize = 24;
+/// `SizeOfXLogLongPHD`.
+pub const LONG_HEADER_LEN: usize = 40;
+/// `SizeOfXLogRecord`.
+pub const RECORD_HEADER_LEN: usize = 24;
+const RECORD_CRC_OFFSET: usize = 20;
+/// `RM_XLOG_ID` and `XLOG_SWITCH`.
+const RM_XLOG_ID: u8 = 0;
+const XLOG_SWITCH: u8 = 0x40;
+/// The highest built-in resource manager before custom ones (15+) existed.
+const RM_MAX_BUILTIN_ID: u8 = 21;
+
+// ---------------------------------------------------------------------------
+// Names
+// ---------------------------------------------------------------------------
+
+/// A WAL segment: timeline plus segment number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentName {
+    pub tli: TimelineId,
+    pub segno: u64,
+}
+
+/// Why a string is not a WAL file name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid WAL file name {name:?}: {reason}")]
+pub struct WalNameError {
+    pub name: String,
+    pub reason: &'static str,
+}
+
+impl SegmentName {
+    pub fn new(tli: TimelineId, segno: u64) -> Self {
+        SegmentName { tli, segno }
+    }
+
+    /// The segment holding `lsn`.
+    pub fn containing(tli: TimelineId, lsn: Lsn, seg: WalSegSize) -> Self {
+        SegmentName { tli, segno: lsn.segment_number(seg) }
+    }
+
+    /// The file name for this segment at the given segment size.
+    pub fn file_name(&self, seg: WalSegSize) -> String {
+        let per = seg.segments_per_xlogid();
+        format!("{:08X}{:08X}{:08X}", self.tli.0, self.segno / per, self.segno % per)
+    }
+
+    /// Parse a 24-digit segment file name.
+    pub fn parse(name: &str, seg: WalSegSize) -> Result<Self, WalNameError> {
+        let err = |reason| WalNameError { name: name.to_string(), reason };
+        if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err("expected 24 hex digits"));
+        }
+        let part =
+            |r: std::ops::Range<usize>| u64::from_str_radix(&name[r], 16).map_err(|_| err("expected 24 hex digits"));
+        let tli = part(0..8)? as u32;
+        let hi = part(8..16)?;
+        let lo = part(16..24)?;
+        let per = seg.segments_per_xlogid();
+        if lo >= per {
+            return Err(err("segment part is too large for this segment size"));
+        }
+        if tli == 0 {
+            return Err(err("timeline 0"));
+        }
+        Ok(SegmentName { tli: TimelineId(tli), segno: hi * per + lo })
+    }
+
+    /// The timeline encoded in a segment-like name, without knowing the size.
+    pub fn timeline_of(name: &str) -> Option<TimelineId> {
+        if name.len() < 8 {
+            return None;
+        }
+        u32::from_str_radix(name.get(0..8)?, 16).ok().map(TimelineId)
+    }
+
+    /// The first byte of this segment.
+    pub fn start_lsn(&self, seg: WalSegSize) -> Lsn {
+        Lsn(self.segno.saturating_mul(seg.bytes()))
+    }
+}
+
+/// `TTTTTTTT.history`.
+pub fn history_file_name(tli: TimelineId) -> String {
+    format!("{:08X}.history", tli.0)
+}
+
+/// `<segment>.<offset>.backup` for a backup starting at `start` on `tli`.
+pub fn backup_history_file_name(tli: TimelineId, start: Lsn, seg: WalSegSize) -> String {
+    format!("{}.{:08X}.backup", SegmentName::containing(tli, start, seg).file_name(seg), start.segment_offset(seg))
+}
+
+/// What a file in a WAL archive or pg_wal is, judged by its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalFileKind {
+    /// A complete segment (the 24-digit name).
+    Segment(String),
+    /// `<segment>.partial`.
+    Partial(String),
+    /// `TTTTTTTT.history`.
+    History(TimelineId),
+    /// `<segment>.<offset>.backup`.
+    BackupHistory { segment: String, offset: u32 },
+}
+
+fn is_hex(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl WalFileKind {
+    /// Classify a file name; `None` for anything else.
+    pub fn classify(name: &str) -> Option<WalFileKind> {
+        if is_hex(name, 24) {
+            return Some(WalFileKind::Segment(name.to_string()));
+        }
+        if let Some(seg) = name.strip_suffix(".partial") {
+            return is_hex(seg, 24).then(|| WalFileKind::Partial(seg.to_string()));
+        }
+        if let Some(t) = name.strip_suffix(".history") {
+            if is_hex(t, 8) {
+                return u32::from_str_radix(t, 16).ok().filter(|v| *v > 0).map(|v| WalFileKind::History(TimelineId(v)));
+            }
+            return None;
+        }
+        if let Some(rest) = name.strip_suffix(".backup") {
+            let (seg, off) = rest.split_once('.')?;
+            if is_hex(seg, 24) && is_hex(off, 8) {
+                return u32::from_str_radix(off, 16)
+                    .ok()
+                    .map(|offset| WalFileKind::BackupHistory { segment: seg.to_string(), offset });
+            }
+        }
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Page headers
+// ---------------------------------------------------------------------------
+
+/// A decoded page header; the long fields are set on long headers only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageHeader {
+    pub magic: u16,
+    pub info: u16,
+    pub tli: TimelineId,
+    pub page_addr: Lsn,
+    pub rem_len: u32,
+    pub long: Option<LongHeader>,
+}
+
+/// The extra fields of a long page header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LongHeader {
+    pub system_identifier: u64,
+    pub seg_size: u32,
+    pub block_size: u32,
+}
+
+fn le16(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+fn le64(b: &[u8], o: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[o..o + 8]);
+    u64::from_le_bytes(a)
+}
+
+impl PageHeader {
+    /// Decode a page header. Returns `None` when the bytes are too short.
+    pub fn parse(page: &[u8]) -> Option<PageHeader> {
+        if page.len() < SHORT_HEADER_LEN {
+            return None;
+        }
+        let info = le16(page, 2);
+        let long = if info & XLP_LONG_HEADER != 0 {
+            if page.len() < LONG_HEADER_LEN {
+                return None;
+            }
+            Some(LongHeader { system_identifier: le64(page, 24), seg_size: le32(page, 32), block_size: le32(page, 36) })
+        } else {
+            None
+        };
+        Some(PageHeader {
+            magic: le16(page, 0),
+            info,
+            tli: TimelineId(le32(page, 4)),
+            page_addr: Lsn(le64(page, 8)),
+            rem_len: le32(page, 16),
+            long,
+        })
+    }
+
+    pub fn header_len(&self) -> usize {
+        if self.long.is_some() {
+            LONG_HEADER_LEN
+        } else {
+            SHORT_HEADER_LEN
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The walk
+// ---------------------------------------------------------------------------
+
+/// What is wrong at a WAL position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WalProblem {
+    BadMagic { found: u16, expected: u16 },
+    BadInfoBits { info: u16 },
+    MissingLongHeader,
+    SystemIdMismatch { found: String, expected: String },
+    SegSizeMismatch { found: u32, expected: u32 },
+    BlockSizeMismatch { found: u32, expected: u32 },
+    PageAddrMismatch { found: Lsn, expected: Lsn },
+    TimelineOutOfSequence { found: u32, after: u32 },
+    MissingContrecord,
+    UnexpectedContrecord,
+    ContrecordLength { found: u32, expected: u64 },
+    InvalidRecordLength { len: u32 },
+    InvalidResourceManager { rmid: u8 },
+    BadPrevLink { found: Lsn, expected: Lsn },
+    RecordCrc { stored: u32, computed: u32 },
+}
+
+impl fmt::Display for WalProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WalProblem::BadMagic { found, expected } => {
+                write!(f, "invalid magic number {found:04X} in page header (expected {expected:04X})")
+            }
+            WalProblem::BadInfoBits { info } => {
+                write!(f, "invalid info bits {info:04X} in page header")
+            }
+            WalProblem::MissingLongHeader => {
+                write!(f, "first page of the segment has no long header")
+            }
+            WalProblem::SystemIdMismatch { found, expected } => {
+                write!(f, "segment is from another system: identifier {found}, expected {expected}")
+            }
+            WalProblem::SegSizeMismatch { found, expected } => {
+                write!(f, "segment size in page header is {found}, expected {expected}")
+            }
+            WalProblem::BlockSizeMismatch { found, expected } => {
+                write!(f, "WAL block size in page header is {found}, expected {expected}")
+            }
+            WalProblem::PageAddrMismatch { found, expected } => {
+                write!(f, "unexpected page address {found} (expected {expected}): a recycled or misplaced segment")
+            }
+            WalProblem::TimelineOutOfSequence { found, after } => {
+                write!(f, "out-of-sequence timeline ID {found} (after {after})")
+            }
+            WalProblem::MissingContrecord => {
+                write!(f, "a record continues on this page, but the page has no continuation flag")
+            }
+            WalProblem::UnexpectedContrecord => {
+                write!(f, "a new record should start on this page, but it says it continues one")
+            }
+            WalProblem::ContrecordLength { found, expected } => {
+                write!(f, "invalid continuation length {found} (expected {expected})")
+            }
+            WalProblem::InvalidRecordLength { len } => write!(f, "invalid record length {len}"),
+            WalProblem::InvalidResourceManager { rmid } => {
+                write!(f, "invalid resource manager ID {rmid}")
+            }
+            WalProblem::BadPrevLink { found, expected } => {
+                write!(f, "record's previous-record link is {found}, expected {expected}")
+            }
+            WalProblem::RecordCrc { stored, computed } => {
+                write!(f, "incorrect record CRC: stored {stored:08X}, computed {computed:08X}")
+            }
+        }
+    }
+}
+
+/// A problem and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WalError {
+    /// The page or record where the problem is.
+    pub lsn: Lsn,
+    #[serde(flatten)]
+    pub problem: WalProblem,
+}
+
+impl fmt::Display for WalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at {}: {}", self.lsn, self.problem)
+    }
+}
+
+impl std::error::Error for WalError {}
+
+/// Settings of a walk.
+#[derive(Clone, Copy, Debug)]
+pub struct WalkConfig {
+    pub magic: u16,
+    pub seg_size: WalSegSize,
+    pub page_size: u32,
+    /// Compared with long headers when known.
+    pub system_identifier: Option<u64>,
+    /// Whether resource managers above the built-in range are allowed (15+).
+    pub custom_rmgrs: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum State {
+    /// Before the first record: skipping the tail of a record that began
+    /// before the walk's first page.
+    Skipping { remaining: u64 },
+    /// Collecting a record header (it may be split across pages).
+    Header { start: Lsn, buf: [u8; RECORD_HEADER_LEN], have: usize },
+    /// Streaming a record's payload through the CRC.
+    Payload { start: Lsn, header: [u8; RECORD_HEADER_LEN], remaining: u64, crc: u32 },
+    /// After XLOG_SWITCH: nothing more in this segment.
+    SwitchedUntil { next_segment: Lsn },
+    /// A record ending at or after the walk's end was verified.
+    Done,
+}
+
+/// Counters of a walk.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct WalkStats {
+    pub pages: u64,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Validates a stream of WAL pages record by record.
+#[derive(Debug)]
+pub struct RecordWalker {
+    cfg: WalkConfig,
+    state: State,
+    /// Address the next fed page must have.
+    next_page: Lsn,
+    last_page_tli: u32,
+    /// Start of the last complete record (for `xl_prev`).
+    prev_record: Option<Lsn>,
+    /// End of the last complete, valid record.
+    valid_until: Lsn,
+    /// The walk is complete once a valid record ends at or after this.
+    end: Lsn,
+    pub stats: WalkStats,
+}
+
+impl RecordWalker {
+    /// Start a walk at `first_page`, which must be page-aligned, that is
+    /// complete when a valid record ends at or after `end`. The walk skips
+    /// the tail of any record continued from before the first page.
+    pub fn new(cfg: WalkConfig, first_page: Lsn, end: Lsn) -> RecordWalker {
+        RecordWalker {
+            end,
+            cfg,
+            state: State::Skipping { remaining: 0 },
+            next_page: first_page,
+            last_page_tli: 0,
+            prev_record: None,
+            valid_until: first_page,
+            stats: WalkStats::default(),
+        }
+    }
+
+    /// The address of the page the walk expects next.
+    pub fn next_page(&self) -> Lsn {
+        self.next_page
+    }
+
+    /// End of the last record whose CRC was verified (or the start, if none).
+    pub fn valid_until(&self) -> Lsn {
+        self.valid_until
+    }
+
+    /// Whether the walk has verified a record reaching its end.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// Whether the walk no longer needs the rest of the current segment.
+    pub fn skip_to(&self) -> Option<Lsn> {
+        match self.state {
+            State::SwitchedUntil { next_segment } if next_segment > self.next_page => Some(next_segment),
+            _ => None,
+        }
+    }
+
+    /// Jump over unused pages after an XLOG_SWITCH.
+    pub fn skip_switched_pages(&mut self) {
+        if let Some(to) = self.skip_to() {
+            self.next_page = to;
+        }
+    }
+
+    fn check_header(&mut self, page: &[u8]) -> Result<PageHeader, WalError> {
+        let at = self.next_page;
+        let err = |problem| WalError { lsn: at, problem };
+        let h = PageHeader::parse(page).ok_or(err(WalProblem::InvalidRecordLength { len: page.len() as u32 }))?;
+        if h.magic != self.cfg.magic {
+            return Err(err(WalProblem::BadMagic { found: h.magic, expected: self.cfg.magic }));
+        }
+        if h.info & !XLP_ALL_FLAGS != 0 {
+            return Err(err(WalProblem::BadInfoBits { info: h.info }));
+        }
+        let first_in_segment = at.segment_offset(self.cfg.seg_size) == 0;
+        match h.long {
+            Some(l) => {
+                if let Some(sysid) = self.cfg.system_identifier {
+                    if l.system_identifier != sysid {
+                        return Err(err(WalProblem::SystemIdMismatch {
+                            found: l.system_identifier.to_string(),
+                            expected: sysid.to_string(),
+                        }));
+                    }
+                }
+                if u64::from(l.seg_size) != self.cfg.seg_size.bytes() {
+                    return Err(err(WalProblem::SegSizeMismatch {
+                        found: l.seg_size,
+                        expected: self.cfg.seg_size.bytes() as u32,
+                    }));
+                }
+                if l.block_size != self.cfg.page_size {
+                    return Err(err(WalProblem::BlockSizeMismatch {
+                        found: l.block_size,
+                        expected: self.cfg.page_size,
+                    }));
+                }
+            }
+            None if first_in_segment => return Err(err(WalProblem::MissingLongHeader)),
+            None => {}
+        }
+        if h.page_addr != at {
+            return Err(err(WalProblem::PageAddrMismatch { found: h.page_addr, expected: at }));
+        }
+        if h.tli.0 < self.last_page_tli {
+            return Err(err(WalProblem::TimelineOutOfSequence { found: h.tli.0, after: self.last_page_tli }));
+        }
+        self.last_page_tli = h.tli.0;
+        Ok(h)
+    }
+
+    /// Feed the next page (exactly `page_size` bytes at [`Self::next_page`]).
+    /// Returns the end of the last valid record so far.
+    pub fn feed_page(&mut self, page: &[u8]) -> Result<Lsn, WalError> {
+        if self.is_done() {
+            return Ok(self.valid_until);
+        }
+        let page_lsn = self.next_page;
+        let h = self.check_header(page)?;
+        self.stats.pages += 1;
+        self.stats.bytes += page.len() as u64;
+        let mut off = h.header_len();
+        let cont = h.info & XLP_FIRST_IS_CONTRECORD != 0;
+
+        // Reconcile the page's continuation data with our state.
+        match &mut self.state {
+            State::Skipping { remaining } => {
+                // At the very first page, or still inside a record that began
+                // before the walk: trust the page's own remaining length.
+                *remaining = if cont { u64::from(h.rem_len) } else { 0 };
+            }
+            State::Header { have: 0, .. } => {
+                // Between records: the next one starts after this header.
+                if cont {
+                    return Err(WalError { lsn: page_lsn, problem: WalProblem::UnexpectedContrecord });
+                }
+                self.state =
+                    State::Header { start: Lsn(page_lsn.0 + off as u64), buf: [0; RECORD_HEADER_LEN], have: 0 };
+            }
+            State::Header { .. } | State::Payload { .. } => {
+                if h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD != 0 {
+                    // The record we were reading was abandoned at a crash and
+                    // overwritten; PostgreSQL continues with this page's data.
+                    self.state = State::Skipping { remaining: 0 };
+                } else if !cont {
+                    return Err(WalError { lsn: page_lsn, problem: WalProblem::MissingContrecord });
+                } else {
+                    let expected = match self.state {
+                        State::Payload { remaining, .. } => remaining,
+                        State::Header { buf, have, .. } => u64::from(le32(&buf, 0)).saturating_sub(have as u64),
+                        _ => 0,
+                    };
+                    if u64::from(h.rem_len) != expected {
+                        return Err(WalError {
+                            lsn: page_lsn,
+                            problem: WalProblem::ContrecordLength { found: h.rem_len, expected },
+                        });
+                    }
+                }
+            }
+            State::Done => {}
+            State::SwitchedUntil { next_segment } => {
+                if page_lsn < *next_segment {
+                    // Unused tail of a switched segment.
+                    self.next_page = page_lsn.checked_add(u64::from(self.cfg.page_size)).unwrap_or(page_lsn);
+                    return Ok(self.valid_until);
+                }
+                self.state = State::Skipping { remaining: 0 };
+            }
+        }
+
+        let page_size = page.len();
+        while off < page_size {
+            match self.state {
+                State::Skipping { remaining } => {
+                    let take = (remaining as usize).min(page_size - off);
+                    off += take;
+                    let left = remaining - take as u64;
+                    if left > 0 {
+                        self.state = State::Skipping { remaining: left };
+                        break;
+                    }
+                    off = align8(off);
+                    self.state =
+                        State::Header { start: Lsn(page_lsn.0 + off as u64), buf: [0; RECORD_HEADER_LEN], have: 0 };
+                }
+                State::Header { start, mut buf, have } => {
+                    let take = (RECORD_HEADER_LEN - have).min(page_size - off);
+                    buf[have..have + take].copy_from_slice(&page[off..off + take]);
+                    off += take;
+                    let have = have + take;
+                    let tot_len = le32(&buf, 0);
+                    if have >= 4 && (tot_len as usize) < RECORD_HEADER_LEN {
+                        return Err(WalError { lsn: start, problem: WalProblem::InvalidRecordLength { len: tot_len } });
+                    }
+                    if have < RECORD_HEADER_LEN {
+                        self.state = State::Header { start, buf, have };
+                        break;
+                    }
+                    self.check_record_header(start, &buf)?;
+                    self.state = State::Payload {
+                        start,
+                        header: buf,
+                        remaining: u64::from(tot_len) - RECORD_HEADER_LEN as u64,
+                        crc: 0,
+                    };
+                }
+                State::Payload { start, header, remaining, crc } => {
+                    let take = (remaining as usize).min(page_size - off);
+                    let crc = crc32c::crc32c_append(crc, &page[off..off + take]);
+                    off += take;
+                    let left = remaining - take as u64;
+                    if left > 0 {
+                        self.state = State::Payload { start, header, remaining: left, crc };
+                        break;
+                    }
+                    let computed = crc32c::crc32c_append(crc, &header[..RECORD_CRC_OFFSET]);
+                    let stored = le32(&header, RECORD_CRC_OFFSET);
+                    if computed != stored {
+                        return Err(WalError { lsn: start, problem: WalProblem::RecordCrc { stored, computed } });
+                    }
+                    let end = Lsn(page_lsn.0 + off as u64);
+                    self.valid_until = end;
+                    self.prev_record = Some(start);
+                    self.stats.records += 1;
+                    if end >= self.end {
+                        self.state = State::Done;
+                        break;
+                    }
+                    let (info, rmid) = (header[16], header[17]);
+                    if rmid == RM_XLOG_ID && info & 0xF0 == XLOG_SWITCH {
+                        let seg = self.cfg.seg_size.bytes();
+                        let next_segment = Lsn((end.0.saturating_sub(1) / seg + 1) * seg);
+                        self.state = State::SwitchedUntil { next_segment };
+                        break;
+                    }
+                    off = align8(off);
+                    self.state =
+                        State::Header { start: Lsn(page_lsn.0 + off as u64), buf: [0; RECORD_HEADER_LEN], have: 0 };
+                }
+                State::SwitchedUntil { .. } | State::Done => break,
+            }
+        }
+        self.next_page = Lsn(page_lsn.0 + page_size as u64);
+        Ok(self.valid_until)
+    }
+
+    fn check_record_header(&self, start: Lsn, h: &[u8; RECORD_HEADER_LEN]) -> Result<(), WalError> {
+        let rmid = h[17];
+        if !self.cfg.custom_rmgrs && rmid > RM_MAX_BUILTIN_ID {
+            return Err(WalError { lsn: start, problem: WalProblem::InvalidResourceManager { rmid } });
+        }
+        let prev = Lsn(le64(h, 8));
+        match self.prev_record {
+            Some(expected) if prev != expected => {
+                Err(WalError { lsn: start, problem: WalProblem::BadPrevLink { found: prev, expected } })
+            }
+            None if prev >= start => {
+                Err(WalError { lsn: start, problem: WalProblem::BadPrevLink { found: prev, expected: start } })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn align8(v: usize) -> usize {
+    (v + 7) & !7
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_for_default_size() {
+        let seg = WalSegSize::DEFAULT;
+        let n = SegmentName::containing(TimelineId(1), Lsn(0x17414F8), seg);
+        assert_eq!(n.file_name(seg), "000000010000000000000001");
+        let n = SegmentName::containing(TimelineId(2), Lsn(0x1_FF00_0000), seg);
+        assert_eq!(n.file_name(seg), "0000000200000001000000FF");
+        assert_eq!(SegmentName::parse("0000000200000001000000FF", seg).unwrap(), n);
+        assert!(SegmentName::parse("000000020000000100000100", seg).is_err());
+        assert!(SegmentName::parse("00000000000000010000000F", seg).is_err());
+        assert!(SegmentName::parse("0000000200000001000000F", seg).is_err());
+        assert!(SegmentName::parse("0000000200000001000000FG", seg).is_err());
+        let gib = WalSegSize::new(1 << 30).unwrap();
+        assert_eq!(SegmentName::new(TimelineId(1), 5).file_name(gib), "000000010000000100000001");
+        assert_eq!(
+            backup_history_file_name(TimelineId(1), Lsn(0x2000028), seg),
+            "000000010000000000000002.00000028.backup"
+        );
+        assert_eq!(history_file_name(TimelineId(10)), "0000000A.history");
+    }
+
+    #[test]
+    fn classify_names() {
+        assert_eq!(WalFileKind::classify("00000002.history"), Some(WalFileKind::History(TimelineId(2))));
+        assert_eq!(WalFileKind::classify("00000000.history"), None);
+        assert_eq!(
+            WalFileKind::classify("000000010000000000000003.partial"),
+            Some(WalFileKind::Partial("000000010000000000000003".into()))
+        );
+        assert_eq!(
+            WalFileKind::classify("000000010000000000000002.00000028.backup"),
+            Some(WalFileKind::BackupHistory { segment: "000000010000000000000002".into(), offset: 0x28 })
+        );
+        assert!(matches!(WalFileKind::classify("000000010000000000000002"), Some(WalFileKind::Segment(_))));
+        for junk in ["", "x.history", "archive_status", "000000010000000000000002.gz", "0000000100000000000000023"] {
+            assert_eq!(WalFileKind::classify(junk), None, "{junk}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn segment_names_round_trip(tli in 1u32.., segno in 0u64..(1u64 << 40), shift in 20u32..=30) {
+            let seg = WalSegSize::new(1u64 << shift).unwrap();
+            // Keep the xlogid part within 32 bits.
+            let segno = segno % (seg.segments_per_xlogid() << 32);
+            let n = SegmentName::new(TimelineId(tli), segno);
+            let name = n.file_name(seg);
+            prop_assert_eq!(name.len(), 24);
+            prop_assert_eq!(SegmentName::parse(&name, seg).unwrap(), n);
+            prop_assert_eq!(n.start_lsn(seg).segment_number(seg), segno);
+        }
+    }
+
+    /// A tiny WAL writer for tests: lays records out the way PostgreSQL does.
+    pub(crate) struct FakeWal {
+        pub seg: WalSegSize,
+        pub page: usize,
+        pub magic: u16,
+        pub sysid: u64,
+        pub tli: u32,
+        pub bytes: Vec<u8>,
+        /// Start of the buffer.
+        pub base: Lsn,
+        pub pos: usize,
+        pub prev: u64,
+        pub records: Vec<(Lsn, Lsn)>,
+    }
+
+    impl FakeWal {
+        pub fn new(base: Lsn, seg: WalSegSize, page: usize, magic: u16) -> FakeWal {
+            let mut w = FakeWal {
+                seg,
+                page,
+                magic,
+                sysid: 42,
+                tli: 1,
+                bytes: Vec::new(),
+                base,
+                pos: 0,
+                prev: 0,
+                records: Vec::new(),
+            };
+            w.start_page(0);
+            w
+        }
+
+        fn start_page(&mut self, rem: u32) {
+            let addr = self.base.0 + self.bytes.len() as u64;
+            let long = addr % self.seg.bytes() == 0;
+            let mut h = vec![0u8; if long { LONG_HEADER_LEN } else { SHORT_HEADER_LEN }];
+            let mut info = if long { XLP_LONG_HEADER } else { 0 };
+            if rem > 0 {
+                info |= XLP_FIRST_IS_CONTRECORD;
+            }
+            h[0..2].copy_from_slice(&self.magic.to_le_bytes());
+            h[2..4].copy_from_slice(&info.to_le_bytes());
+            h[4..8].copy_from_slice(&self.tli.to_le_bytes());
+            h[8..16].copy_from_slice(&addr.to_le_bytes());
+            h[16..20].copy_from_slice(&rem.to_le_bytes());
+            if long {
+                h[24..32].copy_from_slice(&self.sysid.to_le_bytes());
+                h[32..36].copy_from_slice(&(self.seg.bytes() as u32).to_le_bytes());
+                h[36..40].copy_from_slice(&(self.page as u32).to_le_bytes());
+            }
+            self.bytes.extend_from_slice(&h);
+            self.pos = self.bytes.len();
+        }
+
+        /// Append a record with `payload_len` payload bytes.
+        pub fn record(&mut self, payload_len: usize, rmid: u8, info: u8) {
+            self.pos = align8(self.pos);
+            if self.pos % self.page == 0 {
+                self.bytes.resize(self.pos, 0);
+                self.start_page(0);
+            }
+            self.bytes.resize(self.pos, 0);
+            let start = self.base.0 + self.pos as u64;
+            let tot = (RECORD_HEADER_LEN + payload_len) as u32;
+            let mut rec = vec![0u8; tot as usize];
+            rec[0..4].copy_from_slice(&tot.to_le_bytes());
+            rec[8..16].copy_from_slice(&self.prev.to_le_bytes());
+            rec[16] = info;
+            rec[17] = rmid;
+            for (i, b) in rec[RECORD_HEADER_LEN..].iter_mut().enumerate() {
+                *b = (i as u8).wrapping_mul(31).wrapping_add(start as u8);
+            }
+            let crc = crc32c::crc32c_append(crc32c::crc32c(&rec[RECORD_HEADER_LEN..]), &rec[..RECORD_CRC_OFFSET]);
+            rec[20..24].copy_from_slice(&crc.to_le_bytes());
+            let mut written = 0usize;
+            while written < rec.len() {
+                let room = self.page - (self.bytes.len() % self.page);
+                let take = room.min(rec.len() - written);
+                self.bytes.extend_from_slice(&rec[written..written + take]);
+                written += take;
+                if written < rec.len() {
+                    self.start_page((rec.len() - written) as u32);
+                }
+            }
+            self.pos = self.bytes.len();
+            self.prev = start;
+            self.records.push((Lsn(start), Lsn(self.base.0 + self.pos as u64)));
+        }
+
+        /// Pad to the next page boundary.
+        pub fn finish(&mut self) {
+            let pad = (self.page - self.bytes.len() % self.page) % self.page;
+            self.bytes.extend(std::iter::repeat_n(0u8, pad));
+        }
+    }
+
+    fn cfg(w: &FakeWal) -> WalkConfig {
+        WalkConfig {
+            magic: w.magic,
+            seg_size: w.seg,
+            page_size: w.page as u32,
+            system_identifier: Some(w.sysid),
+            custom_rmgrs: true,
+        }
+    }
+
+    /// Feed pages until the last written record is reached, as the real
+    /// caller stops at its end LSN (what follows is zero padding).
+    fn walk(w: &FakeWal) -> Result<Lsn, WalError> {
+        let target = w.records.last().map_or(w.base, |r| r.1);
+        let mut walker = RecordWalker::new(cfg(w), w.base, target);
+        let mut last = w.base;
+        for chunk in w.bytes.chunks(w.page) {
+            last = walker.feed_page(chunk)?;
+            if last >= target {
+                break;
+            }
+        }
+        Ok(last)
+    }
+
+    fn sample() -> FakeWal {
+        let seg = WalSegSize::new(1 << 20).unwrap();
+        let mut w = FakeWal::new(Lsn(0), seg, 8192, 0xD110);
+        for (i, len) in [10usize, 8170, 3, 20000, 0, 8144, 8145, 100].iter().enumerate() {
+            w.record(*len, (i % 20) as u8, 0);
+        }
+        w.finish();
+        w
+    }
+
+    #[test]
+    fn walks_records_across_pages() {
+        let w = sample();
+        let end = walk(&w).unwrap();
+        assert_eq!(end, w.records.last().unwrap().1);
+    }
+
+    #[test]
+    fn catches_a_flipped_payload_byte() {
+        let mut w = sample();
+        let (start, _) = w.records[3];
+        let i = (start.0 - w.base.0) as usize + 9000; // inside the 20000-byte record, past a page header
+        w.bytes[i] ^= 0x40;
+        let e = walk(&w).unwrap_err();
+        assert_eq!(e.lsn, start);
+        assert!(matches!(e.problem, WalProblem::RecordCrc { .. }));
+    }
+
+    #[test]
+    fn catches_header_problems() {
+        let w = sample();
+        let mut bad = w.bytes.clone();
+        bad[8192] ^= 1; // magic of the second page
+        let mut walker = RecordWalker::new(cfg(&w), w.base, Lsn(u64::MAX));
+        let r: Result<Vec<_>, _> = bad.chunks(8192).map(|c| walker.feed_page(c)).collect();
+        assert!(matches!(r.unwrap_err().problem, WalProblem::BadMagic { .. }));
+
+        let mut other = sample();
+        other.sysid = 7;
+        let mut walker = RecordWalker::new(cfg(&other), other.base, Lsn(u64::MAX));
+        assert!(matches!(walker.feed_page(&w.bytes[..8192]).unwrap_err().problem, WalProblem::SystemIdMismatch { .. }));
+
+        // A page from elsewhere: wrong address.
+        let mut walker = RecordWalker::new(cfg(&w), Lsn(8192), Lsn(u64::MAX));
+        assert!(matches!(walker.feed_page(&w.bytes[..8192]).unwrap_err().problem, WalProblem::PageAddrMismatch { .. }));
+
+        // A zeroed page where records should continue.
+        let mut zeroed = w.bytes.clone();
+        for b in &mut zeroed[8192..16384] {
+            *b = 0;
+        }
+        let mut walker = RecordWalker::new(cfg(&w), w.base, Lsn(u64::MAX));
+        let r: Result<Vec<_>, _> = zeroed.chunks(8192).map(|c| walker.feed_page(c)).collect();
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn starting_mid_record_skips_its_tail() {
+        let w = sample();
+        // Start at the second page: it begins with the tail of a record.
+        let target = w.records.last().unwrap().1;
+        let mut walker = RecordWalker::new(cfg(&w), Lsn(8192), target);
+        let mut last = Lsn(0);
+        for c in w.bytes[8192..].chunks(8192) {
+            last = walker.feed_page(c).unwrap();
+            if last >= target {
+                break;
+            }
+        }
+        assert_eq!(last, target);
+        // Both records that began on the first page are not counted: one
+        // lies wholly on it, the other's tail was skipped.
+        let begun_on_first_page = w.records.iter().filter(|(s, _)| s.0 < 8192).count() as u64;
+        assert_eq!(begun_on_first_page, 2);
+        assert_eq!(walker.stats.records, w.records.len() as u64 - begun_on_first_page);
+    }
+
+    #[test]
+    fn switch_record_skips_rest_of_segment() {
+        let seg = WalSegSize::new(1 << 20).unwrap();
+        let mut w = FakeWal::new(Lsn(0), seg, 8192, 0xD110);
+        w.record(100, 0, 0);
+        w.record(0, RM_XLOG_ID, XLOG_SWITCH);
+        // Garbage up to the segment end, then a fresh segment.
+        let seg_end = seg.bytes() as usize;
+        w.bytes.resize(seg_end, 0xAB);
+        w.pos = seg_end;
+        w.start_page(0);
+        w.record(50, 1, 0);
+        w.finish();
+        let target = w.records.last().unwrap().1;
+        let mut walker = RecordWalker::new(cfg(&w), w.base, target);
+        let mut i = 0usize;
+        let mut last = Lsn(0);
+        while last < target {
+            if let Some(to) = walker.skip_to() {
+                walker.skip_switched_pages();
+                i = to.0 as usize;
+                continue;
+            }
+            last = walker.feed_page(&w.bytes[i..i + 8192]).unwrap();
+            i += 8192;
+        }
+        assert_eq!(last, w.records.last().unwrap().1);
+        assert_eq!(walker.stats.records, 3);
+    }
+}
