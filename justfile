@@ -20,3 +20,23 @@ pg-all:
 # Regenerate testdata/ from real clusters of every major (installs them as needed).
 testdata:
     scripts/gen-testdata.sh
+
+# Print the bindir of PostgreSQL MAJOR (installing it if needed).
+pg-bin MAJOR:
+    @scripts/pg-install.sh '{{MAJOR}}' 2>/dev/null | tail -n 1
+
+# Run the integration tests against the npm build of each MAJOR (default: all).
+matrix *MAJORS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for m in {{ if MAJORS == "" { majors } else { MAJORS } }}; do
+        bin=$(scripts/pg-install.sh "$m" 2>/dev/null | tail -n 1)
+        echo "=== PostgreSQL $m ($bin)"
+        PGDRILL_TEST_PG_BIN="$bin" cargo test --test '*' -q
+    done
+
+# The checks CI runs, in order.
+check:
+    cargo fmt --all -- --check
+    cargo clippy --all-targets -- -D warnings
+    cargo test

@@ -10,10 +10,16 @@
 //! - [`report`]: tables and JSON;
 //! - [`cli`]: clap structs turned into the plain configs above.
 
+pub mod backup;
 pub mod cli;
+pub mod conn;
+pub mod copy;
 pub mod datadir;
 pub mod error;
 pub mod ground;
 pub mod inspect;
 pub mod pg;
 pub mod report;
+pub mod restore;
+pub mod server;
+pub mod signals;

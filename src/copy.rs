@@ -1,0 +1,271 @@
+//! Copying files in parallel, with a rate limit, a progress bar, and a
+//! CRC-32C of exactly the bytes written.
+//!
+//! Used by `backup` (from a live standby, where files grow, shrink and vanish
+//! under us; replay repairs them) and by `restore`.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, IsTerminal, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::error::{Error, Result};
+use crate::server::OsUser;
+
+const BUF_SIZE: usize = 1 << 20;
+
+/// One file to copy.
+#[derive(Clone, Debug)]
+pub struct CopyJob {
+    pub src: PathBuf,
+    pub dst: PathBuf,
+    /// Size when listed; used to order the work and for progress.
+    pub size_hint: u64,
+}
+
+/// What was copied.
+#[derive(Clone, Debug, Default)]
+pub struct Copied {
+    pub size: u64,
+    pub crc32c: u32,
+    /// Source modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// The source disappeared before it could be opened.
+    pub vanished: bool,
+}
+
+/// A byte-rate limit shared by all workers.
+pub struct Throttle {
+    rate: u64,
+    state: Mutex<(Instant, u64)>,
+}
+
+impl Throttle {
+    pub fn new(bytes_per_sec: u64) -> Throttle {
+        Throttle { rate: bytes_per_sec.max(1), state: Mutex::new((Instant::now(), 0)) }
+    }
+
+    /// Account for `n` bytes, sleeping until they fit in the rate.
+    pub fn take(&self, n: u64) {
+        let wait = {
+            let mut s = match self.state.lock() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            };
+            s.1 += n;
+            let due = s.0 + Duration::from_secs_f64(s.1 as f64 / self.rate as f64);
+            due.saturating_duration_since(Instant::now())
+        };
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// Options for [`copy_files`].
+pub struct CopyOptions<'a> {
+    pub jobs: usize,
+    pub throttle: Option<&'a Throttle>,
+    pub progress: &'a ProgressBar,
+    /// Owner for created files (root only).
+    pub owner: Option<&'a OsUser>,
+    /// File mode for created files; `None` keeps the source's.
+    pub mode: Option<u32>,
+    /// A missing source is recorded as vanished instead of an error.
+    pub vanish_ok: bool,
+    pub cancel: &'a AtomicBool,
+}
+
+/// A byte progress bar on stderr, hidden when stderr is not a terminal or
+/// when `quiet`.
+pub fn progress_bar(total: u64, what: &str, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("{msg:>8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Copy one file. `buf` is scratch space.
+pub fn copy_one(job: &CopyJob, opts: &CopyOptions, buf: &mut [u8]) -> Result<Copied> {
+    let mut src = match File::open(&job.src) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound && opts.vanish_ok => {
+            return Ok(Copied { vanished: true, ..Copied::default() })
+        }
+        Err(e) => return Err(Error::ReadInput { path: job.src.clone(), source: e }),
+    };
+    let meta = src.metadata().map_err(|e| Error::ReadInput { path: job.src.clone(), source: e })?;
+    let mode = opts.mode.unwrap_or(meta.mode() & 0o7777);
+    let mut dst = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&job.dst)
+        .map_err(|e| Error::io(&job.dst, "create file", e))?;
+    let mut crc = 0u32;
+    let mut size = 0u64;
+    loop {
+        if opts.cancel.load(Ordering::Relaxed) || crate::signals::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let n = match src.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::ReadInput { path: job.src.clone(), source: e }),
+        };
+        if let Some(t) = opts.throttle {
+            t.take(n as u64);
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        dst.write_all(&buf[..n]).map_err(|e| Error::io(&job.dst, "write", e))?;
+        size += n as u64;
+        opts.progress.inc(n as u64);
+    }
+    if let Some(u) = opts.owner {
+        u.chown(&job.dst)?;
+    }
+    Ok(Copied { size, crc32c: crc, mtime: meta.mtime(), vanished: false })
+}
+
+/// Copy all jobs with `opts.jobs` workers, largest first. Results are in the
+/// order of `jobs`. The first error stops the other workers.
+pub fn copy_files(jobs: &[CopyJob], opts: &CopyOptions) -> Result<Vec<Copied>> {
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].size_hint));
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Copied>>> = Mutex::new(vec![None; jobs.len()]);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let workers = opts.jobs.clamp(1, jobs.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let mut buf = vec![0u8; BUF_SIZE];
+                loop {
+                    if opts.cancel.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&i) = order.get(k) else { return };
+                    match copy_one(&jobs[i], opts, &mut buf) {
+                        Ok(c) => {
+                            if let Ok(mut r) = results.lock() {
+                                r[i] = Some(c);
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut fe) = first_error.lock() {
+                                if fe.is_none() {
+                                    *fe = Some(e);
+                                }
+                            }
+                            opts.cancel.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    if opts.cancel.load(Ordering::Relaxed) || crate::signals::interrupted() {
+        return Err(Error::Interrupted);
+    }
+    let results = results.into_inner().unwrap_or_default();
+    Ok(results.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// Flush everything written to the file system holding `path` to disk.
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    let f = File::open(path).map_err(|e| Error::io(path, "open for sync", e))?;
+    nix::unistd::syncfs(&f).map_err(|e| Error::io(path, "sync", std::io::Error::from(e)))
+}
+
+/// Parse a rate like `50M`, `512k`, `1G` or `1048576` (bytes per second).
+pub fn parse_rate(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 =
+        num.trim().parse().map_err(|_| format!("invalid rate {text:?}: expected bytes per second like 50M"))?;
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("invalid rate {text:?}: must be positive"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("50M"), Ok(50 << 20));
+        assert_eq!(parse_rate("512k"), Ok(512 << 10));
+        assert_eq!(parse_rate("1G"), Ok(1 << 30));
+        assert_eq!(parse_rate("4096"), Ok(4096));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("").is_err());
+    }
+
+    #[test]
+    fn copies_in_parallel_with_crc() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut jobs = Vec::new();
+        for i in 0..20 {
+            let src = dir.path().join(format!("s{i}"));
+            std::fs::write(&src, vec![i as u8; i * 100_000]).unwrap();
+            jobs.push(CopyJob { src, dst: dir.path().join(format!("d{i}")), size_hint: (i * 100_000) as u64 });
+        }
+        jobs.push(CopyJob { src: dir.path().join("gone"), dst: dir.path().join("dgone"), size_hint: 0 });
+        let cancel = AtomicBool::new(false);
+        let pb = ProgressBar::hidden();
+        let opts = CopyOptions {
+            jobs: 3,
+            throttle: None,
+            progress: &pb,
+            owner: None,
+            mode: None,
+            vanish_ok: true,
+            cancel: &cancel,
+        };
+        let out = copy_files(&jobs, &opts).unwrap();
+        for (i, c) in out.iter().enumerate().take(20) {
+            let data = std::fs::read(dir.path().join(format!("d{i}"))).unwrap();
+            assert_eq!(c.size as usize, data.len());
+            assert_eq!(c.crc32c, crc32c::crc32c(&data));
+        }
+        assert!(out[20].vanished);
+        // Without vanish_ok a missing file is an error, and nothing is left half-done silently.
+        let opts = CopyOptions { vanish_ok: false, ..opts };
+        let err = copy_files(&jobs[20..], &opts).unwrap_err();
+        assert!(matches!(err, Error::ReadInput { .. }));
+    }
+
+    #[test]
+    fn throttle_limits_the_rate() {
+        let t = Throttle::new(1 << 20);
+        let start = Instant::now();
+        for _ in 0..4 {
+            t.take(128 << 10);
+        }
+        // 512 KiB at 1 MiB/s takes about half a second; allow slack upward only.
+        assert!(start.elapsed() >= Duration::from_millis(400), "{:?}", start.elapsed());
+    }
+}

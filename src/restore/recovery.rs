@@ -1,0 +1,302 @@
+//! Writing a restored data directory's recovery configuration.
+//!
+//! - 10–11: `recovery.conf` holds the recovery settings and `standby_mode`;
+//!   other settings go to `postgresql.auto.conf`.
+//! - 12+: `standby.signal` or `recovery.signal` turns recovery on, and every
+//!   setting goes to `postgresql.auto.conf`. Because settings there are
+//!   ordinary ones, whatever the standby's own postgresql.conf says (its
+//!   primary_conninfo, restore_command, recovery targets, cleanup commands)
+//!   would still apply, so we override each of them explicitly.
+//!
+//! postgresql.auto.conf is read after postgresql.conf, so its values win.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::pg::conf;
+use crate::pg::version::{PgVersion, RecoveryStyle};
+use crate::pg::{Lsn, TimelineId};
+use crate::server::OsUser;
+
+/// Files that carry recovery state from the source and must go.
+pub const RECOVERY_FILES: &[&str] = &["standby.signal", "recovery.signal", "recovery.conf", "recovery.done"];
+
+/// Settings that exist only in recovery.conf on 10–11.
+const RECOVERY_CONF_KEYS: &[&str] = &[
+    "restore_command",
+    "archive_cleanup_command",
+    "recovery_end_command",
+    "recovery_target",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_inclusive",
+    "recovery_target_timeline",
+    "recovery_target_action",
+    "standby_mode",
+    "primary_conninfo",
+    "primary_slot_name",
+    "trigger_file",
+    "recovery_min_apply_delay",
+];
+
+/// The recovery targets; at most one may be set.
+const TARGET_KEYS: &[&str] =
+    &["recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid"];
+
+/// What the restored server does when it reaches its target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetAction {
+    Pause,
+    Promote,
+    Shutdown,
+}
+
+impl TargetAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            TargetAction::Pause => "pause",
+            TargetAction::Promote => "promote",
+            TargetAction::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Stop replay at an LSN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub lsn: Lsn,
+    /// Stop after (true) or before (false) the record at the LSN.
+    pub inclusive: bool,
+    pub action: TargetAction,
+}
+
+/// Which timeline to follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimelineChoice {
+    Latest,
+    Id(TimelineId),
+}
+
+/// The whole recovery configuration of a restored copy.
+#[derive(Clone, Debug)]
+pub struct RecoveryPlan {
+    /// standby.signal (keep waiting for WAL) instead of recovery.signal.
+    pub standby_mode: bool,
+    pub restore_command: Option<String>,
+    pub primary_conninfo: Option<String>,
+    pub target: Option<Target>,
+    pub timeline: TimelineChoice,
+    /// Keep the copy away from production: no archiving, no synchronous
+    /// standbys to wait for, no cleanup of the production archive.
+    pub sandbox: bool,
+    pub port: Option<u16>,
+    pub hot_standby: bool,
+}
+
+/// Sorted settings for a major: what goes in recovery.conf (10–11 only) and
+/// what goes in postgresql.auto.conf, plus the keys to drop there.
+pub struct Rendered {
+    pub recovery_conf: Option<String>,
+    pub auto_remove: Vec<&'static str>,
+    pub auto_add: Vec<(&'static str, String)>,
+    pub signal: Option<&'static str>,
+}
+
+/// Decide every setting for `plan` on `version`. Pure.
+pub fn render(version: &PgVersion, plan: &RecoveryPlan) -> Rendered {
+    // The recovery settings, with neutral values where we want nothing, so
+    // that inherited values are overridden rather than left to fight.
+    let mut rec: Vec<(&'static str, String)> = vec![
+        ("restore_command", plan.restore_command.clone().unwrap_or_default()),
+        ("primary_conninfo", plan.primary_conninfo.clone().unwrap_or_default()),
+        ("primary_slot_name", String::new()),
+        ("archive_cleanup_command", String::new()),
+        ("recovery_end_command", String::new()),
+        ("recovery_min_apply_delay", "0".into()),
+    ];
+    for k in TARGET_KEYS {
+        rec.push((k, String::new()));
+    }
+    rec.push((
+        "recovery_target_timeline",
+        match plan.timeline {
+            TimelineChoice::Latest => "latest".into(),
+            TimelineChoice::Id(t) => t.0.to_string(),
+        },
+    ));
+    if let Some(t) = plan.target {
+        if let Some(e) = rec.iter_mut().find(|(k, _)| *k == "recovery_target_lsn") {
+            e.1 = t.lsn.to_string();
+        }
+        rec.push(("recovery_target_inclusive", if t.inclusive { "on" } else { "off" }.into()));
+        rec.push(("recovery_target_action", t.action.as_str().into()));
+    } else {
+        rec.push(("recovery_target_inclusive", "on".into()));
+        rec.push(("recovery_target_action", "pause".into()));
+    }
+    if let Some(trigger) = version.promote_trigger_setting {
+        rec.push((trigger, String::new()));
+    }
+
+    let mut other: Vec<(&'static str, String)> = Vec::new();
+    if let Some(p) = plan.port {
+        other.push(("port", p.to_string()));
+    }
+    if plan.hot_standby {
+        other.push(("hot_standby", "on".into()));
+    }
+    if plan.sandbox {
+        other.push(("archive_mode", "off".into()));
+        other.push(("synchronous_standby_names", String::new()));
+    }
+
+    match version.recovery {
+        RecoveryStyle::RecoveryConf => {
+            // recovery.conf is ours alone: write only what means something.
+            let mut text = String::from("# Written by pgdrill restore.\n");
+            text.push_str(&format!("standby_mode = {}\n", conf::quote(if plan.standby_mode { "on" } else { "off" })));
+            for (k, v) in &rec {
+                let empty_target = TARGET_KEYS.contains(k) && v.is_empty();
+                let empty_cmd = v.is_empty();
+                if empty_target || empty_cmd || *k == "trigger_file" || *k == "recovery_min_apply_delay" {
+                    continue;
+                }
+                text.push_str(&format!("{k} = {}\n", conf::quote(v)));
+            }
+            Rendered {
+                recovery_conf: Some(text),
+                auto_remove: RECOVERY_CONF_KEYS.to_vec(),
+                auto_add: other,
+                signal: None,
+            }
+        }
+        RecoveryStyle::SignalFiles => {
+            let mut add = rec;
+            add.extend(other);
+            Rendered {
+                recovery_conf: None,
+                auto_remove: vec!["standby_mode", "trigger_file"],
+                auto_add: add,
+                signal: Some(if plan.standby_mode { "standby.signal" } else { "recovery.signal" }),
+            }
+        }
+    }
+}
+
+fn write_owned(path: &Path, text: &str, owner: Option<&OsUser>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = path.with_extension("pgdrill-tmp");
+    fs::write(&tmp, text).map_err(|e| Error::io(&tmp, "write", e))?;
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(&tmp, "chmod", e))?;
+    if let Some(u) = owner {
+        u.chown(&tmp)?;
+    }
+    fs::rename(&tmp, path).map_err(|e| Error::io(path, "replace", e))
+}
+
+/// Remove recovery files that came with the backup.
+pub fn clear(pgdata: &Path) -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for f in RECOVERY_FILES {
+        let p = pgdata.join(f);
+        match fs::remove_file(&p) {
+            Ok(()) => removed.push(p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&p, "remove", e)),
+        }
+    }
+    Ok(removed)
+}
+
+/// Write the recovery configuration of `plan` into `pgdata`.
+pub fn write(pgdata: &Path, version: &PgVersion, plan: &RecoveryPlan, owner: Option<&OsUser>) -> Result<()> {
+    clear(pgdata)?;
+    let r = render(version, plan);
+    let auto = pgdata.join("postgresql.auto.conf");
+    let current = match fs::read_to_string(&auto) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => conf::AUTO_CONF_HEADER.to_string(),
+        Err(e) => return Err(Error::ReadInput { path: auto, source: e }),
+    };
+    let text = conf::replace_settings(&current, &r.auto_remove, &r.auto_add, "recovery settings written by pgdrill");
+    write_owned(&auto, &text, owner)?;
+    if let Some(rc) = &r.recovery_conf {
+        write_owned(&pgdata.join("recovery.conf"), rc, owner)?;
+    }
+    if let Some(sig) = r.signal {
+        write_owned(&pgdata.join(sig), "", owner)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::version::by_major;
+
+    fn plan() -> RecoveryPlan {
+        RecoveryPlan {
+            standby_mode: true,
+            restore_command: Some("cp /archive/%f %p".into()),
+            primary_conninfo: None,
+            target: Some(Target { lsn: Lsn(0x76D6CA8), inclusive: false, action: TargetAction::Pause }),
+            timeline: TimelineChoice::Id(TimelineId(1)),
+            sandbox: true,
+            port: Some(6000),
+            hot_standby: true,
+        }
+    }
+
+    #[test]
+    fn pg11_uses_recovery_conf() {
+        let r = render(by_major(11).unwrap(), &plan());
+        let rc = r.recovery_conf.unwrap();
+        assert!(rc.contains("standby_mode = 'on'\n"));
+        assert!(rc.contains("restore_command = 'cp /archive/%f %p'\n"));
+        assert!(rc.contains("recovery_target_lsn = '0/76D6CA8'\n"));
+        assert!(rc.contains("recovery_target_inclusive = 'off'\n"));
+        assert!(rc.contains("recovery_target_timeline = '1'\n"));
+        assert!(!rc.contains("primary_conninfo"));
+        assert!(!rc.contains("recovery_target_xid"));
+        assert_eq!(r.signal, None);
+        assert!(r.auto_add.contains(&("archive_mode", "off".into())));
+        assert!(!r.auto_add.iter().any(|(k, _)| *k == "restore_command"));
+    }
+
+    #[test]
+    fn pg15_overrides_everything_in_auto_conf() {
+        let r = render(by_major(15).unwrap(), &plan());
+        assert_eq!(r.signal, Some("standby.signal"));
+        let get = |k: &str| r.auto_add.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("primary_conninfo").as_deref(), Some(""));
+        assert_eq!(get("archive_cleanup_command").as_deref(), Some(""));
+        assert_eq!(get("recovery_target_xid").as_deref(), Some(""));
+        assert_eq!(get("recovery_target_lsn").as_deref(), Some("0/76D6CA8"));
+        assert_eq!(get("promote_trigger_file").as_deref(), Some(""));
+        assert_eq!(get("port").as_deref(), Some("6000"));
+        // 16 has no promote_trigger_file: setting it would stop the server.
+        let r16 = render(by_major(16).unwrap(), &plan());
+        assert!(!r16.auto_add.iter().any(|(k, _)| *k == "promote_trigger_file"));
+    }
+
+    #[test]
+    fn writes_files_and_removes_stale_ones() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("standby.signal"), "").unwrap();
+        fs::write(d.path().join("recovery.done"), "x").unwrap();
+        fs::write(d.path().join("postgresql.auto.conf"), "primary_conninfo = 'host=prod'\nwork_mem = '8MB'\n").unwrap();
+        let mut p = plan();
+        p.standby_mode = false;
+        write(d.path(), by_major(14).unwrap(), &p, None).unwrap();
+        assert!(!d.path().join("standby.signal").exists());
+        assert!(!d.path().join("recovery.done").exists());
+        assert!(d.path().join("recovery.signal").exists());
+        let auto = fs::read_to_string(d.path().join("postgresql.auto.conf")).unwrap();
+        assert_eq!(conf::get(&auto, "primary_conninfo").as_deref(), Some(""));
+        assert_eq!(conf::get(&auto, "work_mem").as_deref(), Some("8MB"));
+        assert_eq!(auto.matches("primary_conninfo").count(), 1);
+    }
+}

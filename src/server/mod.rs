@@ -1,0 +1,14 @@
+//! Running PostgreSQL's programs: finding binaries, choosing the OS user, and
+//! supervising postmasters.
+//!
+//! Servers run in their own process group. Readiness is a connection that
+//! succeeds before a deadline. Stopping is a fast shutdown, then an immediate
+//! one, then SIGKILL of the whole group.
+
+mod bin;
+mod osuser;
+mod postmaster;
+
+pub use bin::{parse_version_output, PgBin};
+pub use osuser::OsUser;
+pub use postmaster::{Postmaster, ServerSpec, StopMode};
