@@ -23,3 +23,4 @@ pub mod report;
 pub mod restore;
 pub mod server;
 pub mod signals;
+pub mod verify;

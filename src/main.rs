@@ -9,6 +9,7 @@ use pgdrill::error::{Error, EXIT_USAGE};
 use pgdrill::report;
 
 fn main() -> ExitCode {
+    pgdrill::signals::install();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -31,6 +32,27 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
         Command::Inspect(a) => (
             a.json,
             pgdrill::inspect::run(&a.path).map(|r| {
+                report::emit(&r, a.json);
+                r.exit_code()
+            }),
+        ),
+        Command::Preflight(a) => (
+            a.json,
+            a.to_config().and_then(|c| pgdrill::backup::preflight::run(&c)).map(|r| {
+                report::emit(&r, a.json);
+                r.exit_code()
+            }),
+        ),
+        Command::Backup(a) => (
+            a.json,
+            a.to_config().and_then(|c| pgdrill::backup::run(&c)).map(|r| {
+                report::emit(&r, a.json);
+                0
+            }),
+        ),
+        Command::Verify(a) => (
+            a.json,
+            a.to_config().and_then(|c| pgdrill::verify::run(&c)).map(|r| {
                 report::emit(&r, a.json);
                 r.exit_code()
             }),

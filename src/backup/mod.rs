@@ -18,6 +18,7 @@
 //! backup is written into a staging directory beside the destination and
 //! renamed into place only when complete.
 
+pub mod preflight;
 pub mod walk;
 
 use std::fs;

@@ -321,14 +321,24 @@ impl Ground {
     /// pgdrill's label method, streaming from the primary and restoring from
     /// the archive, and wait until it accepts read-only connections.
     pub fn add_standby(&mut self) -> Result<()> {
-        let pgdata = self.dir.join("standby");
+        let standby = self.new_standby_of(&self.primary, "standby")?;
+        self.standby = Some(standby);
+        self.wait_standby_caught_up(Duration::from_secs(60))?;
+        Ok(())
+    }
+
+    /// Build and start a hot standby of `upstream` (the primary, or a
+    /// standby for cascading replication) named `name`, following the
+    /// latest timeline and restoring from the archive. The caller owns it.
+    pub fn new_standby_of(&self, upstream: &Cluster, name: &str) -> Result<Cluster> {
+        let pgdata = self.dir.join(name);
         backup::run(&BackupConfig {
-            standby: self.primary.conn(),
+            standby: upstream.conn(),
             primary: None,
             dest: pgdata.clone(),
-            pgdata: Some(self.primary.pgdata.clone()),
+            pgdata: Some(upstream.pgdata.clone()),
             method: Method::Label,
-            label: "pgdrill test ground".into(),
+            label: format!("pgdrill test ground: {name}"),
             fast: true,
             jobs: 2,
             max_rate: None,
@@ -350,9 +360,9 @@ impl Ground {
                 standby_mode: true,
                 restore_command: Some(format!("cp {}/%f %p", self.archive.display())),
                 primary_conninfo: Some(format!(
-                    "host={} port={} user={ROLE} application_name=standby",
+                    "host={} port={} user={ROLE} application_name={name}",
                     self.sockets.display(),
-                    self.primary.port
+                    upstream.port
                 )),
                 target: None,
                 timeline: TimelineChoice::Latest,
@@ -363,19 +373,17 @@ impl Ground {
             Some(&self.user),
         )?;
         let mut standby = Cluster {
-            name: "standby".into(),
+            name: name.into(),
             pgdata,
             port,
             socket_dir: self.sockets.clone(),
-            log: self.dir.join("standby.log"),
+            log: self.dir.join(format!("{name}.log")),
             bin: self.bin.clone(),
             user: self.user.clone(),
             postmaster: None,
         };
         standby.start()?;
-        self.standby = Some(standby);
-        self.wait_standby_caught_up(Duration::from_secs(60))?;
-        Ok(())
+        Ok(standby)
     }
 
     pub fn standby(&self) -> Result<&Cluster> {
@@ -448,6 +456,11 @@ impl Ground {
 
 impl Drop for Ground {
     fn drop(&mut self) {
+        // PGDRILL_KEEP_GROUND=1 keeps the directory (servers still stop).
+        if std::env::var_os("PGDRILL_KEEP_GROUND").is_some() {
+            let kept = self.keep();
+            eprintln!("pgdrill: kept the test ground in {}", kept.display());
+        }
         if let Some(s) = &mut self.standby {
             s.stop();
         }

@@ -10,7 +10,9 @@ use tabled::settings::Style;
 
 use crate::error::Error;
 
+mod backup;
 mod inspect;
+mod verify;
 
 /// A result that can be shown to a person.
 pub trait Render {

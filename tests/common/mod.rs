@@ -55,3 +55,105 @@ pub fn stderr(o: &Output) -> String {
 pub fn one(client: &mut postgres::Client, sql: &str) -> String {
     client.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
 }
+
+use pgdrill::ground::free_port;
+use std::time::Duration;
+
+/// Run a program as the ground's server user.
+pub fn run_as(g: &Ground, program: &str, args: &[&str]) -> Output {
+    g.user.command(g.bin.program(program)).args(args).output().expect("run a server program")
+}
+
+/// A backup restored with plain PostgreSQL and no pgdrill code: copy the
+/// files, write the recovery settings by hand, `pg_ctl start -w`. Returns
+/// the port. The copy replays from the archive only.
+pub struct PlainRestore {
+    pub pgdata: std::path::PathBuf,
+    pub port: u16,
+    pub log: std::path::PathBuf,
+    pub user: pgdrill::server::OsUser,
+    pub bin: PgBin,
+    pub socket_dir: std::path::PathBuf,
+}
+
+impl PlainRestore {
+    pub fn new(g: &Ground, backup: &Path, name: &str) -> PlainRestore {
+        let pgdata = g.dir.join(name);
+        let st = Command::new("cp").arg("-a").arg(backup).arg(&pgdata).status().unwrap();
+        assert!(st.success());
+        Command::new("chown").args(["-R", &format!("{}:", g.user.name)]).arg(&pgdata).status().unwrap();
+        Command::new("chmod").arg("700").arg(&pgdata).status().unwrap();
+        let port = free_port();
+        let restore = format!("cp {}/%f %p", g.archive.display());
+        if g.bin.major >= 12 {
+            std::fs::write(pgdata.join("standby.signal"), "").unwrap();
+            let mut auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap_or_default();
+            auto.push_str(&format!(
+                "\nport = {port}\nprimary_conninfo = ''\nrestore_command = '{restore}'\nrecovery_target_timeline = 'latest'\n"
+            ));
+            std::fs::write(pgdata.join("postgresql.auto.conf"), auto).unwrap();
+        } else {
+            std::fs::write(
+                pgdata.join("recovery.conf"),
+                format!("standby_mode = 'on'\nrestore_command = '{restore}'\n"),
+            )
+            .unwrap();
+            let mut auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap_or_default();
+            auto.push_str(&format!("\nport = {port}\n"));
+            std::fs::write(pgdata.join("postgresql.auto.conf"), auto).unwrap();
+        }
+        for f in ["backup_manifest", "end_location"] {
+            let _ = std::fs::remove_file(pgdata.join(f));
+        }
+        PlainRestore {
+            log: g.dir.join(format!("{name}.log")),
+            pgdata,
+            port,
+            user: g.user.clone(),
+            bin: g.bin.clone(),
+            socket_dir: g.sockets.clone(),
+        }
+    }
+
+    /// `pg_ctl start -w`: returns once the server accepts (read-only)
+    /// connections, i.e. it reached consistency.
+    pub fn start(&self) -> Output {
+        self.user
+            .command(self.bin.program("pg_ctl"))
+            .args(["start", "-w", "-t", "180", "-D"])
+            .arg(&self.pgdata)
+            .arg("-l")
+            .arg(&self.log)
+            .output()
+            .unwrap()
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        pgdrill::conn::ConnSpec::socket(&self.socket_dir, self.port, "postgres", "postgres").connect().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for PlainRestore {
+    fn drop(&mut self) {
+        let _ = self
+            .user
+            .command(self.bin.program("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(&self.pgdata)
+            .output();
+    }
+}
+
+/// The PostgreSQL 15 pg_verifybackup, when installed.
+pub fn pg_verifybackup() -> Option<std::path::PathBuf> {
+    let p = std::path::PathBuf::from("/usr/lib/postgresql/15/bin/pg_verifybackup");
+    p.exists().then_some(p)
+}
+
+pub fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
