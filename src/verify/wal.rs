@@ -1,0 +1,653 @@
+//! The WAL a backup needs: present, on the right timelines, and intact from
+//! its start to its end.
+//!
+//! Which files: recovery reads segment `segno` from the newest timeline of
+//! the target's history that had begun by that segment
+//! (`XLogFileReadAnyTLI()` in `src/backend/access/transam/xlogrecovery.c`),
+//! so crossing a timeline switch needs the end timeline's `TTTTTTTT.history`
+//! (`readTimeLineHistory()`, `src/backend/access/transam/timeline.c`). A
+//! file is looked up in `--wal-archive` first, then in the directory's
+//! `pg_wal`; a `<segment>.partial` stands in only when no full segment
+//! exists anywhere (recovery itself never reads `.partial` files, hence the
+//! warning).
+//!
+//! What is checked: every page header and every record CRC from the page
+//! holding the start LSN until a valid record ends at or after the end LSN,
+//! the way `xlogreader.c` (and pg_waldump) reads, with
+//! [`crate::pg::wal::RecordWalker`]. Each segment is streamed in 1 MiB reads,
+//! so memory stays flat whatever the size. The first break in the chain is
+//! reported with its segment and LSN; segments after it are still checked
+//! for presence.
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::finding::{Finding, FindingKind};
+use crate::error::{Error, Result};
+use crate::pg::history::{self, TimelineSpan};
+use crate::pg::wal::{
+    history_file_name, PageHeader, RecordWalker, SegmentName, WalError, WalProblem, WalkConfig, WalkStats,
+    LONG_HEADER_LEN, XLP_LONG_HEADER,
+};
+use crate::pg::{Lsn, TimelineId, WalSegSize};
+
+const CHUNK: usize = 1 << 20;
+
+/// Where and what to walk.
+pub struct WalCheck<'a> {
+    /// The checked directory (its `pg_wal` is searched).
+    pub dir: &'a Path,
+    pub archive: Option<&'a Path>,
+    pub start: Lsn,
+    pub start_tli: TimelineId,
+    /// The end point, as PostgreSQL writes one (`EndRecPtr`: the MAXALIGNed
+    /// end of a record): a valid record must end there or later.
+    pub end: Lsn,
+    /// Also verify the record starting here (a data directory's checkpoint
+    /// record), wherever it ends.
+    pub record_at: Option<Lsn>,
+    pub end_tli: TimelineId,
+    pub cfg: WalkConfig,
+}
+
+/// What the walk found.
+#[derive(Debug, Default)]
+pub struct WalOutcome {
+    pub findings: Vec<Finding>,
+    pub reached: Option<Lsn>,
+    pub done: bool,
+    pub stats: WalkStats,
+    pub segments: u64,
+    pub history_files: u64,
+    pub timelines: Vec<TimelineSpan>,
+    pub first_segment: Option<String>,
+    pub last_segment: Option<String>,
+}
+
+/// A WAL file found for a segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Located {
+    pub path: PathBuf,
+    /// How findings name it: `pg_wal/<name>` or the archive path.
+    pub shown: String,
+    pub partial: bool,
+}
+
+/// The segment file recovery would read for `segno` on this timeline path.
+pub fn segment_for(path: &[TimelineSpan], segno: u64, seg: WalSegSize, fallback: TimelineId) -> SegmentName {
+    SegmentName::new(history::timeline_for_segment(path, segno, seg).unwrap_or(fallback), segno)
+}
+
+/// The segments from the one holding `start` to the one holding the byte
+/// before `target`, each on its timeline.
+pub fn needed_segments(
+    path: &[TimelineSpan],
+    start: Lsn,
+    target: Lsn,
+    seg: WalSegSize,
+    fallback: TimelineId,
+) -> Vec<SegmentName> {
+    let first = start.segment_number(seg);
+    let last = if target > start { target.prev_segment_number(seg) } else { first };
+    (first..=last).map(|s| segment_for(path, s, seg, fallback)).collect()
+}
+
+fn locate_in(dir: &Path, name: &str) -> Option<PathBuf> {
+    let p = dir.join(name);
+    fs::metadata(&p).ok().filter(|m| m.is_file()).map(|_| p)
+}
+
+/// Find a WAL file by name: the archive first, then pg_wal; `.partial` only
+/// when there is no full one.
+pub fn locate(dir: &Path, archive: Option<&Path>, name: &str) -> Option<Located> {
+    let pg_wal = dir.join("pg_wal");
+    for partial in [false, true] {
+        let file = if partial { format!("{name}.partial") } else { name.to_string() };
+        if let Some(a) = archive {
+            if let Some(p) = locate_in(a, &file) {
+                return Some(Located { shown: p.display().to_string(), path: p, partial });
+            }
+        }
+        if let Some(p) = locate_in(&pg_wal, &file) {
+            return Some(Located { path: p, shown: format!("pg_wal/{file}"), partial });
+        }
+    }
+    None
+}
+
+/// The point the walker must see a record end at or after.
+///
+/// PostgreSQL's end pointers (`EndRecPtr`, a minimum recovery point, a stop
+/// LSN) are the end of a record rounded up to 8 bytes, while the walker
+/// compares the exact end: the record whose rounded end is `end` ends in
+/// `(end - 8, end]`. A record starting at `record_at` ends after it.
+pub fn walker_target(end: Lsn, record_at: Option<Lsn>) -> Lsn {
+    let aligned = Lsn(end.0.saturating_sub(7));
+    match record_at {
+        Some(r) => aligned.max(Lsn(r.0.saturating_add(1))),
+        None => aligned,
+    }
+}
+
+fn problem_kind(p: &WalProblem) -> FindingKind {
+    match p {
+        WalProblem::SystemIdMismatch { .. } => FindingKind::WalWrongSystem,
+        WalProblem::RecordCrc { .. } => FindingKind::WalRecordCrc,
+        WalProblem::BadMagic { .. }
+        | WalProblem::BadInfoBits { .. }
+        | WalProblem::MissingLongHeader
+        | WalProblem::SegSizeMismatch { .. }
+        | WalProblem::BlockSizeMismatch { .. }
+        | WalProblem::PageAddrMismatch { .. }
+        | WalProblem::TimelineOutOfSequence { .. } => FindingKind::WalPageHeader,
+        WalProblem::MissingContrecord
+        | WalProblem::UnexpectedContrecord
+        | WalProblem::ContrecordLength { .. }
+        | WalProblem::InvalidRecordLength { .. }
+        | WalProblem::InvalidResourceManager { .. }
+        | WalProblem::BadPrevLink { .. } => FindingKind::WalRecordInvalid,
+    }
+}
+
+fn wal_finding(e: &WalError, shown: &str) -> Finding {
+    Finding::new(problem_kind(&e.problem), format!("{}; the WAL chain breaks here", e.problem)).at(shown).lsn(e.lsn)
+}
+
+/// The timeline path from the start to the end timeline, or a finding.
+fn timeline_path(c: &WalCheck, out: &mut WalOutcome) -> Option<Vec<TimelineSpan>> {
+    let single = vec![TimelineSpan { tli: c.start_tli, begin: None, end: None }];
+    if c.end_tli == c.start_tli {
+        return Some(single);
+    }
+    let name = history_file_name(c.end_tli);
+    if c.end_tli < c.start_tli {
+        out.findings.push(
+            Finding::new(
+                FindingKind::WalHistoryInvalid,
+                format!("the end timeline {} is older than the start timeline {}", c.end_tli, c.start_tli),
+            )
+            .lsn(c.start),
+        );
+        return None;
+    }
+    let Some(found) = locate(c.dir, c.archive, &name).filter(|l| !l.partial) else {
+        out.findings.push(
+            Finding::new(
+                FindingKind::WalHistoryMissing,
+                format!(
+                    "the WAL goes from timeline {} to {}, and the history file that says where is in neither the \
+                     archive nor pg_wal",
+                    c.start_tli, c.end_tli
+                ),
+            )
+            .at(name),
+        );
+        return None;
+    };
+    out.history_files += 1;
+    let invalid = |msg: String| Finding::new(FindingKind::WalHistoryInvalid, msg).at(found.shown.clone());
+    let text = match fs::read(&found.path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => {
+            out.findings.push(invalid(format!("cannot read: {e}")));
+            return None;
+        }
+    };
+    let path = match history::parse(&text).and_then(|entries| history::path_to(c.end_tli, &entries)) {
+        Ok(p) => p,
+        Err(e) => {
+            out.findings.push(invalid(e.to_string()));
+            return None;
+        }
+    };
+    if history::timeline_for_lsn(&path, c.start) != Some(c.start_tli) {
+        let on = history::timeline_for_lsn(&path, c.start).map_or("none".to_string(), |t| t.to_string());
+        out.findings.push(
+            invalid(format!(
+                "by this history the start {} lies on timeline {on}, not on the start timeline {}",
+                c.start, c.start_tli
+            ))
+            .lsn(c.start),
+        );
+        return None;
+    }
+    Some(path)
+}
+
+/// Fill `buf` from `f`; the count is short only at end of file.
+fn fill(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Why a segment's walk ended.
+enum SegmentEnd {
+    /// The target was reached.
+    Done,
+    /// Go on with the segment holding the walker's next page.
+    Next,
+    /// The chain broke (a finding says where).
+    Broken,
+}
+
+fn walk_segment(
+    walker: &mut RecordWalker,
+    cfg: &WalkConfig,
+    found: &Located,
+    seg: WalSegSize,
+    page_size: usize,
+    buf: &mut [u8],
+    findings: &mut Vec<Finding>,
+) -> Result<SegmentEnd> {
+    let seg_start = Lsn::from_segment(walker.next_page().segment_number(seg), seg).unwrap_or(Lsn(0));
+    let seg_end = seg_start.0.saturating_add(seg.bytes());
+    let offset = walker.next_page().segment_offset(seg);
+    let unreadable = |e: std::io::Error, at: Lsn| {
+        Finding::new(FindingKind::WalUnreadable, format!("cannot read: {e}")).at(found.shown.clone()).lsn(at)
+    };
+    let mut f = match File::open(&found.path) {
+        Ok(f) => f,
+        Err(e) => {
+            findings.push(unreadable(e, walker.next_page()));
+            return Ok(SegmentEnd::Broken);
+        }
+    };
+    if offset > 0 {
+        // The walk starts inside this segment: its long header would not be
+        // read, so check it on its own (a segment of another system or size).
+        let mut head = [0u8; LONG_HEADER_LEN];
+        if let Err(e) = f.read_exact(&mut head) {
+            findings.push(unreadable(e, seg_start));
+            return Ok(SegmentEnd::Broken);
+        }
+        if let Some(problem) = long_header_problem(&head, cfg, seg_start) {
+            findings.push(wal_finding(&WalError { lsn: seg_start, problem }, &found.shown));
+            return Ok(SegmentEnd::Broken);
+        }
+    }
+    if let Err(e) = f.seek(SeekFrom::Start(offset)) {
+        findings.push(unreadable(e, walker.next_page()));
+        return Ok(SegmentEnd::Broken);
+    }
+    loop {
+        if crate::signals::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let n = match fill(&mut f, buf) {
+            Ok(n) => n,
+            Err(e) => {
+                findings.push(unreadable(e, walker.next_page()));
+                return Ok(SegmentEnd::Broken);
+            }
+        };
+        let whole = n - n % page_size;
+        for page in buf[..whole].chunks_exact(page_size) {
+            if walker.skip_to().is_some() {
+                // After XLOG_SWITCH the rest of the segment is unused.
+                walker.skip_switched_pages();
+                return Ok(SegmentEnd::Next);
+            }
+            if let Err(e) = walker.feed_page(page) {
+                findings.push(wal_finding(&e, &found.shown));
+                return Ok(SegmentEnd::Broken);
+            }
+            if walker.is_done() {
+                return Ok(SegmentEnd::Done);
+            }
+        }
+        if walker.next_page().0 >= seg_end {
+            return Ok(SegmentEnd::Next);
+        }
+        if n < buf.len() {
+            findings.push(
+                Finding::new(
+                    FindingKind::WalSegmentTruncated,
+                    format!("the file ends at offset {} of the segment, before the chain does", offset_of(walker, seg)),
+                )
+                .at(found.shown.clone())
+                .lsn(walker.next_page()),
+            );
+            return Ok(SegmentEnd::Broken);
+        }
+    }
+}
+
+/// What is wrong with a segment's first page header (`XLogReaderValidatePageHeader()`).
+pub fn long_header_problem(head: &[u8], cfg: &WalkConfig, seg_start: Lsn) -> Option<WalProblem> {
+    let h = PageHeader::parse(head)?;
+    if h.magic != cfg.magic {
+        return Some(WalProblem::BadMagic { found: h.magic, expected: cfg.magic });
+    }
+    let Some(l) = h.long.filter(|_| h.info & XLP_LONG_HEADER != 0) else {
+        return Some(WalProblem::MissingLongHeader);
+    };
+    if let Some(sysid) = cfg.system_identifier {
+        if l.system_identifier != sysid {
+            return Some(WalProblem::SystemIdMismatch {
+                found: l.system_identifier.to_string(),
+                expected: sysid.to_string(),
+            });
+        }
+    }
+    if u64::from(l.seg_size) != cfg.seg_size.bytes() {
+        return Some(WalProblem::SegSizeMismatch { found: l.seg_size, expected: cfg.seg_size.bytes() as u32 });
+    }
+    if l.block_size != cfg.page_size {
+        return Some(WalProblem::BlockSizeMismatch { found: l.block_size, expected: cfg.page_size });
+    }
+    if h.page_addr != seg_start {
+        return Some(WalProblem::PageAddrMismatch { found: h.page_addr, expected: seg_start });
+    }
+    None
+}
+
+fn offset_of(walker: &RecordWalker, seg: WalSegSize) -> u64 {
+    walker.next_page().segment_offset(seg)
+}
+
+/// Walk the WAL from `start` to `target`.
+pub fn check(c: &WalCheck) -> Result<WalOutcome> {
+    let mut out = WalOutcome::default();
+    let Some(path) = timeline_path(c, &mut out) else {
+        return Ok(out);
+    };
+    out.timelines = path.clone();
+    let seg = c.cfg.seg_size;
+    let page_size = c.cfg.page_size as usize;
+    let first_page = Lsn(c.start.0 - c.start.page_offset(c.cfg.page_size));
+    let target = walker_target(c.end, c.record_at);
+    let mut walker = RecordWalker::new(c.cfg, first_page, target);
+    let mut buf = vec![0u8; CHUNK - CHUNK % page_size.max(1)];
+    let mut broken_at: Option<u64> = None;
+    loop {
+        let segno = walker.next_page().segment_number(seg);
+        let name = segment_for(&path, segno, seg, c.end_tli).file_name(seg);
+        if out.first_segment.is_none() {
+            out.first_segment = Some(name.clone());
+        }
+        out.last_segment = Some(name.clone());
+        let Some(found) = locate(c.dir, c.archive, &name) else {
+            out.findings.push(
+                Finding::new(
+                    FindingKind::WalSegmentMissing,
+                    "needed, but in neither the archive nor pg_wal; the WAL chain breaks here",
+                )
+                .at(name)
+                .lsn(walker.next_page().max(c.start)),
+            );
+            broken_at = Some(segno);
+            break;
+        };
+        if found.partial {
+            out.findings.push(
+                Finding::new(
+                    FindingKind::WalPartialUsed,
+                    "no full segment exists, so the .partial file was checked; recovery does not read .partial files \
+                     by itself: rename it for restore_command",
+                )
+                .at(found.shown.clone()),
+            );
+        }
+        match fs::metadata(&found.path) {
+            Ok(m) if m.len() != seg.bytes() => {
+                out.findings.push(
+                    Finding::new(
+                        FindingKind::WalSegmentSize,
+                        format!("{} bytes, but segments are {} bytes: recovery rejects it", m.len(), seg.bytes()),
+                    )
+                    .at(found.shown.clone())
+                    .lsn(walker.next_page()),
+                );
+                broken_at = Some(segno);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                out.findings.push(
+                    Finding::new(FindingKind::WalUnreadable, format!("cannot stat: {e}"))
+                        .at(found.shown.clone())
+                        .lsn(walker.next_page()),
+                );
+                broken_at = Some(segno);
+                break;
+            }
+        }
+        out.segments += 1;
+        match walk_segment(&mut walker, &c.cfg, &found, seg, page_size, &mut buf, &mut out.findings)? {
+            SegmentEnd::Done => break,
+            SegmentEnd::Next => continue,
+            SegmentEnd::Broken => {
+                broken_at = Some(segno);
+                break;
+            }
+        }
+    }
+    out.done = walker.is_done();
+    // As PostgreSQL reports record ends: rounded up to 8 bytes.
+    out.reached = Some(walker.valid_until().max_align().unwrap_or(walker.valid_until()));
+    out.stats = walker.stats;
+    if let Some(b) = broken_at {
+        // Later segments: report those that are missing too.
+        for s in needed_segments(&path, c.start, target, seg, c.end_tli).into_iter().filter(|s| s.segno > b) {
+            let name = s.file_name(seg);
+            if locate(c.dir, c.archive, &name).is_none() {
+                out.findings.push(
+                    Finding::new(FindingKind::WalSegmentMissing, "needed, but in neither the archive nor pg_wal")
+                        .at(name)
+                        .lsn(s.start_lsn(seg)),
+                );
+            }
+        }
+    }
+    if !out.done && !out.findings.iter().any(|f| f.is_error()) {
+        out.findings.push(
+            Finding::new(
+                FindingKind::WalEndNotReached,
+                format!("the WAL chain stops at {} before the end {}", walker.valid_until(), c.end),
+            )
+            .lsn(walker.valid_until()),
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::history::{parse, path_to};
+    use crate::pg::wal::tests::FakeWal;
+
+    #[test]
+    fn segments_follow_the_timeline_path() {
+        let seg = WalSegSize::DEFAULT;
+        let one = vec![TimelineSpan { tli: TimelineId(1), begin: None, end: None }];
+        let names: Vec<String> = needed_segments(&one, Lsn(0x30000F0), Lsn(0x5000000), seg, TimelineId(1))
+            .iter()
+            .map(|s| s.file_name(seg))
+            .collect();
+        // An end on a segment boundary needs only the segment before it.
+        assert_eq!(names, vec!["000000010000000000000003", "000000010000000000000004"]);
+        let names: Vec<String> = needed_segments(&one, Lsn(0x30000F0), Lsn(0x3000100), seg, TimelineId(1))
+            .iter()
+            .map(|s| s.file_name(seg))
+            .collect();
+        assert_eq!(names, vec!["000000010000000000000003"]);
+
+        // Timeline 2 began inside segment 4, timeline 3 in segment 6.
+        let entries = parse("1\t0/4800100\tno recovery target specified\n2\t0/6000000\tx\n").unwrap();
+        let path = path_to(TimelineId(3), &entries).unwrap();
+        let names: Vec<String> = needed_segments(&path, Lsn(0x3000028), Lsn(0x7000010), seg, TimelineId(3))
+            .iter()
+            .map(|s| s.file_name(seg))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                "000000010000000000000003",
+                "000000020000000000000004",
+                "000000020000000000000005",
+                "000000030000000000000006",
+                "000000030000000000000007",
+            ]
+        );
+    }
+
+    #[test]
+    fn targets_allow_for_rounded_ends() {
+        // A minimum recovery point 0/3F6A558 is the rounded end of a record
+        // ending at 0/3F6A555.
+        assert_eq!(walker_target(Lsn(0x3F6A558), None), Lsn(0x3F6A551));
+        assert!(Lsn(0x3F6A555) >= walker_target(Lsn(0x3F6A558), None));
+        // The record before ends at most 8 bytes earlier, rounded: never enough.
+        assert!(Lsn(0x3F6A550) < walker_target(Lsn(0x3F6A558), None));
+        // A checkpoint record must itself be read.
+        assert_eq!(walker_target(Lsn(0x2000060), Some(Lsn(0x2000060))), Lsn(0x2000061));
+        assert_eq!(walker_target(Lsn(0x5000000), Some(Lsn(0x2000060))), Lsn(0x4FFFFF9));
+        assert_eq!(walker_target(Lsn(3), None), Lsn(0));
+    }
+
+    fn cfg(w: &FakeWal) -> WalkConfig {
+        WalkConfig {
+            magic: w.magic,
+            seg_size: w.seg,
+            page_size: w.page as u32,
+            system_identifier: Some(w.sysid),
+            custom_rmgrs: true,
+        }
+    }
+
+    /// Two 1 MiB segments of fake WAL written into `dir/pg_wal`.
+    fn two_segments(dir: &Path) -> FakeWal {
+        let seg = WalSegSize::new(1 << 20).unwrap();
+        let mut w = FakeWal::new(Lsn(0), seg, 8192, 0xD110);
+        let mut i = 0usize;
+        while w.bytes.len() < (2 << 20) - 20000 {
+            w.record(100 + (i * 977) % 9000, (i % 20) as u8, 0);
+            i += 1;
+        }
+        w.finish();
+        w.bytes.resize(2 << 20, 0);
+        fs::create_dir_all(dir.join("pg_wal")).unwrap();
+        for s in 0..2u64 {
+            let name = SegmentName::new(TimelineId(1), s).file_name(seg);
+            let lo = (s << 20) as usize;
+            fs::write(dir.join("pg_wal").join(name), &w.bytes[lo..lo + (1 << 20)]).unwrap();
+        }
+        w
+    }
+
+    fn run(dir: &Path, archive: Option<&Path>, w: &FakeWal, start: Lsn, target: Lsn) -> WalOutcome {
+        check(&WalCheck {
+            dir,
+            archive,
+            start,
+            start_tli: TimelineId(1),
+            end: target,
+            record_at: None,
+            end_tli: TimelineId(1),
+            cfg: cfg(w),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn walks_files_and_names_the_break() {
+        let d = tempfile::tempdir().unwrap();
+        let w = two_segments(d.path());
+        let start = w.records[3].0;
+        let target = w.records[w.records.len() - 2].1;
+        let ok = run(d.path(), None, &w, start, target);
+        assert!(ok.done, "{:?}", ok.findings);
+        assert!(ok.findings.is_empty());
+        // Reported as PostgreSQL reports ends: rounded up to 8 bytes.
+        assert_eq!(ok.reached, target.max_align());
+        assert_eq!(ok.segments, 2);
+        assert_eq!(ok.last_segment.as_deref(), Some("000000010000000000000001"));
+
+        // The archive wins over pg_wal; a partial is used only as a last resort.
+        let a = tempfile::tempdir().unwrap();
+        let seg1 = d.path().join("pg_wal/000000010000000000000001");
+        fs::rename(&seg1, a.path().join("000000010000000000000001.partial")).unwrap();
+        let p = run(d.path(), Some(a.path()), &w, start, target);
+        assert!(p.done);
+        assert_eq!(p.findings.len(), 1);
+        assert_eq!(p.findings[0].kind, FindingKind::WalPartialUsed);
+
+        // A flipped byte in the middle of the second segment.
+        let mut bytes = fs::read(a.path().join("000000010000000000000001.partial")).unwrap();
+        let mid = 1 << 19;
+        let rec = w.records.iter().find(|r| r.0 .0 > (1 << 20) + mid as u64 + 100 && r.0 .0 % 8192 < 8000).unwrap();
+        let at = (rec.0 .0 + 30 - (1 << 20)) as usize; // inside its payload
+        bytes[at] ^= 0x10;
+        fs::write(&seg1, &bytes).unwrap();
+        let bad = run(d.path(), Some(a.path()), &w, start, target);
+        assert!(!bad.done);
+        assert_eq!(bad.findings.len(), 1, "{:?}", bad.findings);
+        assert_eq!(bad.findings[0].kind, FindingKind::WalRecordCrc);
+        assert_eq!(bad.findings[0].path.as_deref(), Some("pg_wal/000000010000000000000001"));
+        assert_eq!(bad.findings[0].lsn, Some(rec.0));
+        assert!(bad.reached.unwrap() < target);
+
+        // Missing entirely.
+        fs::remove_file(&seg1).unwrap();
+        fs::remove_file(a.path().join("000000010000000000000001.partial")).unwrap();
+        let gone = run(d.path(), Some(a.path()), &w, start, target);
+        assert_eq!(gone.findings.len(), 1);
+        assert_eq!(gone.findings[0].kind, FindingKind::WalSegmentMissing);
+        assert_eq!(gone.findings[0].lsn, Some(Lsn(1 << 20)));
+
+        // Truncated.
+        fs::write(&seg1, &bytes[..4096]).unwrap();
+        let short = run(d.path(), None, &w, start, target);
+        assert_eq!(short.findings[0].kind, FindingKind::WalSegmentSize);
+    }
+
+    #[test]
+    fn a_timeline_switch_needs_its_history() {
+        let d = tempfile::tempdir().unwrap();
+        let w = two_segments(d.path());
+        // Pretend timeline 2 began in segment 1.
+        let seg = w.seg;
+        let s1 = SegmentName::new(TimelineId(1), 1).file_name(seg);
+        let s1_tli2 = SegmentName::new(TimelineId(2), 1).file_name(seg);
+        fs::rename(d.path().join("pg_wal").join(&s1), d.path().join("pg_wal").join(&s1_tli2)).unwrap();
+        let c = |end_tli| WalCheck {
+            dir: d.path(),
+            archive: None,
+            start: w.records[3].0,
+            start_tli: TimelineId(1),
+            end: w.records[w.records.len() - 2].1,
+            record_at: None,
+            end_tli,
+            cfg: cfg(&w),
+        };
+        let missing = check(&c(TimelineId(2))).unwrap();
+        assert_eq!(missing.findings.len(), 1);
+        assert_eq!(missing.findings[0].kind, FindingKind::WalHistoryMissing);
+        assert_eq!(missing.findings[0].path.as_deref(), Some("00000002.history"));
+        assert_eq!(missing.reached, None);
+
+        fs::write(d.path().join("pg_wal/00000002.history"), "1\t0/100100\tno recovery target specified\n").unwrap();
+        let ok = check(&c(TimelineId(2))).unwrap();
+        assert!(ok.done, "{:?}", ok.findings);
+        assert_eq!(ok.history_files, 1);
+        assert_eq!(ok.timelines.len(), 2);
+        assert_eq!(ok.last_segment.as_deref(), Some(s1_tli2.as_str()));
+
+        // A history in which the start is not on timeline 1.
+        fs::write(d.path().join("pg_wal/00000002.history"), "1\t0/10\tx\n").unwrap();
+        let bad = check(&c(TimelineId(2))).unwrap();
+        assert_eq!(bad.findings[0].kind, FindingKind::WalHistoryInvalid);
+    }
+}

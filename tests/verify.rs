@@ -1,0 +1,543 @@
+//! `pgdrill verify` against real backups, archives and data directories:
+//! good ones pass, and every class of damage is caught and named. Where
+//! PostgreSQL 15's pg_verifybackup is installed, pgdrill must flag at least
+//! every file it flags.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use pgdrill::ground::{Cluster, Ground, GroundOptions, LoadOptions};
+use pgdrill::pg::manifest::{Checksummer, Manifest, ManifestFile};
+use pgdrill::pg::{Lsn, WalSegSize};
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// Run `pgdrill verify PATH --json [extra...]`: the exit code and the report.
+fn verify(path: &Path, archive: Option<&Path>, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["verify".to_string(), path.display().to_string(), "--json".to_string()];
+    if let Some(a) = archive {
+        args.push("--wal-archive".into());
+        args.push(a.display().to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = pgdrill(&refs);
+    let c = code(&out);
+    assert!(c == 0 || c == 1, "verify {}: exit {c}\n{}", path.display(), stderr(&out));
+    (c, json(&out))
+}
+
+fn findings(v: &Value) -> Vec<(String, String, Option<String>)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["kind"].as_str().unwrap().to_string(),
+                f["path"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+fn error_kinds(v: &Value) -> BTreeSet<String> {
+    findings(v).into_iter().filter(|f| f.0 == "error").map(|f| f.1).collect()
+}
+
+/// Assert a report failed with a finding of `kind` whose path ends with `path`.
+fn assert_flags(code: i32, v: &Value, kind: &str, path: &str) {
+    assert_eq!(code, 1, "expected failure with {kind} {path}: {v:#}");
+    assert_eq!(v["ok"], false);
+    let hit = findings(v)
+        .iter()
+        .any(|(s, k, p)| s == "error" && k == kind && p.as_deref().is_some_and(|p| p.ends_with(path)));
+    assert!(hit, "no {kind} finding for {path}: {:#?}", findings(v));
+}
+
+fn assert_clean(code: i32, v: &Value, what: &str) {
+    assert_eq!(code, 0, "{what}: {:#?}", findings(v));
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["errors"], 0);
+}
+
+fn lsn(v: &Value) -> Lsn {
+    v.as_str().unwrap_or_else(|| panic!("not an LSN: {v}")).parse().unwrap()
+}
+
+fn copy_tree(src: &Path, dst: &Path) {
+    let st = Command::new("cp").arg("-a").arg(src).arg(dst).status().unwrap();
+    assert!(st.success(), "cp -a {} {}", src.display(), dst.display());
+}
+
+fn flip_byte(path: &Path, offset: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    b[offset] ^= 0x5A;
+    std::fs::write(path, b).unwrap();
+}
+
+/// Take a backup with the CLI from the ground's standby; `--primary` makes
+/// sure the end segment reaches the archive.
+fn take_backup(g: &Ground, method: &str, name: &str) -> PathBuf {
+    let dest = g.dir.join(name);
+    let standby = g.standby().unwrap().conninfo();
+    let primary = g.primary.conninfo();
+    let out = pgdrill(&[
+        "backup",
+        "--standby",
+        &standby,
+        "--primary",
+        &primary,
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--method",
+        method,
+        "--fast",
+        "--json",
+        "--no-sync",
+    ]);
+    assert_eq!(code(&out), 0, "backup: {}", stderr(&out));
+    assert_eq!(json(&out)["wal_switch"]["archived"], true);
+    dest
+}
+
+/// Relation files of a directory: (relative path, bytes).
+fn relation_files(root: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&root.join("base"), &mut out);
+    out
+}
+
+/// The highest pd_lsn of any relation page under base/.
+fn max_page_lsn(root: &Path) -> Lsn {
+    let mut max = Lsn(0);
+    for f in relation_files(root) {
+        let b = std::fs::read(&f).unwrap();
+        for p in b.chunks_exact(8192) {
+            let hi = u32::from_le_bytes(p[0..4].try_into().unwrap()) as u64;
+            let lo = u32::from_le_bytes(p[4..8].try_into().unwrap()) as u64;
+            max = max.max(Lsn((hi << 32) | lo));
+        }
+    }
+    max
+}
+
+/// Rewrite a manifest so that `rel` matches its current bytes (CRC32C).
+fn refresh_manifest_entry(backup: &Path, rel: &str) {
+    let text = std::fs::read(backup.join("backup_manifest")).unwrap();
+    let m = Manifest::parse(&text).unwrap();
+    let bytes = std::fs::read(backup.join(rel)).unwrap();
+    let files: Vec<ManifestFile> = m
+        .files
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            if f.path == rel.as_bytes() {
+                let (alg, _) = f.checksum.clone().unwrap();
+                let mut c = Checksummer::new(alg);
+                c.update(&bytes);
+                f.checksum = Some((alg, c.finish()));
+                f.size = bytes.len() as u64;
+            }
+            f
+        })
+        .collect();
+    let sysid = pgdrill::pg::control::ControlFile::parse(&std::fs::read(backup.join("global/pg_control")).unwrap())
+        .unwrap()
+        .system_identifier;
+    std::fs::write(backup.join("backup_manifest"), Manifest::render(m.version, sysid, &files, &m.wal_ranges)).unwrap();
+}
+
+/// File names pg_verifybackup (15) complains about, relative to `dir`;
+/// `None` when it is not installed or cannot read this manifest version.
+fn pg_verifybackup_flags(dir: &Path, major: u32, wal: Option<&Path>) -> Option<(bool, BTreeSet<String>)> {
+    let bin = pg_verifybackup()?;
+    if major >= 17 {
+        return None; // version 2 manifests are beyond pg_verifybackup 15
+    }
+    let mut cmd = Command::new(bin);
+    match wal {
+        Some(a) => cmd.arg("-w").arg(a),
+        None => cmd.arg("-n"),
+    };
+    let o = cmd.arg(dir).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stderr).into_owned();
+    let prefix = format!("{}/", dir.display());
+    let mut names = BTreeSet::new();
+    for line in text.lines().filter(|l| l.contains("error")) {
+        // Names are the double-quoted parts: "base/5/16384" has size ...
+        for (i, part) in line.split('"').enumerate() {
+            if i % 2 == 1 && !part.is_empty() {
+                names.insert(part.strip_prefix(&prefix).unwrap_or(part).to_string());
+            }
+        }
+    }
+    Some((o.status.success(), names))
+}
+
+/// pgdrill must flag (with some finding) every file pg_verifybackup flags,
+/// and fail whenever it fails.
+fn agrees_with_pg_verifybackup(dir: &Path, major: u32, wal: Option<&Path>, code: i32, v: &Value) {
+    let Some((ok, names)) = pg_verifybackup_flags(dir, major, wal) else { return };
+    if !ok {
+        assert_eq!(code, 1, "pg_verifybackup fails on {} but pgdrill passes", dir.display());
+    }
+    let ours: BTreeSet<String> = findings(v).into_iter().filter_map(|f| f.2).collect();
+    for n in &names {
+        assert!(ours.contains(n), "pg_verifybackup flags {n:?} in {}, pgdrill does not: {ours:?}", dir.display());
+    }
+}
+
+/// Find a page in `segment` (a copy in an archive) after `from` and before
+/// `to` that continues a record begun on an earlier page by more than 200
+/// bytes; flip a payload byte there. Returns the page's LSN.
+fn break_a_record(segment: &Path, seg_start: Lsn, from: Lsn, to: Lsn) -> Option<Lsn> {
+    let mut bytes = std::fs::read(segment).unwrap();
+    for (i, page) in bytes.chunks_exact(8192).enumerate() {
+        let at = Lsn(seg_start.0 + (i as u64) * 8192);
+        let info = u16::from_le_bytes([page[2], page[3]]);
+        let rem = u32::from_le_bytes(page[16..20].try_into().unwrap());
+        if at > from && at.0 + 8192 < to.0 && info & 0x0003 == 0x0001 && rem > 200 {
+            bytes[i * 8192 + 24 + 100] ^= 0x01;
+            std::fs::write(segment, bytes).unwrap();
+            return Some(at);
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+/// Our backups (both methods) pass; each class of damage to a copy is caught
+/// and named; pg_verifybackup never flags a file pgdrill misses.
+#[test]
+fn backups_pass_and_each_kind_of_damage_is_named() {
+    let g = with_standby();
+    let major = g.bin.major;
+    // A checkpoint, then writes: the backups start at that checkpoint's redo
+    // point (the standby's restartpoint), their WAL ranges span the writes,
+    // and the restartpoint at the backup start writes pages newer than it.
+    g.primary_exec("CREATE TABLE verify_old AS SELECT g FROM generate_series(1, 1000) g").unwrap();
+    g.primary_exec("CHECKPOINT").unwrap();
+    g.primary_exec("CREATE TABLE verify_t AS SELECT g, repeat('v', 300) AS pad FROM generate_series(1, 30000) g")
+        .unwrap();
+    g.wait_standby_caught_up(Duration::from_secs(60)).unwrap();
+    let rel = one(&mut g.standby().unwrap().client().unwrap(), "SELECT pg_relation_filepath('verify_t')");
+    let load = g.start_load(LoadOptions::default()).unwrap();
+    sleep_ms(300);
+    let label = take_backup(&g, "label", "b-label");
+    let legacy = take_backup(&g, "legacy", "b-legacy");
+    load.stop();
+    let archive = g.archive.as_path();
+
+    // Both methods pass, with a WAL chain proven to their end.
+    let mut good = Value::Null;
+    for (b, method) in [(&label, "label"), (&legacy, "legacy")] {
+        let (c, v) = verify(b, Some(archive), &[]);
+        assert_clean(c, &v, method);
+        assert_eq!(v["backup_method"], method);
+        assert_eq!(v["wal"]["checked"], true);
+        assert!(lsn(&v["wal"]["reached"]) >= lsn(&v["wal"]["end"]), "{v:#}");
+        assert!(v["checked"]["checksums"].as_u64().unwrap() > 100);
+        assert!(v["checked"]["relation_pages"].as_u64().unwrap() > 100);
+        assert!(v["checked"]["wal_records"].as_u64().unwrap() > 0);
+        assert_eq!(v["page_lsn"]["source"], if method == "label" { "min_recovery_point" } else { "end_location" });
+        agrees_with_pg_verifybackup(b, major, None, c, &v);
+        if method == "label" {
+            good = v;
+        }
+    }
+    // The human form ends with the verdict.
+    let out = pgdrill(&["verify", label.to_str().unwrap(), "--wal-archive", archive.to_str().unwrap()]);
+    assert_eq!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK: no errors found"));
+    // Without WAL, the walk is skipped and says so.
+    let (c, v) = verify(&label, None, &["--no-wal"]);
+    assert_clean(c, &v, "--no-wal");
+    assert_eq!(v["wal"]["skipped"], "--no-wal");
+    assert_eq!(v["wal"]["reached"], Value::Null);
+
+    // Damage to copies of the label backup.
+    let mut n = 0;
+    let mut damaged = |what: &str, damage: &dyn Fn(&Path)| -> (PathBuf, i32, Value) {
+        n += 1;
+        let dir = g.dir.join(format!("damaged-{n}-{what}"));
+        copy_tree(&label, &dir);
+        damage(&dir);
+        let (c, v) = verify(&dir, Some(archive), &[]);
+        agrees_with_pg_verifybackup(&dir, major, None, c, &v);
+        (dir, c, v)
+    };
+    let (_, c, v) = damaged("flipped", &|d| flip_byte(&d.join(&rel), 8192 + 4000));
+    assert_flags(c, &v, "file_checksum", &rel);
+    let (_, c, v) = damaged("missing", &|d| std::fs::remove_file(d.join(&rel)).unwrap());
+    assert_flags(c, &v, "file_missing", &rel);
+    let (_, c, v) = damaged("extra", &|d| std::fs::write(d.join("base/extra_file"), "x").unwrap());
+    assert_flags(c, &v, "file_extra", "base/extra_file");
+    let (_, c, v) = damaged("truncated", &|d| {
+        let f = std::fs::OpenOptions::new().write(true).open(d.join(&rel)).unwrap();
+        f.set_len(8192).unwrap();
+    });
+    assert_flags(c, &v, "file_size", &rel);
+    let (_, c, v) = damaged("manifest", &|d| {
+        let p = d.join("backup_manifest");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let i = text.rfind("\"Manifest-Checksum\": \"").unwrap() + 22;
+        let mut b = text.into_bytes();
+        b[i] = if b[i] == b'0' { b'1' } else { b'0' };
+        std::fs::write(&p, b).unwrap();
+    });
+    assert_flags(c, &v, "manifest_checksum", "backup_manifest");
+    let (_, c, v) = damaged("control", &|d| flip_byte(&d.join("global/pg_control"), 100));
+    assert_flags(c, &v, "control_crc", "global/pg_control");
+    assert_flags(c, &v, "file_checksum", "global/pg_control");
+    let (_, c, v) = damaged("incomplete", &|d| std::fs::write(d.join("pgdrill_backup_incomplete"), "").unwrap());
+    assert_flags(c, &v, "incomplete_backup", "pgdrill_backup_incomplete");
+    assert_eq!(error_kinds(&v).len(), 1, "{:#?}", findings(&v));
+
+    // pg_control copied too early, in the way PostgreSQL cannot notice: its
+    // minRecoveryPoint still satisfies the label (>= START WAL LOCATION) and
+    // the manifest matches, but pages were written after it.
+    let start = lsn(&good["wal"]["start"]);
+    let max = max_page_lsn(&label);
+    assert!(max > start, "no page newer than the start {start} to test with (max {max})");
+    let (_, c, v) = damaged("early-control", &|d| {
+        let p = d.join("global/pg_control");
+        let mut b = std::fs::read(&p).unwrap();
+        let layout = pgdrill::pg::version::by_major(major).unwrap().control;
+        b[layout.min_recovery_point..layout.min_recovery_point + 8].copy_from_slice(&start.0.to_le_bytes());
+        let crc = pgdrill::pg::control::compute_crc(&b, layout.crc);
+        b[layout.crc..layout.crc + 4].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&p, b).unwrap();
+        refresh_manifest_entry(d, "global/pg_control");
+    });
+    assert_eq!(c, 1);
+    assert_eq!(error_kinds(&v), BTreeSet::from(["page_lsn_beyond_end".to_string()]), "{:#?}", findings(&v));
+    assert_eq!(v["page_lsn"]["bound"].as_str(), Some(start.to_string().as_str()));
+
+    // WAL damage, in copies of the archive.
+    let first = good["wal"]["first_segment"].as_str().unwrap().to_string();
+    let last = good["wal"]["last_segment"].as_str().unwrap().to_string();
+    let end = lsn(&good["wal"]["end"]);
+    let mut m = 0;
+    let mut with_archive = |what: &str, damage: &dyn Fn(&Path)| -> (PathBuf, i32, Value) {
+        m += 1;
+        let a = g.dir.join(format!("archive-{m}-{what}"));
+        copy_tree(archive, &a);
+        damage(&a);
+        let (c, v) = verify(&label, Some(&a), &[]);
+        if major == 15 {
+            // pg_waldump 15 reads only 15's WAL.
+            agrees_with_pg_verifybackup(&label, major, Some(&a), c, &v);
+        }
+        (a, c, v)
+    };
+    let gone = if first != last { last.clone() } else { first.clone() };
+    let (_, c, v) = with_archive("missing", &|a| std::fs::remove_file(a.join(&gone)).unwrap());
+    assert_flags(c, &v, "wal_segment_missing", &gone);
+    assert!(lsn(&v["wal"]["reached"]) < end);
+
+    let seg = WalSegSize::DEFAULT;
+    let seg_start =
+        |name: &str| Lsn::from_segment(pgdrill::pg::wal::SegmentName::parse(name, seg).unwrap().segno, seg).unwrap();
+    // A record in the middle of the range: after the first page walked and
+    // the record continuing onto it, before the end.
+    let from = Lsn(start.0 - start.0 % 8192 + 2 * 8192 + 64 * 1024);
+    let (_, c, v) = with_archive("crc", &|a| {
+        let hit = [&first, &last].iter().find_map(|s| break_a_record(&a.join(s), seg_start(s), from, end));
+        assert!(hit.is_some(), "no continued record between {from} and {end} to break");
+    });
+    let crc = findings(&v).into_iter().find(|f| f.1 == "wal_record_crc");
+    assert_eq!(c, 1);
+    assert!(crc.is_some(), "{:#?}", findings(&v));
+    let crc_path = crc.unwrap().2.unwrap();
+    assert!(crc_path.ends_with(&first) || crc_path.ends_with(&last), "{crc_path}");
+    assert!(lsn(&v["wal"]["reached"]) < end);
+
+    // A segment of another system under the name of a needed one.
+    let other = Ground::new(GroundOptions { fresh_initdb: true, ..GroundOptions::new(bin()) }).unwrap();
+    let foreign = other.primary.pgdata.join("pg_wal/000000010000000000000001");
+    assert!(foreign.is_file());
+    let (_, c, v) = with_archive("foreign", &|a| std::fs::copy(&foreign, a.join(&first)).map(|_| ()).unwrap());
+    assert_flags(c, &v, "wal_wrong_system", &first);
+    drop(other);
+
+    // pg_basebackup's own plain backup from the standby, with its manifest.
+    if major == 15 {
+        pg_basebackup_from_standby_passes(&g);
+    } else {
+        eprintln!("pg_basebackup is PostgreSQL 15's only; skipped for {major}");
+    }
+}
+
+fn pg_basebackup_from_standby_passes(g: &Ground) {
+    let s = g.standby().unwrap();
+    let dir = g.dir.join("pgbb");
+    let out = Command::new("/usr/lib/postgresql/15/bin/pg_basebackup")
+        .arg("-D")
+        .arg(&dir)
+        .args(["-Fp", "-X", "none", "-c", "fast", "-h"])
+        .arg(&s.socket_dir)
+        .args(["-p", &s.port.to_string(), "-U", "postgres"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_basebackup: {}", stderr(&out));
+    // Push the end segment into the archive.
+    let m = Manifest::parse(&std::fs::read(dir.join("backup_manifest")).unwrap()).unwrap();
+    let end = m.wal_ranges.iter().map(|r| r.end).max().unwrap();
+    let seg = WalSegSize::DEFAULT;
+    let name =
+        pgdrill::pg::wal::SegmentName::new(m.wal_ranges[0].timeline, end.prev_segment_number(seg)).file_name(seg);
+    g.primary_exec("SELECT pg_switch_wal()").unwrap();
+    for _ in 0..300 {
+        if g.archive.join(&name).exists() {
+            break;
+        }
+        sleep_ms(100);
+    }
+    let (c, v) = verify(&dir, Some(&g.archive), &[]);
+    assert_clean(c, &v, "pg_basebackup");
+    assert_eq!(v["backup_from"], "standby");
+    assert_eq!(v["manifest"]["checksum_algorithms"][0], "CRC32C");
+    assert!(lsn(&v["wal"]["reached"]) >= end);
+    agrees_with_pg_verifybackup(&dir, 15, Some(&g.archive), c, &v);
+    // Damage one of its files: both tools name it.
+    let rel = relation_files(&dir).into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    flip_byte(&rel, 100);
+    let (c, v) = verify(&dir, Some(&g.archive), &["--no-wal"]);
+    let rel = rel.strip_prefix(&dir).unwrap().to_str().unwrap().to_string();
+    assert_flags(c, &v, "file_checksum", &rel);
+    agrees_with_pg_verifybackup(&dir, 15, None, c, &v);
+}
+
+/// A stopped cascading standby whose WAL crosses a timeline switch verifies
+/// with the history file and fails without it; a stopped primary verifies.
+#[test]
+fn a_timeline_switch_needs_its_history_file() {
+    let mut g = with_standby();
+    let mut cascade: Cluster = g.new_standby_of(g.standby().unwrap(), "cascade").unwrap();
+    // Dirty many buffers on the middle standby, so the checkpoint that
+    // follows its promotion takes a while: the cascade then shuts down with
+    // its restartpoint still on timeline 1.
+    g.primary_exec("CREATE TABLE tl_t AS SELECT g, repeat('t', 200) AS pad FROM generate_series(1, 60000) g").unwrap();
+    g.wait_standby_caught_up(Duration::from_secs(60)).unwrap();
+    let mut p = g.primary.client().unwrap();
+    let target: Lsn = one(&mut p, "SELECT pg_current_wal_lsn()::text").parse().unwrap();
+    wait_replay(&cascade, target);
+    g.standby_mut().unwrap().promote().unwrap();
+    let promoted = g.standby().unwrap();
+    let mut c = promoted.client().unwrap();
+    c.batch_execute("CREATE TABLE after_switch AS SELECT g FROM generate_series(1, 1000) g").unwrap();
+    let target: Lsn = one(&mut c, "SELECT pg_current_wal_lsn()::text").parse().unwrap();
+    wait_replay(&cascade, target);
+    cascade.stop();
+    g.primary.stop();
+
+    let (code, v) = verify(&cascade.pgdata, None, &[]);
+    assert_clean(code, &v, "stopped cascading standby");
+    assert_eq!(v["kind"], "data_directory");
+    assert_eq!(v["wal"]["start_timeline"], 1, "the restartpoint moved to timeline 2 too early: {v:#}");
+    assert_eq!(v["wal"]["end_timeline"], 2);
+    assert_eq!(v["wal"]["timelines"].as_array().unwrap().len(), 2);
+    assert_eq!(v["checked"]["history_files"], 1);
+    assert!(lsn(&v["wal"]["reached"]) >= lsn(&v["wal"]["end"]));
+    assert!(v["wal"]["last_segment"].as_str().unwrap().starts_with("00000002"));
+    // With the shared archive too (it holds the history file and the
+    // promoted server's segments).
+    let (code, v) = verify(&cascade.pgdata, Some(&g.archive), &[]);
+    assert_clean(code, &v, "with the archive");
+
+    // Without the history file, in pg_wal and in the archive.
+    let copy = g.dir.join("cascade-no-history");
+    copy_tree(&cascade.pgdata, &copy);
+    std::fs::remove_file(copy.join("pg_wal/00000002.history")).unwrap();
+    let a = g.dir.join("archive-no-history");
+    copy_tree(&g.archive, &a);
+    let _ = std::fs::remove_file(a.join("00000002.history"));
+    let (code, v) = verify(&copy, Some(&a), &[]);
+    assert_flags(code, &v, "wal_history_missing", "00000002.history");
+    assert_eq!(v["wal"]["reached"], Value::Null);
+
+    // The stopped primary (timeline 1, shut down cleanly) verifies too.
+    let (code, v) = verify(&g.primary.pgdata, None, &[]);
+    assert_clean(code, &v, "stopped primary");
+    assert_eq!(v["page_lsn"]["source"], "checkpoint");
+    assert!(v["checked"]["relation_pages"].as_u64().unwrap() > 100);
+    assert!(findings(&v).is_empty(), "{:#?}", findings(&v));
+    // A flipped pd_lsn high byte in one of its pages is caught.
+    let f =
+        relation_files(&g.primary.pgdata).into_iter().find(|p| std::fs::metadata(p).unwrap().len() >= 8192).unwrap();
+    let primary_copy = g.dir.join("primary-copy");
+    copy_tree(&g.primary.pgdata, &primary_copy);
+    let rel = f.strip_prefix(&g.primary.pgdata).unwrap();
+    flip_byte(&primary_copy.join(rel), 3);
+    let (code, v) = verify(&primary_copy, None, &["--no-wal"]);
+    assert_flags(code, &v, "page_lsn_beyond_end", rel.to_str().unwrap());
+}
+
+fn wait_replay(c: &Cluster, target: Lsn) {
+    let mut client = c.client().unwrap();
+    for _ in 0..600 {
+        let r: Option<String> = client.query_one("SELECT pg_last_wal_replay_lsn()::text", &[]).unwrap().get(0);
+        if r.and_then(|r| r.parse::<Lsn>().ok()).is_some_and(|r| r >= target) {
+            return;
+        }
+        sleep_ms(100);
+    }
+    panic!("{} did not replay up to {target}", c.name);
+}
+
+/// What is not a backup, or cannot be read, exits 2; so does an incremental
+/// backup.
+#[test]
+fn refuses_what_is_not_a_backup() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    for p in [d.path().join("nonexistent"), file, d.path().to_path_buf()] {
+        let out = pgdrill(&["verify", p.to_str().unwrap(), "--json"]);
+        assert_eq!(code(&out), 2, "{}: {}", p.display(), stderr(&out));
+        assert_eq!(json(&out)["ok"], false);
+    }
+    // A real pg_control with an incremental backup_label.
+    let inc = d.path().join("incremental");
+    std::fs::create_dir_all(inc.join("global")).unwrap();
+    std::fs::copy("testdata/control/pg17/pg_control", inc.join("global/pg_control")).unwrap();
+    std::fs::write(
+        inc.join("backup_label"),
+        "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000080\n\
+         BACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-01-01 00:00:00 UTC\nLABEL: x\n\
+         START TIMELINE: 1\nINCREMENTAL FROM LSN: 0/1000028\nINCREMENTAL FROM TLI: 1\n",
+    )
+    .unwrap();
+    let out = pgdrill(&["verify", inc.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("incremental"), "{}", stderr(&out));
+    // A missing WAL archive is bad input too.
+    let out = pgdrill(&["verify", inc.to_str().unwrap(), "--wal-archive", "/nonexistent/pgdrill"]);
+    assert_eq!(code(&out), 2);
+}
