@@ -125,6 +125,9 @@ pub enum Error {
     #[error("the server stopped: {message}")]
     ServerDied { message: String, log: PathBuf, consistency: bool },
 
+    #[error("{path}: the backup is damaged: {detail}")]
+    BackupDamaged { path: PathBuf, detail: String },
+
     #[error("{message}")]
     NotConsistent { message: String, hint: String },
 
@@ -161,7 +164,7 @@ impl Error {
             | Error::WrongBinaries { .. }
             | Error::NoSuchUser { .. }
             | Error::NeedOsUser { .. } => EXIT_USAGE,
-            Error::NotConsistent { .. } | Error::PastEnd { .. } => EXIT_FAILED,
+            Error::NotConsistent { .. } | Error::PastEnd { .. } | Error::BackupDamaged { .. } => EXIT_FAILED,
             Error::ServerDied { consistency: true, .. } => EXIT_FAILED,
             Error::Timeout { .. } => EXIT_TIMEOUT,
             Error::Io { .. }
@@ -217,6 +220,7 @@ impl Error {
             Error::Program { log: Some(log), .. } => format!("see the log {}", log.display()),
             Error::Program { .. } => return None,
             Error::ServerDied { log, .. } => format!("see the server log {}", log.display()),
+            Error::BackupDamaged { .. } => "run pgdrill verify on the backup, and restore another one".into(),
             Error::NotConsistent { hint, .. } => hint.clone(),
             Error::Timeout { hint, .. } => hint.clone(),
             Error::Interrupted => "run the command again".into(),

@@ -16,6 +16,7 @@ pub mod conn;
 pub mod copy;
 pub mod datadir;
 pub mod error;
+pub mod gate;
 pub mod ground;
 pub mod inspect;
 pub mod pg;

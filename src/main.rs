@@ -57,6 +57,20 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
                 r.exit_code()
             }),
         ),
+        Command::Restore(a) => (
+            a.json,
+            a.to_config().and_then(|c| pgdrill::restore::run(&c)).map(|r| {
+                report::emit(&r, a.json);
+                0
+            }),
+        ),
+        Command::Gate(a) => (
+            a.json,
+            a.to_config().and_then(|c| pgdrill::gate::run(&c)).map(|r| {
+                report::emit(&r, a.json);
+                0
+            }),
+        ),
         Command::Demo(a) => {
             (a.json, Err(Error::usage("demo is not implemented yet", Some("use inspect for now".to_string()))))
         }

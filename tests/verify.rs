@@ -315,9 +315,39 @@ fn backups_pass_and_each_kind_of_damage_is_named() {
     let (_, c, v) = damaged("control", &|d| flip_byte(&d.join("global/pg_control"), 100));
     assert_flags(c, &v, "control_crc", "global/pg_control");
     assert_flags(c, &v, "file_checksum", "global/pg_control");
+    let (_, c, v) = damaged("label", &|d| {
+        let p = d.join("backup_label");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        for l in &mut lines {
+            if l.starts_with("CHECKPOINT LOCATION: ") {
+                *l = "CHECKPOINT LOCATION: 0/10".into();
+            } else if l.starts_with("START TIMELINE: ") {
+                *l = "START TIMELINE: 7".into();
+            }
+        }
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+    });
+    assert_flags(c, &v, "label_checkpoint_before_start", "backup_label");
+    assert_flags(c, &v, "file_size", "backup_label");
+    if major >= 11 {
+        assert_flags(c, &v, "label_timeline_mismatch", "backup_label");
+    }
+    let (_, c, v) =
+        damaged("tablespace-map", &|d| std::fs::write(d.join("tablespace_map"), "16999 /srv/ts\n").unwrap());
+    assert_flags(c, &v, "tablespace_map_mismatch", "pg_tblspc/16999");
+    assert_flags(c, &v, "file_extra", "tablespace_map");
     let (_, c, v) = damaged("incomplete", &|d| std::fs::write(d.join("pgdrill_backup_incomplete"), "").unwrap());
     assert_flags(c, &v, "incomplete_backup", "pgdrill_backup_incomplete");
     assert_eq!(error_kinds(&v).len(), 1, "{:#?}", findings(&v));
+
+    // A legacy backup whose end_location lies before its pg_control's redo.
+    let legacy_bad = g.dir.join("damaged-legacy-end");
+    copy_tree(&legacy, &legacy_bad);
+    std::fs::write(legacy_bad.join("end_location"), "0/10\n").unwrap();
+    let (c, v) = verify(&legacy_bad, Some(archive), &[]);
+    assert_flags(c, &v, "legacy_end_before_redo", "end_location");
+    assert_flags(c, &v, "page_lsn_beyond_end", &rel);
 
     // pg_control copied too early, in the way PostgreSQL cannot notice: its
     // minRecoveryPoint still satisfies the label (>= START WAL LOCATION) and

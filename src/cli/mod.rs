@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use crate::backup::{preflight::PreflightConfig, BackupConfig, Method};
 use crate::conn::ConnSpec;
 use crate::error::{Error, Result};
+use crate::gate::{GateConfig, Then};
+use crate::pg::Lsn;
+use crate::restore::RestoreConfig;
 use crate::verify::VerifyConfig;
 
 /// Default parallelism: the number of cores.
@@ -43,6 +46,11 @@ pub enum Command {
     Backup(BackupArgs),
     /// Check a backup (or stopped data directory) and its WAL chain offline.
     Verify(VerifyArgs),
+    /// Restore a backup into a new data directory, then run the gate.
+    Restore(RestoreArgs),
+    /// Start a restored data directory with every client shut out, and open
+    /// access once replay reaches the backup's end point.
+    Gate(GateArgs),
     /// Run the whole job on a throwaway primary and standby: backup, verify,
     /// restore, gate, report.
     Demo(DemoArgs),
@@ -208,6 +216,168 @@ impl VerifyArgs {
             wal_archive: self.wal_archive.clone(),
             no_wal: self.no_wal,
             jobs: positive_jobs(self.jobs)?,
+        })
+    }
+}
+
+/// Options the gate shares with restore.
+#[derive(Debug, Args)]
+pub struct GateOptions {
+    /// What to do at the end target.
+    #[arg(long, value_enum, default_value = "pause")]
+    pub then: Then,
+    /// Give up after this many seconds: exit 4, server stopped, access
+    /// never opened.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub timeout: u64,
+    /// Diagnose replay that makes no progress for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub stall_secs: u64,
+    /// PostgreSQL bin directory of the backup's major.
+    #[arg(long, env = "PGDRILL_PG_BIN", value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+    /// OS user to run the server as (pgdrill running as root).
+    #[arg(long, value_name = "USER")]
+    pub os_user: Option<String>,
+    /// Database role pgdrill connects as while the gate is shut (default:
+    /// PGUSER, the server's OS user, postgres).
+    #[arg(long, value_name = "ROLE")]
+    pub db_user: Option<String>,
+}
+
+impl GateOptions {
+    fn check(&self) -> Result<()> {
+        if self.timeout == 0 {
+            return Err(Error::usage("--timeout must be at least 1 second", None));
+        }
+        if self.stall_secs == 0 {
+            return Err(Error::usage("--stall-secs must be at least 1 second", None));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A pgdrill backup or a plain-format pg_basebackup backup of a standby.
+    pub backup: PathBuf,
+    /// The new data directory (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// A WAL archive directory to restore from (restore_command = cp).
+    #[arg(long, value_name = "DIR", conflicts_with = "restore_command")]
+    pub wal_archive: Option<PathBuf>,
+    /// A restore_command of your own.
+    #[arg(long, value_name = "CMD")]
+    pub restore_command: Option<String>,
+    /// Stream WAL from this server (by default the copy never streams from
+    /// production). Its password is not written anywhere: give the server's
+    /// OS user a .pgpass.
+    #[arg(long, value_name = "CONNINFO")]
+    pub primary_conninfo: Option<String>,
+    /// The restored server's port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Copy and lock only; `pgdrill gate --pgdata DIR` starts it later.
+    #[arg(long)]
+    pub no_start: bool,
+    /// Parallel copy workers (default: the number of cores).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Put tablespace OID at DIR (default: <target>.tblspc/OID).
+    #[arg(long, value_name = "OID=DIR")]
+    pub tablespace_map: Vec<String>,
+    /// Do not fsync the copy.
+    #[arg(long)]
+    pub no_sync: bool,
+    #[command(flatten)]
+    pub gate: GateOptions,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RestoreArgs {
+    pub fn to_config(&self) -> Result<RestoreConfig> {
+        self.gate.check()?;
+        let mut map = Vec::new();
+        for m in &self.tablespace_map {
+            let (oid, dir) = m
+                .split_once('=')
+                .ok_or_else(|| Error::usage(format!("--tablespace-map {m:?}: expected OID=DIR"), None))?;
+            let oid: u32 = oid
+                .trim()
+                .parse()
+                .map_err(|_| Error::usage(format!("--tablespace-map {m:?}: {oid:?} is not an OID"), None))?;
+            let dir = PathBuf::from(dir);
+            if !dir.is_absolute() {
+                return Err(Error::usage(
+                    format!("--tablespace-map {m:?}: the directory must be an absolute path"),
+                    None,
+                ));
+            }
+            map.push((oid, dir));
+        }
+        if self.port == Some(0) {
+            return Err(Error::usage("--port must be between 1 and 65535", None));
+        }
+        Ok(RestoreConfig {
+            backup: self.backup.clone(),
+            target: self.target.clone(),
+            wal_archive: self.wal_archive.clone(),
+            restore_command: self.restore_command.clone(),
+            primary_conninfo: self.primary_conninfo.as_deref().map(ConnSpec::parse).transpose()?,
+            then: self.gate.then,
+            port: self.port,
+            timeout: std::time::Duration::from_secs(self.gate.timeout),
+            stall: std::time::Duration::from_secs(self.gate.stall_secs),
+            no_start: self.no_start,
+            os_user: self.gate.os_user.clone(),
+            pg_bin: self.gate.pg_bin.clone(),
+            db_user: self.gate.db_user.clone(),
+            jobs: positive_jobs(self.jobs)?,
+            tablespace_map: map,
+            sync: !self.no_sync,
+            quiet: self.json,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The restored data directory.
+    #[arg(long, value_name = "DIR")]
+    pub pgdata: PathBuf,
+    /// The end target (default: end_location, else derived from backup_label).
+    #[arg(long, value_name = "LSN")]
+    pub end_lsn: Option<String>,
+    /// The WAL archive the copy restores from, to name missing segments.
+    #[arg(long, value_name = "DIR")]
+    pub wal_archive: Option<PathBuf>,
+    #[command(flatten)]
+    pub gate: GateOptions,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl GateArgs {
+    pub fn to_config(&self) -> Result<GateConfig> {
+        self.gate.check()?;
+        let end_lsn = self
+            .end_lsn
+            .as_deref()
+            .map(|s| s.parse::<Lsn>().map_err(|e| Error::usage(format!("--end-lsn: {e}"), None)))
+            .transpose()?;
+        Ok(GateConfig {
+            pgdata: self.pgdata.clone(),
+            end_lsn,
+            then: self.gate.then,
+            timeout: std::time::Duration::from_secs(self.gate.timeout),
+            stall: std::time::Duration::from_secs(self.gate.stall_secs),
+            pg_bin: self.gate.pg_bin.clone(),
+            os_user: self.gate.os_user.clone(),
+            db_user: self.gate.db_user.clone(),
+            wal_archive: self.wal_archive.clone(),
+            quiet: self.json,
         })
     }
 }

@@ -11,6 +11,7 @@ use tabled::settings::Style;
 use crate::error::Error;
 
 mod backup;
+mod gate;
 mod inspect;
 mod verify;
 

@@ -46,6 +46,30 @@ const RECOVERY_CONF_KEYS: &[&str] = &[
 const TARGET_KEYS: &[&str] =
     &["recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid"];
 
+/// The recovery target settings: every target emptied, then the LSN target
+/// last. PostgreSQL's assign hooks reject any `recovery_target*` assignment,
+/// even an empty one, made after another target is set ("multiple recovery
+/// targets specified"), so the real one must come after the empty ones.
+fn target_settings(target: Option<Target>, timeline: TimelineChoice) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> =
+        TARGET_KEYS.iter().filter(|k| **k != "recovery_target_lsn").map(|k| (*k, String::new())).collect();
+    out.push(("recovery_target_lsn", target.map(|t| t.lsn.to_string()).unwrap_or_default()));
+    let (inclusive, action) = match target {
+        Some(t) => (t.inclusive, t.action),
+        None => (true, TargetAction::Pause),
+    };
+    out.push(("recovery_target_inclusive", if inclusive { "on" } else { "off" }.into()));
+    out.push(("recovery_target_action", action.as_str().into()));
+    out.push((
+        "recovery_target_timeline",
+        match timeline {
+            TimelineChoice::Latest => "latest".into(),
+            TimelineChoice::Id(t) => t.0.to_string(),
+        },
+    ));
+    out
+}
+
 /// What the restored server does when it reaches its target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TargetAction {
@@ -55,7 +79,7 @@ pub enum TargetAction {
 }
 
 impl TargetAction {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             TargetAction::Pause => "pause",
             TargetAction::Promote => "promote",
@@ -117,26 +141,7 @@ pub fn render(version: &PgVersion, plan: &RecoveryPlan) -> Rendered {
         ("recovery_end_command", String::new()),
         ("recovery_min_apply_delay", "0".into()),
     ];
-    for k in TARGET_KEYS {
-        rec.push((k, String::new()));
-    }
-    rec.push((
-        "recovery_target_timeline",
-        match plan.timeline {
-            TimelineChoice::Latest => "latest".into(),
-            TimelineChoice::Id(t) => t.0.to_string(),
-        },
-    ));
-    if let Some(t) = plan.target {
-        if let Some(e) = rec.iter_mut().find(|(k, _)| *k == "recovery_target_lsn") {
-            e.1 = t.lsn.to_string();
-        }
-        rec.push(("recovery_target_inclusive", if t.inclusive { "on" } else { "off" }.into()));
-        rec.push(("recovery_target_action", t.action.as_str().into()));
-    } else {
-        rec.push(("recovery_target_inclusive", "on".into()));
-        rec.push(("recovery_target_action", "pause".into()));
-    }
+    rec.extend(target_settings(plan.target, plan.timeline));
     if let Some(trigger) = version.promote_trigger_setting {
         rec.push((trigger, String::new()));
     }
@@ -232,6 +237,48 @@ pub fn write(pgdata: &Path, version: &PgVersion, plan: &RecoveryPlan, owner: Opt
     Ok(())
 }
 
+/// Set only the recovery target (and timeline), keeping the WAL sources
+/// someone else configured; make sure recovery runs in standby mode if no
+/// recovery file is present. Used by the gate on restored directories.
+pub fn set_target(
+    pgdata: &Path,
+    version: &PgVersion,
+    target: Option<Target>,
+    timeline: TimelineChoice,
+    owner: Option<&OsUser>,
+) -> Result<()> {
+    let add = target_settings(target, timeline);
+    let remove: [&str; 0] = [];
+    match version.recovery {
+        RecoveryStyle::RecoveryConf => {
+            let path = pgdata.join("recovery.conf");
+            let current = match fs::read_to_string(&path) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "standby_mode = 'on'\n".to_string(),
+                Err(e) => return Err(Error::ReadInput { path, source: e }),
+            };
+            // recovery.conf rejects empty targets: leave unset ones out.
+            let add: Vec<(&str, String)> = add.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+            let text = conf::replace_settings(&current, TARGET_KEYS, &add, "recovery target set by the pgdrill gate");
+            write_owned(&path, &text, owner)
+        }
+        RecoveryStyle::SignalFiles => {
+            let auto = pgdata.join("postgresql.auto.conf");
+            let current = match fs::read_to_string(&auto) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => conf::AUTO_CONF_HEADER.to_string(),
+                Err(e) => return Err(Error::ReadInput { path: auto, source: e }),
+            };
+            let text = conf::replace_settings(&current, &remove, &add, "recovery target set by the pgdrill gate");
+            write_owned(&auto, &text, owner)?;
+            if !pgdata.join("standby.signal").exists() && !pgdata.join("recovery.signal").exists() {
+                write_owned(&pgdata.join("standby.signal"), "", owner)?;
+            }
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +324,11 @@ mod tests {
         assert_eq!(get("recovery_target_lsn").as_deref(), Some("0/76D6CA8"));
         assert_eq!(get("promote_trigger_file").as_deref(), Some(""));
         assert_eq!(get("port").as_deref(), Some("6000"));
+        // The real target comes after every emptied one.
+        let pos = |k: &str| r.auto_add.iter().position(|(n, _)| *n == k).unwrap();
+        for k in TARGET_KEYS.iter().filter(|k| **k != "recovery_target_lsn") {
+            assert!(pos(k) < pos("recovery_target_lsn"), "{k}");
+        }
         // 16 has no promote_trigger_file: setting it would stop the server.
         let r16 = render(by_major(16).unwrap(), &plan());
         assert!(!r16.auto_add.iter().any(|(k, _)| *k == "promote_trigger_file"));
@@ -298,5 +350,35 @@ mod tests {
         assert_eq!(conf::get(&auto, "primary_conninfo").as_deref(), Some(""));
         assert_eq!(conf::get(&auto, "work_mem").as_deref(), Some("8MB"));
         assert_eq!(auto.matches("primary_conninfo").count(), 1);
+    }
+
+    #[test]
+    fn set_target_keeps_sources() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(
+            d.path().join("postgresql.auto.conf"),
+            "restore_command = 'cp /a/%f %p'\nrecovery_target_xid = '5'\n",
+        )
+        .unwrap();
+        let t = Target { lsn: Lsn(0x300), inclusive: false, action: TargetAction::Pause };
+        set_target(d.path(), by_major(16).unwrap(), Some(t), TimelineChoice::Latest, None).unwrap();
+        let auto = fs::read_to_string(d.path().join("postgresql.auto.conf")).unwrap();
+        assert_eq!(conf::get(&auto, "restore_command").as_deref(), Some("cp /a/%f %p"));
+        assert_eq!(conf::get(&auto, "recovery_target_xid").as_deref(), Some(""));
+        assert_eq!(conf::get(&auto, "recovery_target_lsn").as_deref(), Some("0/300"));
+        assert!(d.path().join("standby.signal").exists());
+        // 10-11: the target lands in recovery.conf, sources stay.
+        let d = tempfile::tempdir().unwrap();
+        fs::write(
+            d.path().join("recovery.conf"),
+            "standby_mode = 'on'\nrestore_command = 'x'\nrecovery_target_name = 'n'\n",
+        )
+        .unwrap();
+        set_target(d.path(), by_major(10).unwrap(), Some(t), TimelineChoice::Id(TimelineId(2)), None).unwrap();
+        let rc = fs::read_to_string(d.path().join("recovery.conf")).unwrap();
+        assert_eq!(conf::get(&rc, "restore_command").as_deref(), Some("x"));
+        assert_eq!(conf::get(&rc, "recovery_target_name"), None);
+        assert_eq!(conf::get(&rc, "recovery_target_lsn").as_deref(), Some("0/300"));
+        assert_eq!(conf::get(&rc, "recovery_target_timeline").as_deref(), Some("2"));
     }
 }

@@ -11,4 +11,4 @@ mod postmaster;
 
 pub use bin::{parse_version_output, PgBin};
 pub use osuser::OsUser;
-pub use postmaster::{Postmaster, ServerSpec, StopMode};
+pub use postmaster::{last_log_lines, Postmaster, ServerSpec, StopMode};

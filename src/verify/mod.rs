@@ -582,6 +582,9 @@ fn check_wal(cfg: &VerifyConfig, info: &DirInfo, out: &mut Vec<Finding>, checked
         },
     })?;
     summary.checked = outcome.reached.is_some();
+    if !summary.checked {
+        summary.skipped = Some("the timelines between the start and the end are unknown (see the findings)".into());
+    }
     summary.reached = outcome.reached;
     summary.timelines = outcome.timelines;
     summary.first_segment = outcome.first_segment;

@@ -22,6 +22,8 @@
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 
 use serde::Serialize;
 
@@ -30,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::pg::history::{self, TimelineSpan};
 use crate::pg::wal::{
     history_file_name, PageHeader, RecordWalker, SegmentName, WalError, WalProblem, WalkConfig, WalkStats,
-    LONG_HEADER_LEN, XLP_LONG_HEADER,
+    LONG_HEADER_LEN, RECORD_HEADER_LEN, SHORT_HEADER_LEN, XLP_LONG_HEADER,
 };
 use crate::pg::{Lsn, TimelineId, WalSegSize};
 
@@ -231,10 +233,92 @@ fn fill(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// Buffers in flight between the reader thread and the walk.
+const BUFFERS: usize = 4;
+
+/// One chunk read ahead: `seq` says which segment it belongs to.
+struct Chunk {
+    seq: u64,
+    buf: Vec<u8>,
+    read: std::io::Result<usize>,
+}
+
+/// The walk's side of a read-ahead thread. Copying WAL out of the page cache
+/// costs about as much as checking it; a second thread does the copying
+/// while the walk checks the previous chunk. [`BUFFERS`] buffers of 1 MiB
+/// circulate, so memory stays flat.
+struct ReadAhead {
+    requests: mpsc::Sender<(u64, File)>,
+    chunks: mpsc::Receiver<Chunk>,
+    free: mpsc::Sender<Vec<u8>>,
+    /// The segment the walk wants; the reader drops any other.
+    current: Arc<AtomicU64>,
+    seq: u64,
+}
+
+impl ReadAhead {
+    /// Start the reader in `scope`.
+    fn start<'scope>(scope: &'scope std::thread::Scope<'scope, '_>, chunk_size: usize) -> ReadAhead {
+        let (requests, req_rx) = mpsc::channel::<(u64, File)>();
+        let (chunk_tx, chunks) = mpsc::sync_channel::<Chunk>(BUFFERS);
+        let (free, free_rx) = mpsc::channel::<Vec<u8>>();
+        for _ in 0..BUFFERS {
+            let _ = free.send(vec![0u8; chunk_size]);
+        }
+        let current = Arc::new(AtomicU64::new(0));
+        let cur = Arc::clone(&current);
+        scope.spawn(move || {
+            while let Ok((seq, mut file)) = req_rx.recv() {
+                while cur.load(Ordering::Acquire) == seq {
+                    let Ok(mut buf) = free_rx.recv() else { return };
+                    let read = fill(&mut file, &mut buf);
+                    let last = !matches!(read, Ok(n) if n == buf.len());
+                    if chunk_tx.send(Chunk { seq, buf, read }).is_err() || last {
+                        break;
+                    }
+                }
+            }
+        });
+        ReadAhead { requests, chunks, free, current, seq: 0 }
+    }
+
+    /// Read `file` (positioned where the walk goes on) from now on.
+    fn open(&mut self, file: File) {
+        self.seq += 1;
+        self.current.store(self.seq, Ordering::Release);
+        let _ = self.requests.send((self.seq, file));
+    }
+
+    /// The next chunk of the current file; `None` if the reader is gone.
+    fn next(&mut self) -> Option<(Vec<u8>, std::io::Result<usize>)> {
+        loop {
+            let c = self.chunks.recv().ok()?;
+            if c.seq == self.seq {
+                return Some((c.buf, c.read));
+            }
+            self.give_back(c.buf); // read ahead for an abandoned file
+        }
+    }
+
+    fn give_back(&self, buf: Vec<u8>) {
+        let _ = self.free.send(buf);
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        // Make the reader stop reading whatever it is on.
+        self.current.store(u64::MAX, Ordering::Release);
+    }
+}
+
 /// Why a segment's walk ended.
 enum SegmentEnd {
     /// The target was reached.
     Done,
+    /// An XLOG_SWITCH record reached the target: PostgreSQL counts it as
+    /// ending at the next segment boundary, given here.
+    DoneAtSwitch(Lsn),
     /// Go on with the segment holding the walker's next page.
     Next,
     /// The chain broke (a finding says where).
@@ -243,13 +327,13 @@ enum SegmentEnd {
 
 fn walk_segment(
     walker: &mut RecordWalker,
-    cfg: &WalkConfig,
+    c: &WalCheck,
     found: &Located,
-    seg: WalSegSize,
     page_size: usize,
-    buf: &mut [u8],
+    ahead: &mut ReadAhead,
     findings: &mut Vec<Finding>,
 ) -> Result<SegmentEnd> {
+    let seg = c.cfg.seg_size;
     let seg_start = Lsn::from_segment(walker.next_page().segment_number(seg), seg).unwrap_or(Lsn(0));
     let seg_end = seg_start.0.saturating_add(seg.bytes());
     let offset = walker.next_page().segment_offset(seg);
@@ -271,7 +355,7 @@ fn walk_segment(
             findings.push(unreadable(e, seg_start));
             return Ok(SegmentEnd::Broken);
         }
-        if let Some(problem) = long_header_problem(&head, cfg, seg_start) {
+        if let Some(problem) = long_header_problem(&head, &c.cfg, seg_start) {
             findings.push(wal_finding(&WalError { lsn: seg_start, problem }, &found.shown));
             return Ok(SegmentEnd::Broken);
         }
@@ -280,36 +364,33 @@ fn walk_segment(
         findings.push(unreadable(e, walker.next_page()));
         return Ok(SegmentEnd::Broken);
     }
+    ahead.open(f);
     loop {
         if crate::signals::interrupted() {
             return Err(Error::Interrupted);
         }
-        let n = match fill(&mut f, buf) {
+        let Some((buf, read)) = ahead.next() else {
+            findings.push(unreadable(std::io::Error::other("the reader thread stopped"), walker.next_page()));
+            return Ok(SegmentEnd::Broken);
+        };
+        let n = match read {
             Ok(n) => n,
             Err(e) => {
+                ahead.give_back(buf);
                 findings.push(unreadable(e, walker.next_page()));
                 return Ok(SegmentEnd::Broken);
             }
         };
-        let whole = n - n % page_size;
-        for page in buf[..whole].chunks_exact(page_size) {
-            if walker.skip_to().is_some() {
-                // After XLOG_SWITCH the rest of the segment is unused.
-                walker.skip_switched_pages();
-                return Ok(SegmentEnd::Next);
-            }
-            if let Err(e) = walker.feed_page(page) {
-                findings.push(wal_finding(&e, &found.shown));
-                return Ok(SegmentEnd::Broken);
-            }
-            if walker.is_done() {
-                return Ok(SegmentEnd::Done);
-            }
+        let end = walk_pages(walker, c, &buf[..n - n % page_size], page_size, &found.shown, findings);
+        let full = n == buf.len();
+        ahead.give_back(buf);
+        if let Some(end) = end {
+            return Ok(end);
         }
         if walker.next_page().0 >= seg_end {
             return Ok(SegmentEnd::Next);
         }
-        if n < buf.len() {
+        if !full {
             findings.push(
                 Finding::new(
                     FindingKind::WalSegmentTruncated,
@@ -321,6 +402,59 @@ fn walk_segment(
             return Ok(SegmentEnd::Broken);
         }
     }
+}
+
+/// Feed whole pages to the walker; `Some` when the segment's walk ends.
+fn walk_pages(
+    walker: &mut RecordWalker,
+    c: &WalCheck,
+    pages: &[u8],
+    page_size: usize,
+    shown: &str,
+    findings: &mut Vec<Finding>,
+) -> Option<SegmentEnd> {
+    let seg = c.cfg.seg_size;
+    for page in pages.chunks_exact(page_size) {
+        if walker.skip_to().is_some() {
+            // After XLOG_SWITCH the rest of the segment is unused.
+            walker.skip_switched_pages();
+            return Some(SegmentEnd::Next);
+        }
+        let page_lsn = walker.next_page();
+        let before = walker.valid_until();
+        if let Err(e) = walker.feed_page(page) {
+            findings.push(wal_finding(&e, shown));
+            return Some(SegmentEnd::Broken);
+        }
+        if walker.is_done() {
+            return Some(SegmentEnd::Done);
+        }
+        let end = walker.valid_until();
+        if end != before && ends_with_switch(page, page_lsn, end) {
+            let boundary = Lsn((end.0.saturating_sub(1) / seg.bytes() + 1) * seg.bytes());
+            if boundary >= c.end && c.record_at.is_none_or(|r| end > r) {
+                return Some(SegmentEnd::DoneAtSwitch(boundary));
+            }
+        }
+    }
+    None
+}
+
+/// Whether the record ending at `end` on this page is an `XLOG_SWITCH`: a
+/// bare 24-byte record header of resource manager 0 with info 0x40 and a
+/// valid CRC. xlogreader.c treats such a record as reaching the end of its
+/// segment (`EndRecPtr` is the next segment's start), and so do minimum
+/// recovery points and stop LSNs.
+pub fn ends_with_switch(page: &[u8], page_lsn: Lsn, end: Lsn) -> bool {
+    let Some(start) = end.0.checked_sub(RECORD_HEADER_LEN as u64) else { return false };
+    let Some(off) = start.checked_sub(page_lsn.0).map(|o| o as usize) else { return false };
+    if off < SHORT_HEADER_LEN || off + RECORD_HEADER_LEN > page.len() {
+        return false; // not wholly on this page
+    }
+    let h = &page[off..off + RECORD_HEADER_LEN];
+    let tot_len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    let crc = u32::from_le_bytes([h[20], h[21], h[22], h[23]]);
+    tot_len as usize == RECORD_HEADER_LEN && h[17] == 0 && h[16] & 0xF0 == 0x40 && crc32c::crc32c(&h[..20]) == crc
 }
 
 /// What is wrong with a segment's first page header (`XLogReaderValidatePageHeader()`).
@@ -362,14 +496,22 @@ pub fn check(c: &WalCheck) -> Result<WalOutcome> {
     let Some(path) = timeline_path(c, &mut out) else {
         return Ok(out);
     };
+    let chunk = CHUNK - CHUNK % (c.cfg.page_size as usize).max(1);
+    std::thread::scope(|s| {
+        let mut ahead = ReadAhead::start(s, chunk);
+        walk(c, path, &mut ahead, out)
+    })
+}
+
+fn walk(c: &WalCheck, path: Vec<TimelineSpan>, ahead: &mut ReadAhead, mut out: WalOutcome) -> Result<WalOutcome> {
     out.timelines = path.clone();
     let seg = c.cfg.seg_size;
     let page_size = c.cfg.page_size as usize;
     let first_page = Lsn(c.start.0 - c.start.page_offset(c.cfg.page_size));
     let target = walker_target(c.end, c.record_at);
     let mut walker = RecordWalker::new(c.cfg, first_page, target);
-    let mut buf = vec![0u8; CHUNK - CHUNK % page_size.max(1)];
     let mut broken_at: Option<u64> = None;
+    let mut switch_end: Option<Lsn> = None;
     loop {
         let segno = walker.next_page().segment_number(seg);
         let name = segment_for(&path, segno, seg, c.end_tli).file_name(seg);
@@ -424,8 +566,12 @@ pub fn check(c: &WalCheck) -> Result<WalOutcome> {
             }
         }
         out.segments += 1;
-        match walk_segment(&mut walker, &c.cfg, &found, seg, page_size, &mut buf, &mut out.findings)? {
+        match walk_segment(&mut walker, c, &found, page_size, ahead, &mut out.findings)? {
             SegmentEnd::Done => break,
+            SegmentEnd::DoneAtSwitch(at) => {
+                switch_end = Some(at);
+                break;
+            }
             SegmentEnd::Next => continue,
             SegmentEnd::Broken => {
                 broken_at = Some(segno);
@@ -433,9 +579,10 @@ pub fn check(c: &WalCheck) -> Result<WalOutcome> {
             }
         }
     }
-    out.done = walker.is_done();
-    // As PostgreSQL reports record ends: rounded up to 8 bytes.
-    out.reached = Some(walker.valid_until().max_align().unwrap_or(walker.valid_until()));
+    out.done = walker.is_done() || switch_end.is_some();
+    // As PostgreSQL reports record ends: rounded up to 8 bytes, and the end
+    // of an XLOG_SWITCH at the segment boundary.
+    out.reached = Some(switch_end.unwrap_or_else(|| walker.valid_until().max_align().unwrap_or(walker.valid_until())));
     out.stats = walker.stats;
     if let Some(b) = broken_at {
         // Later segments: report those that are missing too.
@@ -611,6 +758,61 @@ mod tests {
         fs::write(&seg1, &bytes[..4096]).unwrap();
         let short = run(d.path(), None, &w, start, target);
         assert_eq!(short.findings[0].kind, FindingKind::WalSegmentSize);
+    }
+
+    #[test]
+    fn a_segment_entered_mid_way_still_has_its_long_header_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let w = two_segments(d.path());
+        let c = cfg(&w);
+        assert_eq!(long_header_problem(&w.bytes[..64], &c, Lsn(0)), None);
+        let other = WalkConfig { system_identifier: Some(7), ..c };
+        assert!(matches!(
+            long_header_problem(&w.bytes[..64], &other, Lsn(0)),
+            Some(WalProblem::SystemIdMismatch { .. })
+        ));
+        assert!(matches!(
+            long_header_problem(&w.bytes[..64], &c, Lsn(1 << 20)),
+            Some(WalProblem::PageAddrMismatch { .. })
+        ));
+        assert_eq!(long_header_problem(&w.bytes[8192..8192 + 64], &c, Lsn(0)), Some(WalProblem::MissingLongHeader));
+
+        // A walk starting inside a segment of another system names it.
+        let start = w.records.iter().find(|r| r.0 .0 > 100_000).unwrap().0;
+        let target = w.records[w.records.len() - 2].1;
+        let mut seg0 = fs::read(d.path().join("pg_wal/000000010000000000000000")).unwrap();
+        seg0[24..32].copy_from_slice(&7u64.to_le_bytes());
+        fs::write(d.path().join("pg_wal/000000010000000000000000"), seg0).unwrap();
+        let out = run(d.path(), None, &w, start, target);
+        assert_eq!(out.findings.len(), 1);
+        assert_eq!(out.findings[0].kind, FindingKind::WalWrongSystem);
+        assert_eq!(out.findings[0].lsn, Some(Lsn(0)));
+    }
+
+    #[test]
+    fn a_switch_record_reaches_the_segment_boundary() {
+        let d = tempfile::tempdir().unwrap();
+        let seg = WalSegSize::new(1 << 20).unwrap();
+        let mut w = FakeWal::new(Lsn(0), seg, 8192, 0xD110);
+        for i in 0..50 {
+            w.record(300 + i * 10, 1, 0);
+        }
+        w.record(0, 0, 0x40); // XLOG_SWITCH
+        let switch_end = w.records.last().unwrap().1;
+        w.finish();
+        w.bytes.resize(1 << 20, 0);
+        fs::create_dir_all(d.path().join("pg_wal")).unwrap();
+        fs::write(d.path().join("pg_wal/000000010000000000000000"), &w.bytes).unwrap();
+        let page = (switch_end.0 / 8192 * 8192) as usize;
+        assert!(ends_with_switch(&w.bytes[page..page + 8192], Lsn(page as u64), switch_end));
+        assert!(!ends_with_switch(&w.bytes[page..page + 8192], Lsn(page as u64), w.records[49].1));
+        // The standby's minimum recovery point after replaying it is the
+        // next segment's start; that segment is not needed.
+        let out = run(d.path(), None, &w, w.records[2].0, Lsn(1 << 20));
+        assert!(out.done, "{:?}", out.findings);
+        assert!(out.findings.is_empty());
+        assert_eq!(out.reached, Some(Lsn(1 << 20)));
+        assert_eq!(out.segments, 1);
     }
 
     #[test]

@@ -157,3 +157,71 @@ pub fn pg_verifybackup() -> Option<std::path::PathBuf> {
 pub fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
+
+/// A client that keeps trying to connect and records what it saw: it runs
+/// psql in a shell loop as the given OS user (the server's own, to show the
+/// gate shuts it out too), over a socket directory or TCP host.
+pub struct Knocker {
+    stop: std::path::PathBuf,
+    out: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+/// One attempt: `Some(lsn)` if it got in (the replay LSN it saw).
+#[derive(Debug, Clone)]
+pub struct Knock {
+    pub ok: bool,
+    pub lsn: Option<pgdrill::pg::Lsn>,
+}
+
+impl Knocker {
+    pub fn start(g: &Ground, name: &str, host: &str, port: u16) -> Knocker {
+        let stop = g.dir.join(format!("{name}.stop"));
+        let out = g.dir.join(format!("{name}.knocks"));
+        let script = format!(
+            "while [ ! -e {stop} ]; do \
+               if r=$(PGCONNECT_TIMEOUT=2 /usr/bin/psql -X -w -h {host} -p {port} -U postgres -d postgres -Atc 'select pg_last_wal_replay_lsn()' 2>/dev/null); \
+               then echo \"ok $r\" >> {out}; else echo fail >> {out}; fi; \
+               sleep 0.02; \
+             done",
+            stop = stop.display(),
+            out = out.display()
+        );
+        let child = g.user.command("/bin/sh").arg("-c").arg(script).spawn().expect("start a knocker");
+        Knocker { stop, out, child }
+    }
+
+    pub fn stop(mut self) -> Vec<Knock> {
+        self.halt();
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| match l.strip_prefix("ok ") {
+                Some(lsn) => Knock { ok: true, lsn: lsn.trim().parse().ok() },
+                None => Knock { ok: false, lsn: None },
+            })
+            .collect()
+    }
+}
+
+impl Knocker {
+    fn halt(&mut self) {
+        let _ = std::fs::write(&self.stop, "");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Knocker {
+    /// Stop the loop even when a test fails.
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Names in the archive directory.
+pub fn archive_listing(g: &Ground) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(&g.archive).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Benchmark `pgdrill verify` against PostgreSQL 15's own tools.
+#
+# Usage:
+#   scripts/bench-verify.sh                 # scale 70 (~1 GB of data), 3 runs each
+#   SCALE=10 RUNS=5 scripts/bench-verify.sh # smaller / more runs
+#   KEEP=1 scripts/bench-verify.sh          # keep the work directory
+#   BENCH_DIR=/big/disk/x scripts/bench-verify.sh
+#
+# What it does, self-contained (Debian's PostgreSQL 15 under
+# /usr/lib/postgresql/15/bin, run as the `postgres` OS user when started as
+# root; needs /usr/bin/time, `apt-get install time` if missing):
+#   1. initdb a primary that archives WAL into a directory, and build a hot
+#      standby of it with pg_basebackup -R;
+#   2. pgbench -i -s $SCALE on the primary (scale 70 is ~1 GB), then pgbench
+#      writes until the archive holds >= $WAL_MB MiB of WAL; checkpoints are
+#      held off so the standby's last restartpoint stays before all of it;
+#   3. `pgdrill backup` (label method, release build) from the standby, so
+#      that the backup's WAL range spans that WAL;
+#   4. alternating runs, warm page cache, medians of $RUNS:
+#        A. pgdrill verify --no-wal BACKUP      vs  pg_verifybackup -n BACKUP
+#           (manifest, every file's CRC-32C; pgdrill also scans page LSNs)
+#        B. the WAL record walk alone: pgdrill verify on a copy holding only
+#           backup_label, end_location and pg_control (no manifest, no
+#           relation files), so it does nothing but walk the backup's WAL
+#           range  vs  pg_waldump --stats and pg_waldump -q over the same
+#           start..end range in the same archive
+#        C. peak RSS (/usr/bin/time -v "Maximum resident set size") of a
+#           full pgdrill verify --wal-archive
+#   5. print a table with the targets: A >= 1.5x, B >= 2x, C <= 64 MB;
+#   6. stop the servers and remove everything (unless KEEP=1).
+set -euo pipefail
+
+SCALE=${SCALE:-70}
+RUNS=${RUNS:-3}
+WAL_MB=${WAL_MB:-1100}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PGDRILL=${PGDRILL:-$ROOT/target/release/pgdrill}
+
+for p in initdb pg_ctl pgbench pg_basebackup pg_verifybackup pg_waldump psql; do
+    [ -x "$PGBIN/$p" ] || { echo "missing $PGBIN/$p (apt-get install postgresql-15)" >&2; exit 2; }
+done
+[ -x /usr/bin/time ] || { echo "missing /usr/bin/time (apt-get install time)" >&2; exit 2; }
+
+if [ -z "${PGDRILL_SKIP_BUILD:-}" ]; then
+    (cd "$ROOT" && cargo build --release --quiet)
+fi
+
+WORK=${BENCH_DIR:-$(mktemp -d /tmp/pgdrill-bench.XXXXXX)}
+mkdir -p "$WORK"
+ARCH=$WORK/archive
+mkdir -p "$ARCH"
+if [ "$(id -u)" -eq 0 ]; then
+    chown -R postgres: "$WORK"
+    chmod 755 "$WORK"
+    as_pg() { runuser -u postgres -- "$@"; }
+else
+    as_pg() { "$@"; }
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+P1=$(free_port)
+P2=$(free_port)
+
+cleanup() {
+    set +e
+    as_pg "$PGBIN/pg_ctl" stop -m immediate -D "$WORK/standby" >/dev/null 2>&1
+    as_pg "$PGBIN/pg_ctl" stop -m immediate -D "$WORK/primary" >/dev/null 2>&1
+    if [ -n "${KEEP:-}" ]; then
+        echo "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+psql1() { as_pg "$PGBIN/psql" -X -q -At -h "$WORK" -p "$1" -U postgres -d postgres -c "$2"; }
+
+log "work directory $WORK"
+as_pg "$PGBIN/initdb" -D "$WORK/primary" -U postgres -A trust -N --locale=C -E UTF8 >/dev/null
+cat >>"$WORK/primary/postgresql.conf" <<EOF
+listen_addresses = ''
+port = $P1
+unix_socket_directories = '$WORK'
+wal_level = replica
+max_wal_senders = 5
+hot_standby = on
+archive_mode = on
+archive_command = 'test ! -f $ARCH/%f && cp %p $ARCH/%f'
+fsync = off
+synchronous_commit = off
+shared_buffers = 256MB
+max_wal_size = 16GB
+checkpoint_timeout = 1h
+logging_collector = off
+EOF
+as_pg "$PGBIN/pg_ctl" start -w -D "$WORK/primary" -l "$WORK/primary.log" >/dev/null
+
+log "building the standby"
+as_pg "$PGBIN/pg_basebackup" -D "$WORK/standby" -R -X stream -c fast -h "$WORK" -p "$P1" -U postgres
+cat >>"$WORK/standby/postgresql.auto.conf" <<EOF
+port = $P2
+restore_command = 'cp $ARCH/%f %p'
+EOF
+as_pg "$PGBIN/pg_ctl" start -w -D "$WORK/standby" -l "$WORK/standby.log" >/dev/null
+
+log "pgbench -i -s $SCALE"
+as_pg "$PGBIN/pgbench" -i -q -s "$SCALE" -h "$WORK" -p "$P1" -U postgres postgres >/dev/null 2>&1
+while :; do
+    mb=$(du -sm "$ARCH" | cut -f1)
+    [ "$mb" -ge "$WAL_MB" ] && break
+    log "archive holds $mb MiB of WAL; writing more"
+    as_pg "$PGBIN/pgbench" -n -c 4 -j 2 -T 15 -h "$WORK" -p "$P1" -U postgres postgres >/dev/null 2>&1
+    psql1 "$P1" "SELECT pg_switch_wal()" >/dev/null
+    sleep 2
+done
+target=$(psql1 "$P1" "SELECT pg_current_wal_lsn()")
+log "waiting for the standby to replay up to $target"
+until [ "$(psql1 "$P2" "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" = t ]; do sleep 1; done
+
+log "pgdrill backup"
+"$PGDRILL" backup --standby "host=$WORK port=$P2 user=postgres dbname=postgres" \
+    --primary "host=$WORK port=$P1 user=postgres dbname=postgres" --wal-archive "$ARCH" \
+    --dest "$WORK/backup" --fast --no-sync --json >"$WORK/backup.json"
+
+# The WAL-only copy: what the walk needs and nothing else.
+mkdir -p "$WORK/walonly/global" "$WORK/walonly/pg_wal"
+cp "$WORK/backup/backup_label" "$WORK/backup/end_location" "$WORK/walonly/"
+cp "$WORK/backup/global/pg_control" "$WORK/walonly/global/"
+"$PGDRILL" verify "$WORK/walonly" --wal-archive "$ARCH" --json >"$WORK/walonly.json"
+read -r START END <<<"$(python3 -c 'import json,sys; w=json.load(open(sys.argv[1]))["wal"]; print(w["start"], w["end"])' "$WORK/walonly.json")"
+DATA_MB=$(du -sm "$WORK/backup" | cut -f1)
+read -r SEGS WALBYTES RECORDS <<<"$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["checked"]; print(c["segments"], c["wal_bytes"], c["wal_records"])' "$WORK/walonly.json")"
+log "backup: $DATA_MB MiB; WAL range $START .. $END: $SEGS segments, $((WALBYTES / 1048576)) MiB, $RECORDS records"
+"$PGDRILL" verify "$WORK/backup" --wal-archive "$ARCH" >/dev/null || { echo "the backup does not verify" >&2; exit 1; }
+
+# Elapsed seconds and peak RSS (KiB) of a command; its output is discarded.
+measure() {
+    /usr/bin/time -f '%e %M' -o "$WORK/time.out" "$@" >/dev/null 2>&1 || true
+    tail -n 1 "$WORK/time.out"
+}
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+declare -A T
+run() { # name command...
+    local name=$1; shift
+    local r
+    r=$(measure "$@")
+    T[$name]+="${r%% *} "
+    if [ "$name" = full ]; then RSS+="${r##* } "; fi
+}
+RSS=""
+log "warming the page cache"
+measure "$PGDRILL" verify --no-wal "$WORK/backup" >/dev/null
+measure "$PGBIN/pg_verifybackup" -n "$WORK/backup" >/dev/null
+measure "$PGBIN/pg_waldump" --stats -p "$ARCH" -s "$START" -e "$END" >/dev/null
+for i in $(seq 1 "$RUNS"); do
+    log "round $i of $RUNS"
+    run pgdrill_nowal "$PGDRILL" verify --no-wal "$WORK/backup"
+    run pg_verifybackup "$PGBIN/pg_verifybackup" -n "$WORK/backup"
+    run pgdrill_wal "$PGDRILL" verify "$WORK/walonly" --wal-archive "$ARCH"
+    run waldump_stats "$PGBIN/pg_waldump" --stats -p "$ARCH" -s "$START" -e "$END"
+    run waldump_q "$PGBIN/pg_waldump" -q -p "$ARCH" -s "$START" -e "$END"
+    run full "$PGDRILL" verify "$WORK/backup" --wal-archive "$ARCH"
+done
+
+m() { echo "${T[$1]}" | tr ' ' '\n' | grep -v '^$' | median; }
+a=$(m pgdrill_nowal); b=$(m pg_verifybackup); c=$(m pgdrill_wal); d=$(m waldump_stats); e=$(m waldump_q); f=$(m full)
+rss=$(echo "$RSS" | tr ' ' '\n' | grep -v '^$' | sort -g | tail -n 1)
+wd=$(python3 -c "print(min($d, $e))")
+cat <<EOF
+
+pgdrill verify benchmark: $DATA_MB MiB backup (pgbench scale $SCALE), $((WALBYTES / 1048576)) MiB of WAL ($SEGS segments, $RECORDS records), $(nproc) cores, warm cache, medians of $RUNS
+| measurement | pgdrill | PostgreSQL 15 | speed-up | target |
+|---|---|---|---|---|
+| files + checksums | verify --no-wal: ${a} s | pg_verifybackup -n: ${b} s | $(python3 -c "print(f'{$b/$a:.2f}x')") | >= 1.5x: $(python3 -c "print('met' if $b/$a >= 1.5 else 'MISSED')") |
+| WAL record walk | verify (WAL only): ${c} s | pg_waldump --stats: ${d} s, -q: ${e} s | $(python3 -c "print(f'{$wd/$c:.2f}x')") (vs the faster) | >= 2x: $(python3 -c "print('met' if $wd/$c >= 2 else 'MISSED')") |
+| peak RSS, full verify (${f} s) | $((rss / 1024)) MiB | | | <= 64 MiB: $( [ $((rss / 1024)) -le 64 ] && echo met || echo MISSED) |
+EOF

@@ -1,0 +1,671 @@
+//! `pgdrill gate`: start a restored data directory with every client shut
+//! out, watch replay reach the backup's end point, then open access.
+//!
+//! The lock ([`lock`]) replaces pg_hba.conf and pg_ident.conf with files that
+//! admit only pgdrill's own OS user through peer authentication on the
+//! server's Unix socket; TCP and replication connections match no line. The
+//! server runs with its own configuration otherwise, so opening is putting
+//! the original files back and a reload: no restart, no replay again, and
+//! nothing of the gate left behind. docs/design.md explains the choice.
+//!
+//! It fails closed. Until the gate opens, a timeout, an error, a signal, or
+//! pgdrill being killed leaves the server stopped or still locked, and the
+//! lock is on disk, so a manual `pg_ctl start` meets it too. `pgdrill gate`
+//! run again resumes from the state kept in `pgdrill_gate/`.
+
+pub mod lock;
+pub mod monitor;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+use serde::Serialize;
+
+use crate::conn::ConnSpec;
+use crate::copy::progress_bar;
+use crate::datadir::{self, DirInfo};
+use crate::error::{Error, Result};
+use crate::pg::label::BackupFrom;
+use crate::pg::wal::SegmentName;
+use crate::pg::{Lsn, TimelineId, WalSegSize};
+use crate::restore::recovery::{self, Target, TargetAction, TimelineChoice};
+use crate::server::{OsUser, PgBin, Postmaster, ServerSpec};
+use lock::GateState;
+use monitor::{ServerLog, StartupActivity};
+
+/// What the restored server does once it reaches the end target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Then {
+    /// Stop exactly at the end target, paused, open read-only.
+    Pause,
+    /// End recovery at the end target, promote, open read-write.
+    Promote,
+    /// Keep following the WAL source, open read-only once past the end.
+    Standby,
+}
+
+impl Then {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Then::Pause => "pause",
+            Then::Promote => "promote",
+            Then::Standby => "standby",
+        }
+    }
+}
+
+/// A validated gate request.
+#[derive(Clone, Debug)]
+pub struct GateConfig {
+    pub pgdata: PathBuf,
+    pub end_lsn: Option<Lsn>,
+    pub then: Then,
+    pub timeout: Duration,
+    /// No replay progress for this long is a stall worth diagnosing.
+    pub stall: Duration,
+    pub pg_bin: Option<PathBuf>,
+    pub os_user: Option<String>,
+    /// A database role pgdrill may connect as (tried first).
+    pub db_user: Option<String>,
+    /// The archive the copy restores from, to name missing segments.
+    pub wal_archive: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+/// When things happened (RFC 3339) and how long they took.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub started: String,
+    pub consistent: Option<String>,
+    pub opened: Option<String>,
+    /// Server start to the end target reached.
+    pub replay_secs: f64,
+    /// End target reached to access open (including promotion).
+    pub open_secs: f64,
+    pub total_secs: f64,
+}
+
+/// The result of the gate; its JSON form is documented in docs/json.md.
+#[derive(Clone, Debug, Serialize)]
+pub struct GateReport {
+    pub pgdata: PathBuf,
+    pub port: u16,
+    pub socket_dir: PathBuf,
+    pub then: Then,
+    pub end_lsn: Option<Lsn>,
+    /// Where the end target came from: `option`, `state`, `end_location`,
+    /// `backup_label`, or `server` (PostgreSQL's own end-of-backup check).
+    pub end_source: &'static str,
+    /// The replay LSN when access opened (the insert LSN after promotion).
+    pub opened_at_lsn: Option<Lsn>,
+    /// Where PostgreSQL itself declared consistency, from its log.
+    pub server_consistent_lsn: Option<Lsn>,
+    pub read_write: bool,
+    pub timeline: Option<u32>,
+    pub resumed: bool,
+    pub stalls: Vec<String>,
+    pub timings: Timings,
+    pub server_log: PathBuf,
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Ask the server binary for a setting's effective value (`postgres -C`).
+pub fn server_setting(bin: &PgBin, user: &OsUser, pgdata: &Path, name: &str) -> Result<String> {
+    let out = user
+        .command(bin.program("postgres"))
+        .arg("-D")
+        .arg(pgdata)
+        .arg("-C")
+        .arg(name)
+        .output()
+        .map_err(|e| Error::Program { program: "postgres -C".into(), message: e.to_string(), log: None })?;
+    if !out.status.success() {
+        return Err(Error::Program {
+            program: format!("postgres -C {name}"),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            log: None,
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn inside(dir: &Path, file: &Path) -> bool {
+    let d = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let f = file.parent().and_then(|p| std::fs::canonicalize(p).ok()).unwrap_or_else(|| file.to_path_buf());
+    f.starts_with(d)
+}
+
+/// The end target, and where it came from.
+fn end_target(cfg: &GateConfig, info: &DirInfo, state: Option<&GateState>) -> Result<(Option<Lsn>, &'static str)> {
+    if let Some(e) = cfg.end_lsn {
+        return Ok((Some(e), "option"));
+    }
+    if let Some(s) = state {
+        return Ok((s.end_lsn, "state"));
+    }
+    if let Some(e) = info.end_location {
+        return Ok((Some(e), "end_location"));
+    }
+    match info.label_fields() {
+        Some(f) if f.backup_from == Some(BackupFrom::Standby) => {
+            let m = info.control.min_recovery_lsn;
+            if m.is_valid() {
+                Ok((Some(m), "backup_label"))
+            } else {
+                Err(Error::usage(
+                    "backup_label says the backup is from a standby, but pg_control has no minimum recovery point",
+                    Some("pass --end-lsn".to_string()),
+                ))
+            }
+        }
+        // From a primary: the end-of-backup record, which PostgreSQL itself
+        // waits for before it declares consistency.
+        Some(_) => {
+            Ok((info.backup_history_stop, if info.backup_history_stop.is_some() { "backup_label" } else { "server" }))
+        }
+        None => Err(Error::usage(
+            format!("{}: no end target: no end_location, no backup_label", info.path.display()),
+            Some("pass --end-lsn LSN (the point the copy must reach before anyone may use it)".into()),
+        )),
+    }
+}
+
+struct Watch<'a> {
+    cfg: &'a GateConfig,
+    pgdata: &'a Path,
+    seg: WalSegSize,
+    tli: TimelineId,
+    end: Option<Lsn>,
+    start_lsn: Lsn,
+    conn_candidates: Vec<ConnSpec>,
+    client: Option<Client>,
+    log: ServerLog,
+    stalls: Vec<String>,
+}
+
+impl Watch<'_> {
+    fn connect(&mut self) -> Option<&mut Client> {
+        if self.client.is_none() {
+            for c in &self.conn_candidates {
+                if let Ok(cl) = c.connect() {
+                    self.client = Some(cl);
+                    break;
+                }
+            }
+        }
+        self.client.as_mut()
+    }
+
+    /// Replay LSN and recovery state, or None when not connectable yet.
+    fn replay(&mut self) -> Option<(Option<Lsn>, bool)> {
+        let c = self.connect()?;
+        match c.query_one("SELECT pg_last_wal_replay_lsn()::text, pg_is_in_recovery()", &[]) {
+            Ok(r) => {
+                let lsn: Option<String> = r.get(0);
+                Some((lsn.and_then(|l| l.parse().ok()), r.get(1)))
+            }
+            Err(_) => {
+                self.client = None;
+                None
+            }
+        }
+    }
+
+    /// Why replay is not moving, in one line.
+    fn diagnose(&self, pid: i32, replay: Option<Lsn>) -> String {
+        let log = &self.log.text;
+        let waiting = match monitor::startup_activity(pid) {
+            Some(StartupActivity::Waiting(s)) => Some(s),
+            _ => None,
+        };
+        let missing = waiting
+            .clone()
+            .or_else(|| monitor::missing_segment_from_log(log))
+            .or_else(|| replay.map(|r| SegmentName::containing(self.tli, r, self.seg).file_name(self.seg)));
+        let mut msg = match (&missing, &self.cfg.wal_archive) {
+            (Some(s), Some(a)) if !a.join(s).exists() => {
+                format!("replay is waiting for WAL segment {s}, which is not in the archive {}", a.display())
+            }
+            (Some(s), _) if waiting.is_some() => format!("replay is waiting for WAL segment {s}"),
+            (Some(s), _) => format!("replay is not progressing; the next WAL segment is {s}"),
+            (None, _) => "replay is not progressing".to_string(),
+        };
+        if log.contains("restore_command") || log.contains("could not restore") || log.contains("cannot stat") {
+            msg.push_str("; restore_command is failing (see the server log)");
+        }
+        if let Some(f) = monitor::fatal_lines(log).last() {
+            msg.push_str(&format!("; last FATAL: {f}"));
+        }
+        if let (Some(r), Some(e)) = (replay, self.end) {
+            if r >= e {
+                msg.push_str(&format!(
+                    "; replay is at the end target {e}, but the server needs the next WAL record to stop there"
+                ));
+            }
+        }
+        msg
+    }
+}
+
+/// Everything the gate needs to start and watch the server.
+pub struct Prepared {
+    pub bin: PgBin,
+    pub user: OsUser,
+    pub port: u16,
+    pub socket_dir: PathBuf,
+    pub state: GateState,
+    /// The gate had been prepared before (a resumed run).
+    pub resumed: bool,
+    pub roles: Vec<String>,
+}
+
+/// Lock `pgdata`, set its recovery target for `cfg.then`, and save the
+/// gate's state, without starting anything. Needs the configuration files
+/// but not pg_control, so a restore calls it before writing pg_control: a
+/// restored copy is locked from the moment it could be started at all.
+pub fn prepare(
+    pgdata: &Path,
+    version: &'static crate::pg::version::PgVersion,
+    end: Option<Lsn>,
+    cfg: &GateConfig,
+) -> Result<Prepared> {
+    let bin = PgBin::find(cfg.pg_bin.as_deref(), Some(version.major))?;
+    let user = OsUser::for_server(cfg.os_user.as_deref(), pgdata)?;
+    let owner = OsUser::running_as_root().then_some(&user);
+    let existing = lock::load(pgdata)?;
+    let resumed = existing.is_some();
+
+    let hba_file = PathBuf::from(server_setting(&bin, &user, pgdata, "hba_file")?);
+    let ident_file = PathBuf::from(server_setting(&bin, &user, pgdata, "ident_file")?);
+    for f in [&hba_file, &ident_file] {
+        if !inside(pgdata, f) {
+            return Err(Error::usage(
+                format!("{} is outside the data directory; the gate only changes files inside it", f.display()),
+                Some("copy it into the data directory and point hba_file/ident_file there".into()),
+            ));
+        }
+    }
+    let port: u16 = server_setting(&bin, &user, pgdata, "port")?
+        .parse()
+        .map_err(|_| Error::usage("the server's port setting is not a number", None))?;
+    let sockets = server_setting(&bin, &user, pgdata, "unix_socket_directories")?;
+    let socket_dir = sockets
+        .split(',')
+        .map(|s| s.trim().trim_matches('"'))
+        .find(|s| s.starts_with('/'))
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            Error::usage(
+                format!("the restored server has no Unix socket directory (unix_socket_directories = {sockets:?})"),
+                Some(
+                    "set unix_socket_directories to a directory: the gate admits pgdrill only over the local socket"
+                        .into(),
+                ),
+            )
+        })?;
+
+    let admit = OsUser::current();
+    let mut roles: Vec<String> = Vec::new();
+    for r in [cfg.db_user.clone(), std::env::var("PGUSER").ok(), Some(user.name.clone()), Some("postgres".into())]
+        .into_iter()
+        .flatten()
+    {
+        if !r.is_empty() && !roles.contains(&r) {
+            roles.push(r);
+        }
+    }
+    let changed = existing.as_ref().is_some_and(|st| st.end_lsn != end || st.then != cfg.then.as_str());
+    let mut state = existing.unwrap_or_else(|| GateState {
+        version: 1,
+        end_lsn: end,
+        then: cfg.then.as_str().into(),
+        hba_mode: lock::mode_of(&hba_file),
+        ident_mode: lock::mode_of(&ident_file),
+        hba_file: hba_file.clone(),
+        ident_file: ident_file.clone(),
+        admit_os_user: admit.name.clone(),
+        roles: roles.clone(),
+        started_at: now_rfc3339(),
+        server_started: false,
+    });
+    state.end_lsn = end;
+    state.then = cfg.then.as_str().into();
+    for r in &roles {
+        if !state.roles.contains(r) {
+            state.roles.push(r.clone());
+        }
+    }
+    lock::install(pgdata, &state, owner, resumed)?;
+    if resumed {
+        lock::save(pgdata, &state, owner)?;
+    }
+
+    if !resumed || changed {
+        if changed && datadir::running_postmaster(pgdata).is_some() {
+            return Err(Error::usage(
+                "the server of this unfinished gate is running with another end target or --then",
+                Some("run pgdrill gate with the same --end-lsn and --then, or stop the server first".into()),
+            ));
+        }
+        let target = match cfg.then {
+            Then::Standby => None,
+            Then::Pause | Then::Promote => end.map(|lsn| Target {
+                lsn,
+                inclusive: false,
+                action: if cfg.then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause },
+            }),
+        };
+        recovery::set_target(pgdata, version, target, TimelineChoice::Latest, owner)?;
+    }
+    Ok(Prepared { bin, user, port, socket_dir, state, resumed, roles })
+}
+
+/// Run the gate.
+pub fn run(cfg: &GateConfig) -> Result<GateReport> {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let pgdata =
+        std::fs::canonicalize(&cfg.pgdata).map_err(|e| Error::ReadInput { path: cfg.pgdata.clone(), source: e })?;
+    let info = DirInfo::read(&pgdata)?;
+    let existing = lock::load(&pgdata)?;
+    let running = datadir::running_postmaster(&pgdata);
+    if let (Some(pid), None) = (running, &existing) {
+        return Err(Error::PostmasterRunning { path: pgdata, pid });
+    }
+    let (end, end_source) = end_target(cfg, &info, existing.as_ref())?;
+    let Prepared { bin, user, port, socket_dir, mut state, roles, .. } =
+        prepare(&pgdata, info.control.version(), end, cfg)?;
+    let resumed = state.server_started;
+    let owner = OsUser::running_as_root().then_some(&user);
+
+    let logdir = pgdata.join("log");
+    if !logdir.exists() {
+        std::fs::create_dir(&logdir).map_err(|e| Error::io(&logdir, "create directory", e))?;
+        if let Some(u) = owner {
+            u.chown(&logdir)?;
+        }
+    }
+    let log_path = logdir.join("pgdrill-postmaster.log");
+    let log = ServerLog::new(&pgdata, &log_path);
+    let mut pm = match running {
+        Some(_) => Postmaster::attach(&pgdata, log_path.clone()).ok_or_else(|| Error::ServerDied {
+            message: "the server of an unfinished gate stopped while we looked at it".into(),
+            log: log_path.clone(),
+            consistency: false,
+        })?,
+        None => {
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                drop(l);
+            } else if !resumed {
+                return Err(Error::usage(
+                    format!("port {port} is in use"),
+                    Some("pass --port to restore, or set port in postgresql.auto.conf".into()),
+                ));
+            }
+            if !state.server_started {
+                state.server_started = true;
+                lock::save(&pgdata, &state, owner)?;
+            }
+            Postmaster::start(&ServerSpec {
+                bin: bin.clone(),
+                pgdata: pgdata.clone(),
+                user: user.clone(),
+                log: log_path.clone(),
+                settings: Vec::new(),
+            })?
+        }
+    };
+
+    let seg = info.seg_size().unwrap_or(WalSegSize::DEFAULT);
+    let (start_lsn, tli) = info.start();
+    let conn_candidates = roles.iter().map(|r| ConnSpec::socket(&socket_dir, port, r, "postgres")).collect();
+    let mut w = Watch {
+        cfg,
+        pgdata: &pgdata,
+        seg,
+        tli,
+        end,
+        start_lsn,
+        conn_candidates,
+        client: None,
+        log,
+        stalls: Vec::new(),
+    };
+    let outcome = watch_and_open(&mut w, &mut pm, &state, owner, started);
+    match outcome {
+        Ok(o) => {
+            let total = started.elapsed().as_secs_f64();
+            let report = GateReport {
+                pgdata: pgdata.clone(),
+                port,
+                socket_dir,
+                then: cfg.then,
+                end_lsn: end,
+                end_source,
+                opened_at_lsn: o.at,
+                server_consistent_lsn: monitor::consistent_lsn(&w.log.text),
+                read_write: o.read_write,
+                timeline: o.timeline,
+                resumed,
+                stalls: w.stalls.clone(),
+                timings: Timings {
+                    started: started_at,
+                    consistent: Some(o.reached_at),
+                    opened: Some(now_rfc3339()),
+                    replay_secs: o.reached_secs,
+                    open_secs: total - o.reached_secs,
+                    total_secs: total,
+                },
+                server_log: log_path,
+            };
+            pm.release();
+            Ok(report)
+        }
+        Err(e) => {
+            // Fail closed: the server stops; the lock stays on disk.
+            pm.stop(Duration::from_secs(30));
+            Err(e)
+        }
+    }
+}
+
+/// What happened between reaching the target and opening.
+struct Opened {
+    /// Replay LSN (or insert LSN after promotion) when access opened.
+    at: Option<Lsn>,
+    read_write: bool,
+    reached_secs: f64,
+    reached_at: String,
+    timeline: Option<u32>,
+}
+
+/// Wait for the end target, act on `--then`, and open.
+fn watch_and_open(
+    w: &mut Watch,
+    pm: &mut Postmaster,
+    state: &GateState,
+    owner: Option<&OsUser>,
+    started: Instant,
+) -> Result<Opened> {
+    let total = w.end.and_then(|e| e.distance_from(w.start_lsn)).unwrap_or(0);
+    let pb = progress_bar(total, "replay", w.cfg.quiet);
+    let mut last_progress = (Instant::now(), Lsn(0));
+    let mut stall_reported = false;
+    let mut read_write = false;
+    let reached_secs;
+    let reached_at;
+    loop {
+        if crate::signals::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        w.log.poll();
+        if !pm.is_running() {
+            w.log.poll();
+            let fatal = monitor::fatal_lines(&w.log.text).last().cloned();
+            let consistency = fatal.as_deref().is_some_and(|f| !monitor::fatal_is_environment(f));
+            return Err(Error::ServerDied {
+                message: fatal.unwrap_or_else(|| crate::server::last_log_lines(&pm.log, 5)),
+                log: pm.log.clone(),
+                consistency,
+            });
+        }
+        // Connect only once the postmaster says connections are accepted,
+        // so refused attempts do not fill the log.
+        let ready = monitor::pm_status(w.pgdata).is_some_and(|s| s == "ready" || s == "standby");
+        let observed = if ready || w.client.is_some() { w.replay() } else { None };
+        let position = match observed {
+            Some((Some(l), _)) => Some(l),
+            Some((None, _)) => None,
+            None => match monitor::startup_activity(pm.pid) {
+                Some(StartupActivity::Recovering(s)) | Some(StartupActivity::Waiting(s)) => {
+                    SegmentName::parse(&s, w.seg).ok().map(|n| n.start_lsn(w.seg))
+                }
+                _ => None,
+            },
+        };
+        if let Some(p) = position {
+            if p > last_progress.1 {
+                last_progress = (Instant::now(), p);
+                stall_reported = false;
+            }
+            pb.set_position(p.distance_from(w.start_lsn).unwrap_or(0).min(total));
+        }
+        if let Some((replay, in_recovery)) = observed {
+            let reached = match (w.end, replay) {
+                (Some(e), Some(r)) => r >= e,
+                (None, _) => true,
+                (Some(_), None) => false,
+            };
+            if !in_recovery {
+                // Promoted (recovery_target_action = promote) or not a standby.
+                read_write = true;
+            }
+            if reached || !in_recovery {
+                reached_secs = started.elapsed().as_secs_f64();
+                reached_at = now_rfc3339();
+                break;
+            }
+        }
+        if last_progress.0.elapsed() >= w.cfg.stall && !stall_reported {
+            let d = w.diagnose(pm.pid, position);
+            if !w.cfg.quiet {
+                pb.suspend(|| eprintln!("pgdrill: stalled for {} s: {d}", w.cfg.stall.as_secs()));
+            }
+            w.stalls.push(d);
+            stall_reported = true;
+        }
+        if started.elapsed() >= w.cfg.timeout {
+            let d = w.diagnose(pm.pid, position);
+            return Err(Error::Timeout {
+                secs: w.cfg.timeout.as_secs(),
+                message: format!(
+                    "the copy did not reach its end target: {d}; the server was stopped and access never opened"
+                ),
+                hint: format!(
+                    "provide the missing WAL, then run `pgdrill gate --pgdata {}` to resume",
+                    w.pgdata.display()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pb.finish_and_clear();
+
+    // --then promote: the recovery target promotes the server at the end;
+    // wait for it.
+    let mut timeline = None;
+    if w.cfg.then == Then::Promote {
+        let deadline = Instant::now() + Duration::from_secs(120).min(w.cfg.timeout);
+        while !read_write {
+            if crate::signals::interrupted() {
+                return Err(Error::Interrupted);
+            }
+            if !pm.is_running() {
+                return Err(Error::ServerDied {
+                    message: monitor::fatal_lines(&w.log.text).last().cloned().unwrap_or_default(),
+                    log: pm.log.clone(),
+                    consistency: true,
+                });
+            }
+            if let Some((_, in_recovery)) = w.replay() {
+                read_write = !in_recovery;
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    secs: 120,
+                    message: format!(
+                        "replay reached the end target but the server did not promote: {}",
+                        w.diagnose(pm.pid, w.end)
+                    ),
+                    hint: format!(
+                        "run `pgdrill gate --pgdata {} --then promote` again once more WAL is available",
+                        w.pgdata.display()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let opened_at = match w.connect() {
+        Some(c) => {
+            let sql = if read_write {
+                "SELECT pg_current_wal_lsn()::text, timeline_id::text FROM pg_control_checkpoint()"
+            } else {
+                "SELECT pg_last_wal_replay_lsn()::text, NULL::text"
+            };
+            match c.query_one(sql, &[]) {
+                Ok(r) => {
+                    timeline = r.get::<_, Option<String>>(1).and_then(|t| t.parse().ok());
+                    r.get::<_, Option<String>>(0).and_then(|l| l.parse().ok())
+                }
+                Err(_) => None,
+            }
+        }
+        None => None,
+    };
+
+    open(w, pm, state, owner)?;
+    Ok(Opened { at: opened_at, read_write, reached_secs, reached_at, timeline })
+}
+
+/// Put the original access rules back and make the server load them.
+fn open(w: &mut Watch, pm: &mut Postmaster, state: &GateState, owner: Option<&OsUser>) -> Result<()> {
+    w.log.poll();
+    lock::restore_originals(w.pgdata, state, owner)?;
+    pm.reload()?;
+    // Only lines logged after our SIGHUP count.
+    let mut after = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen_reload: Option<Instant> = None;
+    loop {
+        after.push_str(&w.log.poll());
+        if monitor::hba_not_reloaded(&after) {
+            // The original rules do not load: lock again, fail closed.
+            lock::install(w.pgdata, state, owner, true)?;
+            pm.reload()?;
+            return Err(Error::Precondition {
+                message: "the restored pg_hba.conf or pg_ident.conf has errors, so the server kept the gate's rules"
+                    .into(),
+                hint: format!(
+                    "fix the file (saved in {}/), then run pgdrill gate again",
+                    lock::state_dir(w.pgdata).display()
+                ),
+            });
+        }
+        // The rules are loaded right after the reload message; give a
+        // refusal the same short moment to show up.
+        if seen_reload.is_none() && monitor::reloaded(&after) {
+            seen_reload = Some(Instant::now());
+        }
+        if seen_reload.is_some_and(|t| t.elapsed() >= Duration::from_millis(50)) || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    lock::finish(w.pgdata)
+}

@@ -1,0 +1,484 @@
+//! `pgdrill restore` and `pgdrill gate` against real servers: nobody but
+//! pgdrill gets in before replay reaches the backup's end point.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use pgdrill::ground::{free_port, invariant_sql, Ground, LoadOptions};
+use pgdrill::pg::Lsn;
+
+/// A backup of the ground's standby taken under load with the CLI.
+fn backup(g: &Ground, method: &str, extra: &[&str]) -> (std::path::PathBuf, Lsn) {
+    let dest = g.dir.join(format!("backup-{method}"));
+    let standby = g.standby().unwrap().conninfo();
+    let primary = g.primary.conninfo();
+    let mut args = vec![
+        "backup",
+        "--standby",
+        &standby,
+        "--primary",
+        &primary,
+        "--dest",
+        dest.to_str().unwrap(),
+        "--method",
+        method,
+        "--fast",
+        "--json",
+        "--no-sync",
+    ];
+    args.extend_from_slice(extra);
+    let out = pgdrill(&args);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let end: Lsn = json(&out)["end_lsn"].as_str().unwrap().parse().unwrap();
+    (dest, end)
+}
+
+fn lsn(v: &serde_json::Value) -> Option<Lsn> {
+    v.as_str().and_then(|s| s.parse().ok())
+}
+
+/// Restore under knocking clients and check that none got in early.
+fn restore_behind_the_gate(method: &str) {
+    let g = with_standby();
+    let load = g.start_load(LoadOptions::default()).unwrap();
+    sleep_ms(300);
+    // A slow legacy copy lets the standby replay well past the pg_control
+    // copied first, so PostgreSQL alone would open too early.
+    let extra: &[&str] = if method == "legacy" { &["--max-rate", "8M"] } else { &[] };
+    let (backup_dir, end) = backup(&g, method, extra);
+    load.stop();
+    let archive_before = archive_listing(&g);
+
+    let port = free_port();
+    let target = g.dir.join("restored");
+    let sock = Knocker::start(&g, "sock", g.sockets.to_str().unwrap(), port);
+    let tcp = Knocker::start(&g, "tcp", "127.0.0.1", port);
+    let out = pgdrill(&[
+        "restore",
+        backup_dir.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--timeout",
+        "120",
+        "--json",
+        "--no-sync",
+    ]);
+    assert_eq!(
+        code(&out),
+        0,
+        "{}\n{}",
+        stderr(&out),
+        std::fs::read_to_string(target.join("log/pgdrill-postmaster.log")).unwrap_or_default()
+    );
+    let r = json(&out);
+    sleep_ms(700);
+    let knocks: Vec<Knock> = sock.stop().into_iter().chain(tcp.stop()).collect();
+
+    let gate = &r["gate"];
+    assert_eq!(lsn(&gate["end_lsn"]), Some(end));
+    let opened = lsn(&gate["opened_at_lsn"]).expect("opened_at_lsn");
+    assert!(opened >= end, "opened at {opened} before the end {end}");
+    let early: Vec<&Knock> = knocks.iter().filter(|k| k.ok && k.lsn.is_none_or(|l| l < end)).collect();
+    assert!(early.is_empty(), "clients got in before the end target {end}: {early:?}");
+    assert!(knocks.iter().any(|k| !k.ok), "the knockers never tried while the gate was shut");
+    assert!(knocks.iter().filter(|k| k.ok).count() >= 2, "nobody got in after the gate opened: {knocks:?}");
+
+    if method == "legacy" {
+        // PostgreSQL's own consistency point is below end_location: without
+        // the gate, clients would have been admitted too early.
+        let own = lsn(&gate["server_consistent_lsn"]).expect("the server logged its consistency point");
+        assert!(
+            own < end,
+            "PostgreSQL declared consistency at {own}, not before the end {end}; the test shows nothing"
+        );
+    }
+
+    // The data is right.
+    let c = pgdrill::conn::ConnSpec::socket(&g.sockets, port, "postgres", "postgres");
+    let mut client = c.connect().unwrap();
+    let ok: bool = client.query_one(invariant_sql(LoadOptions::default().accounts).as_str(), &[]).unwrap().get(0);
+    assert!(ok, "the load's invariant does not hold after opening");
+    // Paused at the end, read-only.
+    let rec: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).unwrap().get(0);
+    assert!(rec);
+
+    // Nothing of the gate remains: the configuration is the restored one.
+    assert!(!target.join("pgdrill_gate").exists());
+    assert_eq!(
+        std::fs::read(target.join("pg_hba.conf")).unwrap(),
+        std::fs::read(backup_dir.join("pg_hba.conf")).unwrap()
+    );
+    assert_eq!(one(&mut client, "SELECT current_setting('port')"), port.to_string());
+    assert_eq!(one(&mut client, "SELECT current_setting('listen_addresses')"), "127.0.0.1");
+    assert_eq!(one(&mut client, "SELECT current_setting('unix_socket_directories')"), g.sockets.display().to_string());
+    let opts = std::fs::read_to_string(target.join("postmaster.opts")).unwrap();
+    assert!(!opts.contains("\"-c\""), "no command-line overrides: {opts}");
+    // The sandbox did not archive into the production archive.
+    assert_eq!(one(&mut client, "SELECT current_setting('archive_mode')"), "off");
+    assert_eq!(archive_listing(&g), archive_before);
+    drop(client);
+    stop_server(&g, &target);
+}
+
+fn stop_server(g: &Ground, pgdata: &std::path::Path) {
+    let _ = g.user.command(g.bin.program("pg_ctl")).args(["stop", "-m", "fast", "-D"]).arg(pgdata).output();
+}
+
+#[test]
+fn label_backup_opens_only_at_the_end() {
+    restore_behind_the_gate("label");
+}
+
+#[test]
+fn legacy_backup_opens_only_at_end_location_not_earlier() {
+    restore_behind_the_gate("legacy");
+}
+
+/// A copy of the archive without the segment holding `end`.
+fn archive_without_end_segment(g: &Ground, end: Lsn) -> (std::path::PathBuf, String) {
+    let partial = g.dir.join("partial-archive");
+    std::fs::create_dir_all(&partial).unwrap();
+    let seg = pgdrill::pg::WalSegSize::DEFAULT;
+    let missing =
+        pgdrill::pg::wal::SegmentName::new(pgdrill::pg::TimelineId(1), end.prev_segment_number(seg)).file_name(seg);
+    for e in std::fs::read_dir(&g.archive).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy() != missing {
+            std::fs::copy(e.path(), partial.join(e.file_name())).unwrap();
+        }
+    }
+    Command::new("chown").args(["-R", &format!("{}:", g.user.name)]).arg(&partial).status().unwrap();
+    (partial, missing)
+}
+
+/// A backup whose WAL spans a few segments (so one can go missing).
+fn ground_with_backup(method: &str) -> (Ground, std::path::PathBuf, Lsn) {
+    let g = with_standby();
+    let load = g.start_load(LoadOptions { filler_bytes: 8000, ..LoadOptions::default() }).unwrap();
+    sleep_ms(1500);
+    let (b, end) = backup(&g, method, &[]);
+    load.stop();
+    (g, b, end)
+}
+
+fn knock_once(g: &Ground, host: &str, port: u16) -> bool {
+    g.user
+        .command("/usr/bin/psql")
+        .args(["-X", "-w", "-h", host, "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-Atc", "select 1"])
+        .env("PGCONNECT_TIMEOUT", "3")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_missing_segment_times_out_closed_and_is_named() {
+    let (g, b, end) = ground_with_backup("label");
+    let (partial, missing) = archive_without_end_segment(&g, end);
+    let target = g.dir.join("t");
+    let port = free_port();
+    let out = pgdrill(&[
+        "restore",
+        b.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        partial.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--timeout",
+        "15",
+        "--stall-secs",
+        "3",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&missing), "the message names the missing segment {missing}: {err}");
+    assert!(json(&out)["error"]["exit_code"] == 4);
+    // Stopped, and still locked for anyone who starts it by hand.
+    assert!(pgdrill::datadir::running_postmaster(&target).is_none(), "the server must be stopped");
+    let hba = std::fs::read_to_string(target.join("pg_hba.conf")).unwrap();
+    assert!(hba.contains("pgdrill consistency gate"), "{hba}");
+    let o = run_as(
+        &g,
+        "pg_ctl",
+        &["start", "-w", "-t", "30", "-D", target.to_str().unwrap(), "-l", g.dir.join("manual.log").to_str().unwrap()],
+    );
+    let _ = o;
+    sleep_ms(1000);
+    assert!(!knock_once(&g, g.sockets.to_str().unwrap(), port), "a manual start must stay locked (socket)");
+    assert!(!knock_once(&g, "127.0.0.1", port), "a manual start must stay locked (TCP)");
+    let _ = run_as(&g, "pg_ctl", &["stop", "-m", "immediate", "-D", target.to_str().unwrap()]);
+}
+
+#[test]
+fn killing_pgdrill_leaves_no_access_and_gate_resumes() {
+    let (g, b, end) = ground_with_backup("label");
+    let (partial, missing) = archive_without_end_segment(&g, end);
+    let target = g.dir.join("t");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgdrill"))
+        .args([
+            "restore",
+            b.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--wal-archive",
+            partial.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--timeout",
+            "300",
+            "--no-sync",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the server runs and waits for the missing segment.
+    let mut started = false;
+    for _ in 0..400 {
+        if pgdrill::datadir::running_postmaster(&target).is_some() {
+            started = true;
+            break;
+        }
+        sleep_ms(25);
+    }
+    assert!(started, "the restore never started the server");
+    sleep_ms(1500);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    sleep_ms(500);
+    assert!(pgdrill::datadir::running_postmaster(&target).is_some(), "the server keeps running after pgdrill died");
+    for _ in 0..3 {
+        assert!(!knock_once(&g, g.sockets.to_str().unwrap(), port), "no access over the socket after pgdrill died");
+        assert!(!knock_once(&g, "127.0.0.1", port), "no access over TCP after pgdrill died");
+    }
+    // Restore refuses the busy target, and says how to go on.
+    let out = pgdrill(&["restore", b.to_str().unwrap(), "--target", target.to_str().unwrap()]);
+    assert_eq!(code(&out), 2);
+    // Provide the segment; `pgdrill gate` resumes and opens.
+    std::fs::copy(g.archive.join(&missing), partial.join(&missing)).unwrap();
+    g.user.chown(&partial.join(&missing)).unwrap();
+    let out = pgdrill(&[
+        "gate",
+        "--pgdata",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        partial.to_str().unwrap(),
+        "--timeout",
+        "120",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["resumed"], true);
+    assert!(lsn(&r["opened_at_lsn"]).unwrap() >= end);
+    assert!(knock_once(&g, g.sockets.to_str().unwrap(), port));
+    assert!(!target.join("pgdrill_gate").exists());
+    stop_server(&g, &target);
+}
+
+#[test]
+fn then_promote_gives_a_read_write_server_on_a_new_timeline() {
+    let (g, b, end) = ground_with_backup("label");
+    let target = g.dir.join("t");
+    let port = free_port();
+    let before = archive_listing(&g);
+    let out = pgdrill(&[
+        "restore",
+        b.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--then",
+        "promote",
+        "--timeout",
+        "120",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let gate = json(&out)["gate"].clone();
+    assert_eq!(gate["read_write"], true);
+    assert_eq!(gate["timeline"], 2);
+    assert!(lsn(&gate["opened_at_lsn"]).unwrap() >= end);
+    let mut c = pgdrill::conn::ConnSpec::socket(&g.sockets, port, "postgres", "postgres").connect().unwrap();
+    c.batch_execute("CREATE TABLE written_after_promotion (x int); INSERT INTO written_after_promotion VALUES (1)")
+        .unwrap();
+    let rec: bool = c.query_one("SELECT pg_is_in_recovery()", &[]).unwrap().get(0);
+    assert!(!rec);
+    let tli: i32 = c.query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[]).unwrap().get(0);
+    assert_eq!(tli, 2);
+    c.batch_execute("SELECT pg_switch_wal(); CHECKPOINT").unwrap();
+    sleep_ms(500);
+    // The promoted sandbox does not archive its history or segments into production's archive.
+    let after = archive_listing(&g);
+    assert!(after.iter().all(|f| !f.starts_with("00000002")), "the sandbox archived into production: {after:?}");
+    assert!(before.iter().all(|f| after.contains(f)));
+    drop(c);
+    stop_server(&g, &target);
+}
+
+#[test]
+fn then_standby_keeps_following_and_opens_past_the_end() {
+    let (g, b, end) = ground_with_backup("legacy");
+    let target = g.dir.join("t");
+    let port = free_port();
+    let out = pgdrill(&[
+        "restore",
+        b.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--then",
+        "standby",
+        "--timeout",
+        "120",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let gate = json(&out)["gate"].clone();
+    assert_eq!(gate["read_write"], false);
+    assert!(lsn(&gate["opened_at_lsn"]).unwrap() >= end);
+    // New WAL arrives in the archive and the copy follows it.
+    // Two statements: in one batch the switch would precede the commit.
+    g.primary_exec("CREATE TABLE after_backup AS SELECT 7 AS v").unwrap();
+    g.primary_exec("SELECT pg_switch_wal()").unwrap();
+    let mut c = pgdrill::conn::ConnSpec::socket(&g.sockets, port, "postgres", "postgres").connect().unwrap();
+    let mut seen = false;
+    // The copy polls its restore_command every 5 s (wal_retrieve_retry_interval).
+    for _ in 0..400 {
+        if c.query_one("SELECT count(*) FROM pg_class WHERE relname = 'after_backup'", &[])
+            .map(|r| r.get::<_, i64>(0) == 1)
+            .unwrap_or(false)
+        {
+            seen = true;
+            break;
+        }
+        sleep_ms(100);
+    }
+    assert!(seen, "a standby-mode copy keeps replaying past the end");
+    drop(c);
+    stop_server(&g, &target);
+}
+
+#[test]
+fn gate_on_a_hand_restored_directory_and_bad_input() {
+    let (g, b, end) = ground_with_backup("legacy");
+    // Restored by hand: a plain copy of the backup plus a restore_command.
+    let target = g.dir.join("by-hand");
+    assert!(Command::new("cp").arg("-a").arg(&b).arg(&target).status().unwrap().success());
+    let port = free_port();
+    let mut auto = std::fs::read_to_string(target.join("postgresql.auto.conf")).unwrap();
+    if g.bin.major >= 12 {
+        auto.push_str(&format!(
+            "port = {port}\nprimary_conninfo = ''\nrestore_command = 'cp {}/%f %p'\n",
+            g.archive.display()
+        ));
+    } else {
+        auto.push_str(&format!("port = {port}\n"));
+        std::fs::write(
+            target.join("recovery.conf"),
+            format!("standby_mode = 'on'\nrestore_command = 'cp {}/%f %p'\n", g.archive.display()),
+        )
+        .unwrap();
+    }
+    std::fs::write(target.join("postgresql.auto.conf"), auto).unwrap();
+    // --end-lsn must parse.
+    let out = pgdrill(&["gate", "--pgdata", target.to_str().unwrap(), "--end-lsn", "nonsense"]);
+    assert_eq!(code(&out), 2);
+    let out = pgdrill(&["gate", "--pgdata", target.to_str().unwrap(), "--timeout", "120", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["end_source"], "end_location");
+    assert_eq!(lsn(&r["end_lsn"]), Some(end));
+    // A running, opened server is not gated again.
+    let out = pgdrill(&["gate", "--pgdata", target.to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("is running"));
+    stop_server(&g, &target);
+    // Not a data directory.
+    let out = pgdrill(&["gate", "--pgdata", g.dir.join("nothing").to_str().unwrap()]);
+    assert_eq!(code(&out), 2);
+    // restore: not a backup, a non-empty target.
+    let out = pgdrill(&["restore", g.primary.pgdata.to_str().unwrap(), "--target", g.dir.join("x").to_str().unwrap()]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = pgdrill(&["restore", b.to_str().unwrap(), "--target", target.to_str().unwrap()]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("not empty"));
+    let out = pgdrill(&["restore", b.to_str().unwrap(), "--target", "/tmp/y", "--tablespace-map", "x=y"]);
+    assert_eq!(code(&out), 2);
+}
+
+#[test]
+fn a_damaged_backup_is_refused_and_nothing_startable_is_left() {
+    let (g, b, _end) = ground_with_backup("label");
+    // Flip a byte in a data file the manifest covers.
+    let victim = b.join("global/1262");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&victim, bytes).unwrap();
+    let target = g.dir.join("t");
+    let out = pgdrill(&["restore", b.to_str().unwrap(), "--target", target.to_str().unwrap(), "--no-sync", "--json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("global/1262"), "{}", stderr(&out));
+    assert!(!target.join("global/pg_control").exists(), "a failed restore must not be startable");
+    let o = run_as(&g, "pg_ctl", &["start", "-w", "-t", "10", "-D", target.to_str().unwrap()]);
+    assert!(!o.status.success(), "plain pg_ctl start must fail on a failed restore");
+}
+
+#[test]
+fn no_start_restore_is_locked_until_the_gate_opens_it() {
+    let (g, b, end) = ground_with_backup("legacy");
+    let target = g.dir.join("t");
+    let port = free_port();
+    let out = pgdrill(&[
+        "restore",
+        b.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--no-start",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(json(&out)["started"], false);
+    // Someone starts it by hand: it runs, but nobody gets in.
+    let o = run_as(
+        &g,
+        "pg_ctl",
+        &["start", "-w", "-t", "60", "-D", target.to_str().unwrap(), "-l", g.dir.join("by-hand.log").to_str().unwrap()],
+    );
+    let _ = o;
+    sleep_ms(1000);
+    assert!(!knock_once(&g, g.sockets.to_str().unwrap(), port));
+    assert!(!knock_once(&g, "127.0.0.1", port));
+    let _ = run_as(&g, "pg_ctl", &["stop", "-m", "fast", "-D", target.to_str().unwrap()]);
+    // The gate finishes the job.
+    let out = pgdrill(&["gate", "--pgdata", target.to_str().unwrap(), "--timeout", "120", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(lsn(&json(&out)["opened_at_lsn"]).unwrap() >= end);
+    assert!(knock_once(&g, g.sockets.to_str().unwrap(), port));
+    stop_server(&g, &target);
+}
