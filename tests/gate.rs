@@ -4,7 +4,6 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 use pgdrill::ground::{free_port, invariant_sql, Ground, LoadOptions};
