@@ -481,3 +481,167 @@ fn no_start_restore_is_locked_until_the_gate_opens_it() {
     assert!(knock_once(&g, g.sockets.to_str().unwrap(), port));
     stop_server(&g, &target);
 }
+
+#[test]
+fn tablespaces_are_backed_up_relocated_and_restored() {
+    let mut g = primary();
+    let ts = g.dir.join("ts_primary");
+    std::fs::create_dir_all(&ts).unwrap();
+    g.user.chown(&ts).unwrap();
+    g.primary_exec(&format!("CREATE TABLESPACE ts LOCATION '{}'", ts.display())).unwrap();
+    g.primary_exec("CREATE TABLE in_ts TABLESPACE ts AS SELECT g FROM generate_series(1, 5000) g").unwrap();
+    g.add_standby().unwrap();
+    let mut c = g.standby().unwrap().client().unwrap();
+    let oid = one(&mut c, "SELECT oid::text FROM pg_tablespace WHERE spcname = 'ts'");
+    drop(c);
+    for method in ["label", "legacy"] {
+        let (b, _end) = backup(&g, method, &[]);
+        assert!(b.join("pg_tblspc").join(&oid).is_dir(), "tablespace contents are in the backup");
+        assert_eq!(b.join("tablespace_map").exists(), method == "label");
+        if let Some(v) = pg_verifybackup() {
+            if g.bin.major < 17 {
+                let o = Command::new(v).arg("-n").arg(&b).output().unwrap();
+                assert!(o.status.success(), "{}", stderr(&o));
+            }
+        }
+        let target = g.dir.join(format!("t-{method}"));
+        let where_to = g.dir.join(format!("ts-restored-{method}"));
+        let port = free_port();
+        let map = format!("{oid}={}", where_to.display());
+        let out = pgdrill(&[
+            "restore",
+            b.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--wal-archive",
+            g.archive.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--tablespace-map",
+            &map,
+            "--timeout",
+            "120",
+            "--no-sync",
+            "--json",
+        ]);
+        assert_eq!(code(&out), 0, "{method}: {}", stderr(&out));
+        let mut c = pgdrill::conn::ConnSpec::socket(&g.sockets, port, "postgres", "postgres").connect().unwrap();
+        let n: i64 = c.query_one("SELECT count(*) FROM in_ts", &[]).unwrap().get(0);
+        assert_eq!(n, 5000);
+        let loc = one(&mut c, &format!("SELECT pg_tablespace_location({oid})"));
+        assert_eq!(loc, where_to.display().to_string(), "{method}");
+        assert_eq!(std::fs::read_link(target.join("pg_tblspc").join(&oid)).unwrap(), where_to);
+        drop(c);
+        stop_server(&g, &target);
+        std::fs::remove_dir_all(&b).unwrap();
+    }
+    let _ = g.standby_mut();
+}
+
+#[test]
+fn a_pg_basebackup_backup_of_the_standby_restores_behind_the_gate() {
+    let g = with_standby();
+    if g.bin.major != 15 {
+        eprintln!("only Debian's pg_basebackup 15 is available; skipped on {}", g.bin.major);
+        return;
+    }
+    let s = g.standby().unwrap();
+    let b = g.dir.join("basebackup");
+    let o = Command::new("/usr/lib/postgresql/15/bin/pg_basebackup")
+        .args([
+            "-D",
+            b.to_str().unwrap(),
+            "-Fp",
+            "-X",
+            "none",
+            "-h",
+            g.sockets.to_str().unwrap(),
+            "-p",
+            &s.port.to_string(),
+            "-U",
+            "postgres",
+            "-c",
+            "fast",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    g.primary_exec("SELECT pg_switch_wal()").unwrap();
+    sleep_ms(1000);
+    let r = json(&pgdrill(&["inspect", b.to_str().unwrap(), "--json"]));
+    let end = lsn(&r["end_lsn"]).expect("a standby pg_basebackup's end is its pg_control's minRecoveryPoint");
+    assert_eq!(r["end_location"], serde_json::Value::Null);
+    let target = g.dir.join("t");
+    let port = free_port();
+    let out = pgdrill(&[
+        "restore",
+        b.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--timeout",
+        "120",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(lsn(&r["end_lsn"]), Some(end));
+    assert!(r["manifest_checked"].as_u64().unwrap() > 100, "pg_basebackup's manifest was used");
+    assert!(lsn(&r["gate"]["opened_at_lsn"]).unwrap() >= end);
+    stop_server(&g, &target);
+}
+
+#[test]
+fn runs_as_the_data_directory_owner_too() {
+    let g = with_standby();
+    let as_owner = |args: &[&str]| g.user.command(env!("CARGO_BIN_EXE_pgdrill")).args(args).output().unwrap();
+    let dest = g.dir.join("owned-backup");
+    let standby = g.standby().unwrap().conninfo();
+    let primary = g.primary.conninfo();
+    let out = as_owner(&[
+        "backup",
+        "--standby",
+        &standby,
+        "--primary",
+        &primary,
+        "--dest",
+        dest.to_str().unwrap(),
+        "--fast",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let end = lsn(&json(&out)["end_lsn"]).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(dest.join("global/pg_control")).unwrap().uid(), g.user.uid);
+    let target = g.dir.join("owned-restore");
+    let port = free_port();
+    let out = as_owner(&[
+        "restore",
+        dest.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--timeout",
+        "120",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(lsn(&json(&out)["gate"]["opened_at_lsn"]).unwrap() >= end);
+    assert_eq!(std::fs::metadata(&target).unwrap().uid(), g.user.uid);
+    stop_server(&g, &target);
+    // As root, a backup's files belong to the source's owner.
+    let dest2 = g.dir.join("root-backup");
+    let out =
+        pgdrill(&["backup", "--standby", &standby, "--dest", dest2.to_str().unwrap(), "--fast", "--no-sync", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(std::fs::metadata(dest2.join("base")).unwrap().uid(), g.user.uid);
+}

@@ -350,9 +350,10 @@ impl Ground {
         for f in ["backup_manifest", "end_location"] {
             let _ = fs::remove_file(pgdata.join(f));
         }
-        let port = free_port();
         let version =
             crate::pg::version::by_major(self.bin.major).ok_or_else(|| Error::usage("unsupported major", None))?;
+        self.relocate_tablespaces(&pgdata, name, version)?;
+        let port = free_port();
         recovery::write(
             &pgdata,
             version,
@@ -384,6 +385,31 @@ impl Ground {
         };
         standby.start()?;
         Ok(standby)
+    }
+
+    /// On one host a standby cannot share its upstream's tablespace
+    /// directories: move each backed-up tablespace to `<name>.tblspc/<oid>`,
+    /// link it, and point tablespace_map there.
+    fn relocate_tablespaces(&self, pgdata: &Path, name: &str, version: &crate::pg::version::PgVersion) -> Result<()> {
+        let tblspc = pgdata.join("pg_tblspc");
+        let mut entries = Vec::new();
+        for e in fs::read_dir(&tblspc).map_err(|e| Error::io(&tblspc, "read directory", e))? {
+            let e = e.map_err(|e| Error::io(&tblspc, "read directory", e))?;
+            let Ok(oid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let home = self.dir.join(format!("{name}.tblspc"));
+            mkdir_for(&self.user, &home, 0o700)?;
+            let dest = home.join(oid.to_string());
+            fs::rename(e.path(), &dest).map_err(|err| Error::io(&dest, "move a tablespace", err))?;
+            std::os::unix::fs::symlink(&dest, e.path()).map_err(|err| Error::io(e.path(), "link a tablespace", err))?;
+            self.user.chown(&e.path())?;
+            entries.push(crate::pg::label::TablespaceEntry { oid, path: dest.display().to_string() });
+        }
+        let map = pgdata.join("tablespace_map");
+        if !entries.is_empty() && map.exists() {
+            let text = crate::pg::label::render_tablespace_map(&entries, version.tablespace_map_escapes);
+            fs::write(&map, text).map_err(|e| Error::io(&map, "write", e))?;
+        }
+        Ok(())
     }
 
     pub fn standby(&self) -> Result<&Cluster> {
