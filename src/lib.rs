@@ -15,6 +15,7 @@ pub mod cli;
 pub mod conn;
 pub mod copy;
 pub mod datadir;
+pub mod drill;
 pub mod error;
 pub mod gate;
 pub mod ground;

@@ -71,9 +71,31 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
                 0
             }),
         ),
-        Command::Demo(a) => {
-            (a.json, Err(Error::usage("demo is not implemented yet", Some("use inspect for now".to_string()))))
-        }
+        Command::Drill(a) => (
+            a.json,
+            a.to_config().and_then(|c| pgdrill::drill::run(&c)).and_then(|r| {
+                if let Some(path) = &a.junit {
+                    std::fs::write(path, report::junit::render(&r))
+                        .map_err(|e| Error::io(path, "write the JUnit report", e))?;
+                }
+                report::emit(&r, a.json);
+                Ok(r.exit_code)
+            }),
+        ),
+        Command::Demo(a) => (
+            a.json,
+            pgdrill::drill::demo::run(&a.to_config()).map(|r| {
+                report::emit(&r, a.json);
+                r.exit_code()
+            }),
+        ),
+        Command::WalKeep(a) => (
+            a.json,
+            a.to_config().and_then(|c| pgdrill::drill::walkeep::run(&c)).map(|r| {
+                report::emit(&r, a.json);
+                0
+            }),
+        ),
         Command::Completions(a) => {
             clap_complete::generate(a.shell, &mut Cli::command(), "pgdrill", &mut std::io::stdout());
             (false, Ok(0))

@@ -7,6 +7,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backup::{preflight::PreflightConfig, BackupConfig, Method};
 use crate::conn::ConnSpec;
+use crate::drill::demo::DemoConfig;
+use crate::drill::walkeep::WalKeepConfig;
+use crate::drill::DrillConfig;
 use crate::error::{Error, Result};
 use crate::gate::{GateConfig, Then};
 use crate::pg::Lsn;
@@ -51,9 +54,14 @@ pub enum Command {
     /// Start a restored data directory with every client shut out, and open
     /// access once replay reaches the backup's end point.
     Gate(GateArgs),
+    /// A restore drill in one command: preflight, backup, verify, restore,
+    /// gate, checks, report.
+    Drill(DrillArgs),
     /// Run the whole job on a throwaway primary and standby: backup, verify,
     /// restore, gate, report.
     Demo(DemoArgs),
+    /// List (or remove) archived WAL a verified backup no longer needs.
+    WalKeep(WalKeepArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Print the man page (roff).
@@ -74,14 +82,151 @@ pub struct DemoArgs {
     /// Work directory (default: a new temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
-    /// PostgreSQL bin directory.
+    /// PostgreSQL bin directory (default: pg_config --bindir, then the
+    /// newest /usr/lib/postgresql/*/bin).
     #[arg(long, env = "PGDRILL_PG_BIN")]
     pub pg_bin: Option<PathBuf>,
-    /// Keep the work directory.
+    /// Keep the work directory (and leave the restored copy running).
     #[arg(long)]
     pub keep: bool,
     #[arg(long)]
     pub json: bool,
+}
+
+impl DemoArgs {
+    pub fn to_config(&self) -> DemoConfig {
+        DemoConfig { dir: self.dir.clone(), pg_bin: self.pg_bin.clone(), keep: self.keep, quiet: self.json }
+    }
+}
+
+/// `--then` for a drill: a drill never follows production as a standby.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrillThen {
+    Pause,
+    Promote,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// The standby to back up: a conninfo string or URI.
+    #[arg(long, env = "PGDRILL_STANDBY", value_name = "CONNINFO")]
+    pub standby: String,
+    /// The primary (for preflight and to push the end segment to the archive).
+    #[arg(long, env = "PGDRILL_PRIMARY", value_name = "CONNINFO")]
+    pub primary: Option<String>,
+    /// The standby's data directory (default: ask the server).
+    #[arg(long, value_name = "DIR")]
+    pub pgdata: Option<PathBuf>,
+    /// Work directory for the backup and the restored copy (new or empty).
+    #[arg(long, value_name = "DIR")]
+    pub work: PathBuf,
+    /// The WAL archive directory the restored copy replays from.
+    #[arg(long, value_name = "DIR")]
+    pub wal_archive: PathBuf,
+    #[arg(long, value_enum, default_value = "label")]
+    pub method: Method,
+    /// SQL statements that must each return a single true value.
+    #[arg(long, value_name = "FILE")]
+    pub check_sql: Option<PathBuf>,
+    /// The database --check-sql runs in.
+    #[arg(long, value_name = "DB", default_value = "postgres")]
+    pub check_db: String,
+    /// Run amcheck on every btree index (and heap, 14+) where available.
+    #[arg(long)]
+    pub amcheck: bool,
+    #[arg(long, value_enum, default_value = "pause")]
+    pub then: DrillThen,
+    /// Port of the restored copy (default: a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Give up on the gate after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub timeout: u64,
+    /// Keep the backup and the restored copy (left running).
+    #[arg(long)]
+    pub keep: bool,
+    /// Also write the report as JUnit XML (one test case per step).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    #[arg(long, env = "PGDRILL_PG_BIN", value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+    #[arg(long, value_name = "USER")]
+    pub os_user: Option<String>,
+    #[arg(long, value_name = "ROLE")]
+    pub db_user: Option<String>,
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    #[arg(long, value_name = "RATE")]
+    pub max_rate: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DrillArgs {
+    pub fn to_config(&self) -> Result<DrillConfig> {
+        if self.timeout == 0 {
+            return Err(Error::usage("--timeout must be at least 1 second", None));
+        }
+        if let Some(f) = &self.check_sql {
+            if !f.is_file() {
+                return Err(Error::usage(format!("--check-sql {}: no such file", f.display()), None));
+            }
+        }
+        Ok(DrillConfig {
+            standby: ConnSpec::parse(&self.standby)?,
+            primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
+            pgdata: self.pgdata.clone(),
+            work: self.work.clone(),
+            wal_archive: self.wal_archive.clone(),
+            method: self.method,
+            check_sql: self.check_sql.clone(),
+            check_db: self.check_db.clone(),
+            amcheck: self.amcheck,
+            then: match self.then {
+                DrillThen::Pause => Then::Pause,
+                DrillThen::Promote => Then::Promote,
+            },
+            port: Some(self.port.unwrap_or_else(crate::ground::free_port)),
+            timeout: std::time::Duration::from_secs(self.timeout),
+            keep: self.keep,
+            pg_bin: self.pg_bin.clone(),
+            os_user: self.os_user.clone(),
+            db_user: self.db_user.clone(),
+            jobs: positive_jobs(self.jobs)?,
+            max_rate: self
+                .max_rate
+                .as_deref()
+                .map(crate::copy::parse_rate)
+                .transpose()
+                .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
+            quiet: self.json,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WalKeepArgs {
+    /// A backup (it must verify).
+    pub backup: PathBuf,
+    /// The WAL archive directory to list.
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+    /// Delete the listed files (default: a dry run).
+    #[arg(long, requires = "archive")]
+    pub remove: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl WalKeepArgs {
+    pub fn to_config(&self) -> Result<WalKeepConfig> {
+        Ok(WalKeepConfig {
+            backup: self.backup.clone(),
+            archive: self.archive.clone(),
+            remove: self.remove,
+            jobs: default_jobs(),
+        })
+    }
 }
 
 #[derive(Debug, Args)]

@@ -183,6 +183,8 @@ struct Watch<'a> {
     end: Option<Lsn>,
     start_lsn: Lsn,
     conn_candidates: Vec<ConnSpec>,
+    /// The candidate that connected.
+    connected_as: Option<usize>,
     client: Option<Client>,
     log: ServerLog,
     stalls: Vec<String>,
@@ -191,9 +193,10 @@ struct Watch<'a> {
 impl Watch<'_> {
     fn connect(&mut self) -> Option<&mut Client> {
         if self.client.is_none() {
-            for c in &self.conn_candidates {
+            for (i, c) in self.conn_candidates.iter().enumerate() {
                 if let Ok(cl) = c.connect() {
                     self.client = Some(cl);
+                    self.connected_as = Some(i);
                     break;
                 }
             }
@@ -365,8 +368,22 @@ pub fn prepare(
     Ok(Prepared { bin, user, port, socket_dir, state, resumed, roles })
 }
 
+/// What a hook run before opening gets: a connection spec the lock admits
+/// (change its database as needed), and whether the server is read-write.
+pub struct Admitted {
+    pub conn: ConnSpec,
+    pub read_write: bool,
+}
+
 /// Run the gate.
 pub fn run(cfg: &GateConfig) -> Result<GateReport> {
+    run_with(cfg, |_| Ok(())).map(|(r, ())| r)
+}
+
+/// Run the gate, calling `before_open` once the end target is reached (and
+/// any promotion done) but while only pgdrill can connect. An error from it
+/// fails closed like any other.
+pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Result<T>) -> Result<(GateReport, T)> {
     let started = Instant::now();
     let started_at = now_rfc3339();
     let pgdata =
@@ -432,13 +449,14 @@ pub fn run(cfg: &GateConfig) -> Result<GateReport> {
         end,
         start_lsn,
         conn_candidates,
+        connected_as: None,
         client: None,
         log,
         stalls: Vec::new(),
     };
-    let outcome = watch_and_open(&mut w, &mut pm, &state, owner, started);
+    let outcome = watch_and_open(&mut w, &mut pm, &state, owner, started, before_open);
     match outcome {
-        Ok(o) => {
+        Ok((o, hook)) => {
             let total = started.elapsed().as_secs_f64();
             let report = GateReport {
                 pgdata: pgdata.clone(),
@@ -464,7 +482,7 @@ pub fn run(cfg: &GateConfig) -> Result<GateReport> {
                 server_log: log_path,
             };
             pm.release();
-            Ok(report)
+            Ok((report, hook))
         }
         Err(e) => {
             // Fail closed: the server stops; the lock stays on disk.
@@ -485,13 +503,14 @@ struct Opened {
 }
 
 /// Wait for the end target, act on `--then`, and open.
-fn watch_and_open(
+fn watch_and_open<T>(
     w: &mut Watch,
     pm: &mut Postmaster,
     state: &GateState,
     owner: Option<&OsUser>,
     started: Instant,
-) -> Result<Opened> {
+    before_open: impl FnOnce(&Admitted) -> Result<T>,
+) -> Result<(Opened, T)> {
     let total = w.end.and_then(|e| e.distance_from(w.start_lsn)).unwrap_or(0);
     let pb = progress_bar(total, "replay", w.cfg.quiet);
     let mut last_progress = (Instant::now(), Lsn(0));
@@ -629,8 +648,13 @@ fn watch_and_open(
         None => None,
     };
 
+    let conn = w.connected_as.and_then(|i| w.conn_candidates.get(i).cloned()).ok_or_else(|| Error::Precondition {
+        message: "lost the connection to the restored server".into(),
+        hint: String::new(),
+    })?;
+    let hook = before_open(&Admitted { conn, read_write })?;
     open(w, pm, state, owner)?;
-    Ok(Opened { at: opened_at, read_write, reached_secs, reached_at, timeline })
+    Ok((Opened { at: opened_at, read_write, reached_secs, reached_at, timeline }, hook))
 }
 
 /// Put the original access rules back and make the server load them.

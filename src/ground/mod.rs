@@ -162,17 +162,21 @@ pub struct Ground {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, never the same twice in one
+/// process (tests run in parallel threads and bind late).
 pub fn free_port() -> u16 {
-    for _ in 0..50 {
-        if let Ok(l) = std::net::TcpListener::bind("127.0.0.1:0") {
-            if let Ok(a) = l.local_addr() {
-                let p = a.port();
-                // Stay clear of ports a test may have just handed out.
-                if p > 1024 {
-                    return p;
-                }
-            }
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    for _ in 0..200 {
+        let Ok(l) = std::net::TcpListener::bind("127.0.0.1:0") else { continue };
+        let Ok(a) = l.local_addr() else { continue };
+        let p = a.port();
+        let mut given = match GIVEN.lock() {
+            Ok(g) => g,
+            Err(e) => e.into_inner(),
+        };
+        if p > 1024 && !given.contains(&p) {
+            given.push(p);
+            return p;
         }
     }
     5433

@@ -11,8 +11,10 @@ use tabled::settings::Style;
 use crate::error::Error;
 
 mod backup;
+mod drill;
 mod gate;
 mod inspect;
+pub mod junit;
 mod verify;
 
 /// A result that can be shown to a person.

@@ -6,6 +6,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, killpg, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::{OsUser, PgBin};
@@ -100,7 +101,16 @@ impl Postmaster {
         if let Some(child) = &mut self.child {
             return matches!(child.try_wait(), Ok(None));
         }
-        matches!(kill(Pid::from_raw(self.pid), None), Ok(()) | Err(nix::errno::Errno::EPERM))
+        let pid = Pid::from_raw(self.pid);
+        // A postmaster this process started earlier (and released) is still
+        // our child: reap it, or it lingers as a zombie that looks alive.
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return true,
+            Ok(_) => return false,
+            Err(_) => {}
+        }
+        let alive = matches!(kill(pid, None), Ok(()) | Err(nix::errno::Errno::EPERM));
+        alive && !is_zombie(self.pid)
     }
 
     /// Poll `ready` until it returns true, the process exits, or `timeout`
@@ -174,6 +184,14 @@ impl Drop for Postmaster {
             self.stop(Duration::from_secs(20));
         }
     }
+}
+
+/// Whether /proc says the process is a zombie (exited, not yet reaped).
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().next()).map(|st| st == "Z"))
+        .unwrap_or(false)
 }
 
 /// The last `n` non-empty lines of a log, joined, for error messages.

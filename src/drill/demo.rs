@@ -1,0 +1,137 @@
+//! `pgdrill demo`: the whole job on a throwaway primary and standby.
+//!
+//! Builds a primary with a WAL archive and a hot standby (the test ground),
+//! runs a write load, and runs a drill against the standby while the load
+//! runs: backup with the label method, verify, restore, gate, amcheck and an
+//! invariant check, report, clean up.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{DrillConfig, DrillReport};
+use crate::backup::Method;
+use crate::error::{Error, Result};
+use crate::gate::Then;
+use crate::ground::{free_port, invariant_sql, Ground, GroundOptions, LoadOptions};
+use crate::server::PgBin;
+
+/// A validated demo request.
+#[derive(Clone, Debug)]
+pub struct DemoConfig {
+    pub dir: Option<PathBuf>,
+    pub pg_bin: Option<PathBuf>,
+    pub keep: bool,
+    pub quiet: bool,
+}
+
+/// The result of the demo.
+#[derive(Clone, Debug, Serialize)]
+pub struct DemoReport {
+    pub postgres: String,
+    pub dir: PathBuf,
+    pub kept: bool,
+    pub transfers: u64,
+    pub drill: DrillReport,
+}
+
+impl DemoReport {
+    pub fn exit_code(&self) -> u8 {
+        self.drill.exit_code
+    }
+}
+
+fn say(quiet: bool, msg: &str) {
+    if !quiet {
+        eprintln!("demo: {msg}");
+    }
+}
+
+pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
+    let bin = PgBin::find(cfg.pg_bin.as_deref(), None).map_err(|e| match e {
+        Error::BinariesNotFound { searched, .. } => Error::Precondition {
+            message: "no PostgreSQL server binaries found for the demo".into(),
+            hint: format!(
+                "install them (Debian: apt-get install postgresql-15), pass --pg-bin DIR, or run `just pg 15` and pass the directory it prints; searched: {}",
+                searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        },
+        other => other,
+    })?;
+    let (tmp, dir) = match &cfg.dir {
+        Some(d) => {
+            if std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some()) {
+                return Err(Error::TargetNotEmpty { path: d.clone() });
+            }
+            std::fs::create_dir_all(d).map_err(|e| Error::io(d, "create directory", e))?;
+            (None, d.clone())
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("pgdrill-demo-")
+                .tempdir()
+                .map_err(|e| Error::io(std::env::temp_dir(), "create a temporary directory", e))?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    say(cfg.quiet, &format!("{} in {}", bin.version, dir.display()));
+    say(cfg.quiet, "starting a primary that archives its WAL ...");
+    let mut opts = GroundOptions::new(bin.clone());
+    opts.dir = Some(dir.join("servers"));
+    opts.fresh_initdb = true;
+    let mut ground = Ground::new(opts)?;
+    say(cfg.quiet, "building a hot standby from it ...");
+    ground.add_standby()?;
+    // amcheck must exist in the databases for the restored (read-only) copy
+    // to use it; install it on the primary when the build has it.
+    let _ = ground.primary_exec(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck') THEN CREATE EXTENSION IF NOT EXISTS amcheck; END IF; END $$",
+    );
+    say(cfg.quiet, "starting a write load on the primary (transfers between accounts; the total never changes) ...");
+    let load = ground.start_load(LoadOptions::default())?;
+    std::thread::sleep(Duration::from_secs(3));
+    let check_sql = dir.join("invariant.sql");
+    std::fs::write(
+        &check_sql,
+        format!("-- the load's invariant\n{};\n", invariant_sql(LoadOptions::default().accounts)),
+    )
+    .map_err(|e| Error::io(&check_sql, "write", e))?;
+    say(
+        cfg.quiet,
+        "running a drill against the standby while the load runs: backup, verify, restore, gate, checks ...",
+    );
+    let standby = ground.standby()?;
+    let drill = super::run(&DrillConfig {
+        standby: standby.conn(),
+        primary: Some(ground.primary.conn()),
+        pgdata: Some(standby.pgdata.clone()),
+        work: dir.join("work"),
+        wal_archive: ground.archive.clone(),
+        method: Method::Label,
+        check_sql: Some(check_sql),
+        check_db: "postgres".into(),
+        amcheck: true,
+        then: Then::Pause,
+        port: Some(free_port()),
+        timeout: Duration::from_secs(300),
+        keep: cfg.keep,
+        pg_bin: Some(bin.dir.clone()),
+        os_user: None,
+        db_user: None,
+        jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        max_rate: None,
+        quiet: cfg.quiet,
+    });
+    let transfers = load.stop().transfers;
+    let drill = drill?;
+    if cfg.keep {
+        ground.keep();
+        if let Some(t) = tmp {
+            let _ = t.keep();
+        }
+    }
+    drop(ground);
+    Ok(DemoReport { postgres: bin.version, dir, kept: cfg.keep, transfers, drill })
+}

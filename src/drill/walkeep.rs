@@ -1,0 +1,174 @@
+//! `pgdrill wal-keep`: which archived WAL a backup no longer needs.
+//!
+//! From the 9.0 documentation: WAL older than the last restartpoint at
+//! backup time is not needed by the backup. The oldest segment a backup needs
+//! holds its START WAL LOCATION (pg_control's redo point for a legacy
+//! backup). Older segments on that timeline and its ancestors can go;
+//! `.history` files and anything newer never do. A backup that does not
+//! verify never causes WAL to be deleted.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::datadir::DirInfo;
+use crate::error::{Error, Result};
+use crate::pg::history;
+use crate::pg::wal::{history_file_name, SegmentName, WalFileKind};
+use crate::pg::{Lsn, TimelineId, WalSegSize};
+use crate::verify::{self, VerifyConfig};
+
+/// A validated wal-keep request.
+#[derive(Clone, Debug)]
+pub struct WalKeepConfig {
+    pub backup: PathBuf,
+    pub archive: Option<PathBuf>,
+    pub remove: bool,
+    pub jobs: usize,
+}
+
+/// One archive file the backup does not need.
+#[derive(Clone, Debug, Serialize)]
+pub struct Removable {
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// The result of wal-keep; its JSON form is documented in docs/json.md.
+#[derive(Clone, Debug, Serialize)]
+pub struct WalKeepReport {
+    pub backup: PathBuf,
+    pub start_lsn: Lsn,
+    pub timeline: TimelineId,
+    /// The oldest segment the backup needs.
+    pub oldest_needed: String,
+    /// The timeline and its ancestors, whose older segments may go.
+    pub timelines: Vec<TimelineId>,
+    pub archive: Option<PathBuf>,
+    pub removable: Vec<Removable>,
+    pub removable_bytes: u64,
+    /// Whether the files were deleted (`--remove`) or only listed.
+    pub removed: bool,
+}
+
+/// Which archive files are older than `oldest` on the given timelines.
+pub fn older_files(names: &[String], oldest: SegmentName, timelines: &[TimelineId], seg: WalSegSize) -> Vec<String> {
+    let older = |segment: &str| {
+        SegmentName::parse(segment, seg).is_ok_and(|s| timelines.contains(&s.tli) && s.segno < oldest.segno)
+    };
+    let mut out: Vec<String> = names
+        .iter()
+        .filter(|n| match WalFileKind::classify(n) {
+            Some(WalFileKind::Segment(s)) | Some(WalFileKind::Partial(s)) => older(&s),
+            Some(WalFileKind::BackupHistory { segment, .. }) => older(&segment),
+            Some(WalFileKind::History(_)) | None => false,
+        })
+        .cloned()
+        .collect();
+    out.sort();
+    out
+}
+
+pub fn run(cfg: &WalKeepConfig) -> Result<WalKeepReport> {
+    let v = verify::run(&VerifyConfig {
+        path: cfg.backup.clone(),
+        wal_archive: cfg.archive.clone(),
+        no_wal: cfg.archive.is_none(),
+        jobs: cfg.jobs,
+    })?;
+    if !v.ok {
+        let first = v
+            .findings
+            .iter()
+            .find(|f| f.severity == verify::Severity::Error)
+            .map(|f| f.message.clone())
+            .unwrap_or_default();
+        return Err(Error::NotConsistent {
+            message: format!(
+                "{}: the backup does not verify ({} errors, first: {first}); no WAL is listed or removed",
+                cfg.backup.display(),
+                v.errors
+            ),
+            hint: "run pgdrill verify on it; never delete WAL on the word of a broken backup".into(),
+        });
+    }
+    let info = DirInfo::read(&cfg.backup)?;
+    let seg = info.seg_size().unwrap_or(WalSegSize::DEFAULT);
+    let (start_lsn, tli) = info.start();
+    let oldest = SegmentName::containing(tli, start_lsn, seg);
+    let mut report = WalKeepReport {
+        backup: cfg.backup.clone(),
+        start_lsn,
+        timeline: tli,
+        oldest_needed: oldest.file_name(seg),
+        timelines: vec![tli],
+        archive: cfg.archive.clone(),
+        removable: Vec::new(),
+        removable_bytes: 0,
+        removed: false,
+    };
+    let Some(archive) = &cfg.archive else { return Ok(report) };
+    if tli.0 > 1 {
+        let h = archive.join(history_file_name(tli));
+        let text = std::fs::read_to_string(&h).map_err(|e| Error::ReadInput { path: h.clone(), source: e })?;
+        let entries = history::parse(&text).map_err(|source| Error::History { path: h.clone(), source })?;
+        report.timelines.extend(entries.iter().map(|e| e.tli));
+        report.timelines.sort();
+    }
+    let names: Vec<String> = std::fs::read_dir(archive)
+        .map_err(|e| Error::ReadInput { path: archive.clone(), source: e })?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    for name in older_files(&names, oldest, &report.timelines, seg) {
+        let bytes = std::fs::metadata(archive.join(&name)).map(|m| m.len()).unwrap_or(0);
+        report.removable_bytes += bytes;
+        report.removable.push(Removable { name, bytes });
+    }
+    if cfg.remove {
+        for r in &report.removable {
+            let p = archive.join(&r.name);
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, "remove", e))?;
+        }
+        report.removed = true;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_only_older_files_of_the_right_timelines() {
+        let seg = WalSegSize::DEFAULT;
+        let names: Vec<String> = [
+            "000000010000000000000001",
+            "000000010000000000000002.00000028.backup",
+            "000000010000000000000003",
+            "000000010000000000000004.partial",
+            "000000020000000000000004",
+            "000000020000000000000005",
+            "000000020000000000000006",
+            "00000002.history",
+            "000000030000000000000001",
+            "archive_status",
+            "000000020000000000000004.00000060.backup",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let oldest = SegmentName::new(TimelineId(2), 5);
+        let got = older_files(&names, oldest, &[TimelineId(1), TimelineId(2)], seg);
+        assert_eq!(
+            got,
+            vec![
+                "000000010000000000000001",
+                "000000010000000000000002.00000028.backup",
+                "000000010000000000000003",
+                "000000010000000000000004.partial",
+                "000000020000000000000004",
+                "000000020000000000000004.00000060.backup",
+            ]
+        );
+    }
+}
