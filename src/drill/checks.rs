@@ -250,8 +250,7 @@ fn amcheck_db(conn: &ConnSpec, db: &str, read_write: bool) -> CheckResult {
     let has_heap = query_strings(&mut client, "SELECT proname::text FROM pg_proc WHERE proname = 'verify_heapam'")
         .map(|v| !v.is_empty())
         .unwrap_or(false);
-    let heap_note;
-    if has_heap {
+    let heap_note = if has_heap {
         let rels: Vec<(String, u32)> = client
             .query(
                 "SELECT c.oid::regclass::text, c.oid FROM pg_class c WHERE c.relkind IN ('r', 'm', 't') AND c.relpersistence = 'p' ORDER BY 1",
@@ -270,10 +269,10 @@ fn amcheck_db(conn: &ConnSpec, db: &str, read_write: bool) -> CheckResult {
                 Err(e) => problems.push(format!("table {rel}: {e}")),
             }
         }
-        heap_note = format!(", {} tables (verify_heapam)", rels.len());
+        format!(", {} tables (verify_heapam)", rels.len())
     } else {
-        heap_note = ", no heap check (verify_heapam needs PostgreSQL 14)".to_string();
-    }
+        ", no heap check (verify_heapam needs PostgreSQL 14)".to_string()
+    };
     if problems.is_empty() {
         result(name, CheckStatus::Pass, format!("{} btree indexes (bt_index_check){heap_note}", indexes.len()))
     } else {
