@@ -40,3 +40,15 @@ check:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
     cargo test
+
+# Benchmarks against reference tools (not tests): backup, gate, verify, or all.
+# Figures go into docs/performance.md. Needs root and Debian's PostgreSQL 15.
+bench WHAT="all" *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case "{{WHAT}}" in
+        backup|gate) cargo bench --bench pgdrill -- {{WHAT}} {{ARGS}} ;;
+        verify) scripts/bench-verify.sh {{ARGS}} ;;
+        all) cargo bench --bench pgdrill -- backup gate {{ARGS}}; scripts/bench-verify.sh ;;
+        *) echo "usage: just bench [backup|gate|verify|all]" >&2; exit 2 ;;
+    esac

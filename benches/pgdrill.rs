@@ -1,0 +1,239 @@
+//! Benchmarks against reference tools, run side by side (`just bench`).
+//!
+//! Not tests: the figures are ratios against a reference measured in the
+//! same run, in turns, with medians reported. They go into
+//! docs/performance.md.
+//!
+//! - `backup`: `pgdrill backup` vs `pg_basebackup -Fp -X none` from the same
+//!   standby vs `cp -a` of the same data directory (all without fsync).
+//! - `gate`: time from replay reaching the end target to the first client
+//!   admitted (a psql loop knocking as another OS user), and the restore's
+//!   copy vs `cp -a` of the backup.
+//!
+//! Usage: `cargo bench --bench pgdrill -- [backup] [gate] [--scale N] [--rounds N]`.
+//! Needs root (servers run as the postgres OS user) and PostgreSQL 15's
+//! pg_basebackup and pgbench (Debian).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pgdrill::ground::{free_port, test_bin, Ground, GroundOptions};
+
+const PG15: &str = "/usr/lib/postgresql/15/bin";
+
+/// Wall time and peak RSS of one command.
+struct Run {
+    secs: f64,
+    max_rss_kib: i64,
+}
+
+fn measure(cmd: &mut Command) -> Run {
+    let start = Instant::now();
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = child.id() as i32;
+    let mut status = 0;
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child with valid pointers.
+    let r = unsafe { nix::libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 failed");
+    let secs = start.elapsed().as_secs_f64();
+    assert!(nix::libc::WIFEXITED(status) && nix::libc::WEXITSTATUS(status) == 0, "{cmd:?} failed with status {status}");
+    Run { secs, max_rss_kib: usage.ru_maxrss }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn du(path: &Path) -> u64 {
+    let out = Command::new("du").arg("-sb").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("0").parse().unwrap_or(0)
+}
+
+fn rm(path: &Path) {
+    let _ = std::fs::remove_dir_all(path);
+}
+
+fn drop_caches_note() -> &'static str {
+    "page cache warm (every tool reads the same data in turns)"
+}
+
+/// A primary of `scale` pgbench scale and a hot standby of it.
+fn setup(scale: u32, root: &Path) -> Ground {
+    let mut o = GroundOptions::new(test_bin().expect("PostgreSQL binaries"));
+    o.dir = Some(root.join("ground"));
+    o.fresh_initdb = true;
+    o.primary_settings = vec![("max_wal_size".into(), "4GB".into()), ("checkpoint_timeout".into(), "30min".into())];
+    let mut g = Ground::new(o).expect("primary");
+    eprintln!("bench: pgbench -i -s {scale} (about {} MB) ...", scale * 15);
+    let st = g
+        .user
+        .command(format!("{PG15}/pgbench"))
+        .args(["-i", "-q", "-s", &scale.to_string(), "-h", g.sockets.to_str().unwrap(), "-p", &g.primary.port.to_string(), "-U", "postgres", "postgres"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "pgbench -i failed");
+    g.primary_exec("CHECKPOINT").unwrap();
+    eprintln!("bench: building the standby ...");
+    g.add_standby().expect("standby");
+    g.primary_exec("CHECKPOINT").unwrap();
+    g.wait_standby_caught_up(Duration::from_secs(600)).unwrap();
+    g
+}
+
+fn bench_backup(g: &Ground, root: &Path, rounds: usize) -> String {
+    let s = g.standby().unwrap();
+    let data = du(&s.pgdata);
+    let pgdrill = env!("CARGO_BIN_EXE_pgdrill");
+    let (mut ours, mut basebackup, mut cp) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rss = 0i64;
+    let dest = root.join("bench-backup");
+    for round in 0..rounds {
+        eprintln!("bench: backup round {}/{rounds}", round + 1);
+        rm(&dest);
+        let r = measure(
+            Command::new(pgdrill)
+                .args(["backup", "--standby", &s.conninfo(), "--dest", dest.to_str().unwrap(), "--fast", "--no-sync", "--json"])
+                .stdout(std::process::Stdio::null()),
+        );
+        ours.push(r.secs);
+        rss = rss.max(r.max_rss_kib);
+        rm(&dest);
+        let r = measure(
+            g.user
+                .command(format!("{PG15}/pg_basebackup"))
+                .args(["-D", dest.to_str().unwrap(), "-Fp", "-X", "none", "-c", "fast", "--no-sync"])
+                .args(["-h", g.sockets.to_str().unwrap(), "-p", &s.port.to_string(), "-U", "postgres"]),
+        );
+        basebackup.push(r.secs);
+        rm(&dest);
+        let r = measure(Command::new("cp").arg("-a").arg(&s.pgdata).arg(&dest));
+        cp.push(r.secs);
+        rm(&dest);
+    }
+    let (o, b, c) = (median(&mut ours), median(&mut basebackup), median(&mut cp));
+    format!(
+        "### backup\n\nData directory of the standby: {:.2} GB; {rounds} rounds in turns, medians; {}.\n\n\
+         | tool | median | vs pgdrill |\n|---|---|---|\n\
+         | pgdrill backup --no-sync | {o:.2} s | 1.00 |\n\
+         | pg_basebackup -Fp -X none --no-sync | {b:.2} s | pgdrill is {:.2}× faster (target ≥ 1.5×) |\n\
+         | cp -a | {c:.2} s | pgdrill runs at {:.2}× the speed of cp -a (target ≥ 0.9×) |\n\n\
+         Peak RSS of pgdrill backup: {:.1} MB (target ≤ 64 MB).\n",
+        data as f64 / 1e9,
+        drop_caches_note(),
+        b / o,
+        c / o,
+        rss as f64 / 1024.0
+    )
+}
+
+/// The first line of a knock file that says "ok", as epoch seconds.
+fn first_ok(knocks: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(knocks).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("ok ").and_then(|t| t.trim().parse().ok()))
+}
+
+fn bench_gate(g: &Ground, root: &Path, rounds: usize) -> String {
+    let s = g.standby().unwrap();
+    let pgdrill = env!("CARGO_BIN_EXE_pgdrill");
+    let backup = root.join("gate-backup");
+    rm(&backup);
+    let out = Command::new(pgdrill)
+        .args(["backup", "--standby", &s.conninfo(), "--primary", &g.primary.conninfo(), "--dest", backup.to_str().unwrap(), "--fast", "--no-sync", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let size = du(&backup);
+    let (mut open, mut copy, mut cp) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        eprintln!("bench: gate round {}/{rounds}", round + 1);
+        let target = root.join(format!("gate-target-{round}"));
+        let port = free_port();
+        let knocks = root.join(format!("knocks-{round}"));
+        let stop = root.join(format!("knocks-{round}.stop"));
+        let _ = std::fs::remove_file(&knocks);
+        let script = format!(
+            "while [ ! -e {stop} ]; do if /usr/bin/psql -X -w -h {sock} -p {port} -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; \
+             then echo \"ok $(date +%s.%N)\" >> {knocks}; fi; sleep 0.01; done",
+            stop = stop.display(),
+            sock = g.sockets.display(),
+            knocks = knocks.display()
+        );
+        let mut knocker = g.user.command("/bin/sh").arg("-c").arg(script).spawn().unwrap();
+        let out = Command::new(pgdrill)
+            .args(["restore", backup.to_str().unwrap(), "--target", target.to_str().unwrap(), "--wal-archive", g.archive.to_str().unwrap()])
+            .args(["--port", &port.to_string(), "--no-sync", "--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Give the knocker time to get in.
+        std::thread::sleep(Duration::from_secs(2));
+        std::fs::write(&stop, "").unwrap();
+        let _ = knocker.wait();
+        let reached = chrono::DateTime::parse_from_rfc3339(r["gate"]["timings"]["consistent"].as_str().unwrap()).unwrap();
+        let reached = reached.timestamp() as f64 + f64::from(reached.timestamp_subsec_nanos()) / 1e9;
+        let first = first_ok(&knocks).expect("a client got in after opening");
+        open.push(first - reached);
+        copy.push(r["copy_secs"].as_f64().unwrap());
+        let _ = g.user.command(g.bin.program("pg_ctl")).args(["stop", "-m", "immediate", "-D"]).arg(&target).output();
+        rm(&target);
+        rm(&target.with_file_name(format!("gate-target-{round}.tblspc")));
+        let cp_target = root.join("gate-cp");
+        rm(&cp_target);
+        cp.push(measure(Command::new("cp").arg("-a").arg(&backup).arg(&cp_target)).secs);
+        rm(&cp_target);
+    }
+    let (o, c, k) = (median(&mut open), median(&mut copy), median(&mut cp));
+    format!(
+        "### gate\n\nBackup of {:.2} GB; {rounds} rounds, medians.\n\n\
+         | measure | median | target |\n|---|---|---|\n\
+         | replay reaching the end target → first client admitted (a psql loop as the server's OS user, 10 ms apart) | {o:.3} s | ≤ 1 s |\n\
+         | restore copy (fsync off) | {c:.2} s | |\n\
+         | cp -a of the same backup | {k:.2} s | restore copy at {:.2}× the speed of cp -a (target ≥ 0.9×) |\n",
+        size as f64 / 1e9,
+        k / c
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<usize>().ok());
+    let scale = flag("--scale").unwrap_or(70) as u32;
+    let rounds = flag("--rounds").unwrap_or(3);
+    let mut which: Vec<&str> = args.iter().map(String::as_str).filter(|a| ["backup", "gate"].contains(a)).collect();
+    if which.is_empty() {
+        which = vec!["backup", "gate"];
+    }
+    let root: PathBuf = std::env::var_os("PGDRILL_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("pgdrill-bench"));
+    rm(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let g = setup(scale, &root);
+    // pg_basebackup runs as the server's OS user and writes here.
+    g.user.chown(&root).unwrap();
+    let mut report = format!(
+        "## Run of {} on {} ({} cores)\n\n{}\n\n",
+        chrono::Utc::now().format("%Y-%m-%d"),
+        g.bin.version,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "Commands: `just bench backup`, `just bench gate`."
+    );
+    for w in which {
+        report.push_str(&match w {
+            "backup" => bench_backup(&g, &root, rounds),
+            _ => bench_gate(&g, &root, rounds),
+        });
+        report.push('\n');
+    }
+    println!("{report}");
+    let _ = std::fs::write(root.join("results.md"), &report);
+    drop(g);
+    rm(&root);
+}
