@@ -2,7 +2,7 @@
 # Benchmark `pgdrill verify` against PostgreSQL 15's own tools.
 #
 # Usage:
-#   scripts/bench-verify.sh                 # scale 70 (~1 GB of data), 3 runs each
+#   scripts/bench-verify.sh                 # scale 70 (~1 GB of data), 5 runs each
 #   SCALE=10 RUNS=5 scripts/bench-verify.sh # smaller / more runs
 #   KEEP=1 scripts/bench-verify.sh          # keep the work directory
 #   BENCH_DIR=/big/disk/x scripts/bench-verify.sh
@@ -17,7 +17,8 @@
 #      held off so the standby's last restartpoint stays before all of it;
 #   3. `pgdrill backup` (label method, release build) from the standby, so
 #      that the backup's WAL range spans that WAL;
-#   4. alternating runs, warm page cache, medians of $RUNS:
+#   4. with both servers stopped, alternating runs, warm page cache, medians
+#      of $RUNS:
 #        A. pgdrill verify --no-wal BACKUP      vs  pg_verifybackup -n BACKUP
 #           (manifest, every file's CRC-32C; pgdrill also scans page LSNs)
 #        B. the WAL record walk alone: pgdrill verify on a copy holding only
@@ -32,7 +33,7 @@
 set -euo pipefail
 
 SCALE=${SCALE:-70}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 WAL_MB=${WAL_MB:-1100}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -124,6 +125,10 @@ log "pgdrill backup"
 "$PGDRILL" backup --standby "host=$WORK port=$P2 user=postgres dbname=postgres" \
     --primary "host=$WORK port=$P1 user=postgres dbname=postgres" --wal-archive "$ARCH" \
     --dest "$WORK/backup" --fast --no-sync --json >"$WORK/backup.json"
+
+# The servers are not needed any more; stopped, they leave the cores alone.
+as_pg "$PGBIN/pg_ctl" stop -m fast -D "$WORK/standby" >/dev/null
+as_pg "$PGBIN/pg_ctl" stop -m fast -D "$WORK/primary" >/dev/null
 
 # The WAL-only copy: what the walk needs and nothing else.
 mkdir -p "$WORK/walonly/global" "$WORK/walonly/pg_wal"

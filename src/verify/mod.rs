@@ -580,6 +580,7 @@ fn check_wal(cfg: &VerifyConfig, info: &DirInfo, out: &mut Vec<Finding>, checked
             system_identifier: Some(c.system_identifier),
             custom_rmgrs: c.pg_major >= 15,
         },
+        jobs: cfg.jobs.max(1),
     })?;
     summary.checked = outcome.reached.is_some();
     if !summary.checked {

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::pg::history::{self, TimelineSpan};
 use crate::pg::wal::{
     history_file_name, PageHeader, RecordWalker, SegmentName, WalError, WalProblem, WalkConfig, WalkStats,
-    LONG_HEADER_LEN, RECORD_HEADER_LEN, SHORT_HEADER_LEN, XLP_LONG_HEADER,
+    LONG_HEADER_LEN, RECORD_HEADER_LEN, SHORT_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER,
 };
 use crate::pg::{Lsn, TimelineId, WalSegSize};
 
@@ -53,6 +53,8 @@ pub struct WalCheck<'a> {
     pub record_at: Option<Lsn>,
     pub end_tli: TimelineId,
     pub cfg: WalkConfig,
+    /// Walk up to this many stretches of the range in parallel.
+    pub jobs: usize,
 }
 
 /// What the walk found.
@@ -328,6 +330,7 @@ enum SegmentEnd {
 fn walk_segment(
     walker: &mut RecordWalker,
     c: &WalCheck,
+    part: &Part,
     found: &Located,
     page_size: usize,
     ahead: &mut ReadAhead,
@@ -381,7 +384,7 @@ fn walk_segment(
                 return Ok(SegmentEnd::Broken);
             }
         };
-        let end = walk_pages(walker, c, &buf[..n - n % page_size], page_size, &found.shown, findings);
+        let end = walk_pages(walker, c, part, &buf[..n - n % page_size], page_size, &found.shown, findings);
         let full = n == buf.len();
         ahead.give_back(buf);
         if let Some(end) = end {
@@ -408,6 +411,7 @@ fn walk_segment(
 fn walk_pages(
     walker: &mut RecordWalker,
     c: &WalCheck,
+    part: &Part,
     pages: &[u8],
     page_size: usize,
     shown: &str,
@@ -432,7 +436,7 @@ fn walk_pages(
         let end = walker.valid_until();
         if end != before && ends_with_switch(page, page_lsn, end) {
             let boundary = Lsn((end.0.saturating_sub(1) / seg.bytes() + 1) * seg.bytes());
-            if boundary >= c.end && c.record_at.is_none_or(|r| end > r) {
+            if boundary >= part.end && part.record_at.is_none_or(|r| end > r) {
                 return Some(SegmentEnd::DoneAtSwitch(boundary));
             }
         }
@@ -491,30 +495,189 @@ fn offset_of(walker: &RecordWalker, seg: WalSegSize) -> u64 {
 }
 
 /// Walk the WAL from `start` to `target`.
+/// One stretch of the range, walked by its own walker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Part {
+    first_page: Lsn,
+    /// As [`WalCheck::end`], for this stretch.
+    end: Lsn,
+    record_at: Option<Lsn>,
+}
+
+/// Stretches shorter than this many segments are not split further.
+const MIN_SEGMENTS_PER_PART: usize = 4;
+/// At most this many walkers (each with its read-ahead buffers).
+const MAX_PARTS: usize = 4;
+
+/// Where a walker that starts at segment `segno`'s first page begins
+/// verifying records: after the tail of the record continued from the
+/// previous segment, exactly as [`RecordWalker`] skips it. `None` when the
+/// segment is not a clean place to split (missing, odd headers, or a record
+/// covering the whole segment); the walk then simply does not split there.
+fn split_point(c: &WalCheck, path: &[TimelineSpan], segno: u64) -> Option<Lsn> {
+    let seg = c.cfg.seg_size;
+    let page_size = c.cfg.page_size as usize;
+    let name = segment_for(path, segno, seg, c.end_tli).file_name(seg);
+    let found = locate(c.dir, c.archive, &name)?;
+    let mut f = File::open(&found.path).ok()?;
+    let seg_start = Lsn::from_segment(segno, seg)?;
+    let mut page = vec![0u8; page_size];
+    let mut at = seg_start;
+    let mut remaining: Option<u64> = None;
+    while at.0 < seg_start.0 + seg.bytes() {
+        f.read_exact(&mut page).ok()?;
+        let h = PageHeader::parse(&page)?;
+        if h.magic != c.cfg.magic || h.page_addr != at || (at == seg_start && h.long.is_none()) {
+            return None;
+        }
+        let cont = h.info & XLP_FIRST_IS_CONTRECORD != 0;
+        let rem = u64::from(h.rem_len);
+        match remaining {
+            None if !cont => return Some(Lsn(at.0 + h.header_len() as u64)),
+            // A continuation must go on where the previous page left it.
+            Some(left) if !cont || rem != left => return None,
+            _ => {}
+        }
+        let room = (page_size - h.header_len()) as u64;
+        if rem < room {
+            let off = (h.header_len() as u64 + rem + 7) & !7;
+            // A record ending in a page's last bytes: the next starts after
+            // the next page's header; not worth the edge case.
+            return (off < page_size as u64).then_some(Lsn(at.0 + off));
+        }
+        remaining = Some(rem - room);
+        at = Lsn(at.0 + page_size as u64);
+    }
+    None
+}
+
+/// Cut the range into stretches at segment starts, one walker each.
+fn plan_parts(c: &WalCheck, path: &[TimelineSpan], target: Lsn) -> Vec<Part> {
+    let seg = c.cfg.seg_size;
+    let first_page = Lsn(c.start.0 - c.start.page_offset(c.cfg.page_size));
+    let segs = needed_segments(path, c.start, target, seg, c.end_tli);
+    let n = c.jobs.clamp(1, MAX_PARTS).min(segs.len() / MIN_SEGMENTS_PER_PART).max(1);
+    let mut splits: Vec<(Lsn, Lsn)> = Vec::new(); // (first page, first record verified)
+    for k in 1..n {
+        let Some(s) = segs.get(k * segs.len() / n) else { continue };
+        let Some(page) = Lsn::from_segment(s.segno, seg) else { continue };
+        if let Some(at) = split_point(c, path, s.segno) {
+            if page > first_page && at < target && splits.last().is_none_or(|l| at > l.1) {
+                splits.push((page, at));
+            }
+        }
+    }
+    let mut parts = Vec::with_capacity(splits.len() + 1);
+    let mut from = first_page;
+    for (page, at) in splits {
+        // The walker before a split verifies every record starting before it.
+        parts.push(Part { first_page: from, end: at, record_at: None });
+        from = page;
+    }
+    parts.push(Part { first_page: from, end: c.end, record_at: c.record_at });
+    parts
+}
+
+/// What one walker found.
+#[derive(Debug, Default)]
+struct PartOutcome {
+    findings: Vec<Finding>,
+    done: bool,
+    /// As PostgreSQL reports record ends.
+    reached: Lsn,
+    /// The walker's exact end of the last valid record.
+    valid_until: Lsn,
+    stats: WalkStats,
+    segments: u64,
+    first_segment: Option<String>,
+    last_segment: Option<String>,
+    broken_at: Option<u64>,
+}
+
+/// Walk the WAL from `start` to `end`.
 pub fn check(c: &WalCheck) -> Result<WalOutcome> {
     let mut out = WalOutcome::default();
     let Some(path) = timeline_path(c, &mut out) else {
         return Ok(out);
     };
-    let chunk = CHUNK - CHUNK % (c.cfg.page_size as usize).max(1);
-    std::thread::scope(|s| {
-        let mut ahead = ReadAhead::start(s, chunk);
-        walk(c, path, &mut ahead, out)
-    })
-}
-
-fn walk(c: &WalCheck, path: Vec<TimelineSpan>, ahead: &mut ReadAhead, mut out: WalOutcome) -> Result<WalOutcome> {
     out.timelines = path.clone();
     let seg = c.cfg.seg_size;
-    let page_size = c.cfg.page_size as usize;
-    let first_page = Lsn(c.start.0 - c.start.page_offset(c.cfg.page_size));
     let target = walker_target(c.end, c.record_at);
-    let mut walker = RecordWalker::new(c.cfg, first_page, target);
-    let mut broken_at: Option<u64> = None;
+    let parts = plan_parts(c, &path, target);
+    let chunk = CHUNK - CHUNK % (c.cfg.page_size as usize).max(1);
+    let results: Vec<Result<PartOutcome>> = std::thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .iter()
+            .map(|part| {
+                let path = &path;
+                s.spawn(move || {
+                    std::thread::scope(|s2| {
+                        let mut ahead = ReadAhead::start(s2, chunk);
+                        walk_part(c, path, part, &mut ahead)
+                    })
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    });
+    // The chain holds up to the first stretch that breaks; what later
+    // stretches found is not reported (a sequential walk stops there too).
+    let mut broken: Option<(u64, Lsn)> = None;
+    for r in results {
+        let r = r?;
+        if out.first_segment.is_none() {
+            out.first_segment = r.first_segment;
+        }
+        out.last_segment = r.last_segment;
+        out.segments += r.segments;
+        out.stats.pages += r.stats.pages;
+        out.stats.records += r.stats.records;
+        out.stats.bytes += r.stats.bytes;
+        out.findings.extend(r.findings);
+        // A stretch that breaks before its first record: the chain still
+        // holds up to where the previous one reached.
+        out.reached = Some(out.reached.map_or(r.reached, |prev| prev.max(r.reached)));
+        if !r.done {
+            broken = Some((r.broken_at.unwrap_or(0), r.valid_until));
+            break;
+        }
+    }
+    out.done = broken.is_none();
+    if let Some((b, valid_until)) = broken {
+        if out.findings.iter().any(|f| f.is_error()) {
+            // Later segments: report those that are missing too.
+            for s in needed_segments(&path, c.start, target, seg, c.end_tli).into_iter().filter(|s| s.segno > b) {
+                let name = s.file_name(seg);
+                if locate(c.dir, c.archive, &name).is_none() {
+                    out.findings.push(
+                        Finding::new(FindingKind::WalSegmentMissing, "needed, but in neither the archive nor pg_wal")
+                            .at(name)
+                            .lsn(s.start_lsn(seg)),
+                    );
+                }
+            }
+        } else {
+            out.findings.push(
+                Finding::new(
+                    FindingKind::WalEndNotReached,
+                    format!("the WAL chain stops at {valid_until} before the end {}", c.end),
+                )
+                .lsn(valid_until),
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn walk_part(c: &WalCheck, path: &[TimelineSpan], part: &Part, ahead: &mut ReadAhead) -> Result<PartOutcome> {
+    let mut out = PartOutcome::default();
+    let seg = c.cfg.seg_size;
+    let page_size = c.cfg.page_size as usize;
+    let mut walker = RecordWalker::new(c.cfg, part.first_page, walker_target(part.end, part.record_at));
     let mut switch_end: Option<Lsn> = None;
     loop {
         let segno = walker.next_page().segment_number(seg);
-        let name = segment_for(&path, segno, seg, c.end_tli).file_name(seg);
+        let name = segment_for(path, segno, seg, c.end_tli).file_name(seg);
         if out.first_segment.is_none() {
             out.first_segment = Some(name.clone());
         }
@@ -528,7 +691,7 @@ fn walk(c: &WalCheck, path: Vec<TimelineSpan>, ahead: &mut ReadAhead, mut out: W
                 .at(name)
                 .lsn(walker.next_page().max(c.start)),
             );
-            broken_at = Some(segno);
+            out.broken_at = Some(segno);
             break;
         };
         if found.partial {
@@ -551,7 +714,7 @@ fn walk(c: &WalCheck, path: Vec<TimelineSpan>, ahead: &mut ReadAhead, mut out: W
                     .at(found.shown.clone())
                     .lsn(walker.next_page()),
                 );
-                broken_at = Some(segno);
+                out.broken_at = Some(segno);
                 break;
             }
             Ok(_) => {}
@@ -561,12 +724,12 @@ fn walk(c: &WalCheck, path: Vec<TimelineSpan>, ahead: &mut ReadAhead, mut out: W
                         .at(found.shown.clone())
                         .lsn(walker.next_page()),
                 );
-                broken_at = Some(segno);
+                out.broken_at = Some(segno);
                 break;
             }
         }
         out.segments += 1;
-        match walk_segment(&mut walker, c, &found, page_size, ahead, &mut out.findings)? {
+        match walk_segment(&mut walker, c, part, &found, page_size, ahead, &mut out.findings)? {
             SegmentEnd::Done => break,
             SegmentEnd::DoneAtSwitch(at) => {
                 switch_end = Some(at);
@@ -574,38 +737,17 @@ fn walk(c: &WalCheck, path: Vec<TimelineSpan>, ahead: &mut ReadAhead, mut out: W
             }
             SegmentEnd::Next => continue,
             SegmentEnd::Broken => {
-                broken_at = Some(segno);
+                out.broken_at = Some(segno);
                 break;
             }
         }
     }
     out.done = walker.is_done() || switch_end.is_some();
+    out.valid_until = walker.valid_until();
     // As PostgreSQL reports record ends: rounded up to 8 bytes, and the end
     // of an XLOG_SWITCH at the segment boundary.
-    out.reached = Some(switch_end.unwrap_or_else(|| walker.valid_until().max_align().unwrap_or(walker.valid_until())));
+    out.reached = switch_end.unwrap_or_else(|| walker.valid_until().max_align().unwrap_or(walker.valid_until()));
     out.stats = walker.stats;
-    if let Some(b) = broken_at {
-        // Later segments: report those that are missing too.
-        for s in needed_segments(&path, c.start, target, seg, c.end_tli).into_iter().filter(|s| s.segno > b) {
-            let name = s.file_name(seg);
-            if locate(c.dir, c.archive, &name).is_none() {
-                out.findings.push(
-                    Finding::new(FindingKind::WalSegmentMissing, "needed, but in neither the archive nor pg_wal")
-                        .at(name)
-                        .lsn(s.start_lsn(seg)),
-                );
-            }
-        }
-    }
-    if !out.done && !out.findings.iter().any(|f| f.is_error()) {
-        out.findings.push(
-            Finding::new(
-                FindingKind::WalEndNotReached,
-                format!("the WAL chain stops at {} before the end {}", walker.valid_until(), c.end),
-            )
-            .lsn(walker.valid_until()),
-        );
-    }
     Ok(out)
 }
 
@@ -704,6 +846,7 @@ mod tests {
             record_at: None,
             end_tli: TimelineId(1),
             cfg: cfg(w),
+            jobs: 1,
         })
         .unwrap()
     }
@@ -815,6 +958,95 @@ mod tests {
         assert_eq!(out.segments, 1);
     }
 
+    /// `segments` 1 MiB segments of fake WAL in `dir/pg_wal`, with records
+    /// of all sizes, some spanning pages and segments.
+    fn many_segments(dir: &Path, segments: usize) -> FakeWal {
+        let seg = WalSegSize::new(1 << 20).unwrap();
+        let mut w = FakeWal::new(Lsn(0), seg, 8192, 0xD110);
+        let mut i = 0usize;
+        while w.bytes.len() < (segments << 20) - 60000 {
+            let len = match i % 7 {
+                0 => 30_000,
+                1 => 8150,
+                2 => 0,
+                _ => 40 + (i * 977) % 3000,
+            };
+            w.record(len, (i % 20) as u8, 0);
+            i += 1;
+        }
+        w.finish();
+        w.bytes.resize(segments << 20, 0);
+        fs::create_dir_all(dir.join("pg_wal")).unwrap();
+        for s in 0..segments as u64 {
+            let name = SegmentName::new(TimelineId(1), s).file_name(seg);
+            let lo = (s << 20) as usize;
+            fs::write(dir.join("pg_wal").join(name), &w.bytes[lo..lo + (1 << 20)]).unwrap();
+        }
+        w
+    }
+
+    #[test]
+    fn parallel_stretches_find_what_one_walk_finds() {
+        let d = tempfile::tempdir().unwrap();
+        let w = many_segments(d.path(), 13);
+        let start = w.records[3].0;
+        let end = w.records[w.records.len() - 2].1.max_align().unwrap();
+        let c = |jobs| WalCheck {
+            dir: d.path(),
+            archive: None,
+            start,
+            start_tli: TimelineId(1),
+            end,
+            record_at: None,
+            end_tli: TimelineId(1),
+            cfg: cfg(&w),
+            jobs,
+        };
+        let one = vec![TimelineSpan { tli: TimelineId(1), begin: None, end: None }];
+        assert_eq!(plan_parts(&c(1), &one, walker_target(end, None)).len(), 1);
+        let parts = plan_parts(&c(3), &one, walker_target(end, None));
+        assert_eq!(parts.len(), 3);
+        for p in &parts[1..] {
+            assert_eq!(p.first_page.segment_offset(w.seg), 0);
+        }
+        // Each stretch ends where the next one's first verified record begins.
+        for pair in parts.windows(2) {
+            assert!(w.records.iter().any(|r| r.0 == pair[0].end), "{:?} is not a record start", pair[0].end);
+        }
+        for jobs in [1, 2, 3, 4] {
+            let out = check(&c(jobs)).unwrap();
+            assert!(out.done && out.findings.is_empty(), "jobs {jobs}: {:?}", out.findings);
+            assert_eq!(out.reached, Some(end));
+            assert_eq!(out.first_segment.as_deref(), Some("000000010000000000000000"));
+            assert_eq!(out.last_segment.as_deref(), Some("00000001000000000000000C"));
+        }
+        // Damage near every segment start: the record crossing into it, and
+        // the first ones after it. Split or not, the same break is found.
+        let mut victims: Vec<(Lsn, Lsn)> = Vec::new();
+        for s in 1..13u64 {
+            let b = s << 20;
+            let i = w.records.iter().position(|r| r.1 .0 > b).unwrap();
+            victims.extend(w.records[i..i + 3].iter().copied());
+        }
+        for (rs, re) in victims {
+            // A payload byte of the record: its last one (never a page header).
+            let at = re.0 - 1;
+            let segno = at >> 20;
+            let file = d.path().join("pg_wal").join(SegmentName::new(TimelineId(1), segno).file_name(w.seg));
+            let good = fs::read(&file).unwrap();
+            let mut bad = good.clone();
+            bad[(at - (segno << 20)) as usize] ^= 0x20;
+            fs::write(&file, &bad).unwrap();
+            let seq = check(&c(1)).unwrap();
+            let par = check(&c(3)).unwrap();
+            fs::write(&file, &good).unwrap();
+            let f = |o: &WalOutcome| o.findings.iter().map(|f| (f.kind, f.lsn)).collect::<Vec<_>>();
+            assert_eq!(f(&seq), vec![(FindingKind::WalRecordCrc, Some(rs))], "record at {rs}");
+            assert_eq!(f(&par), f(&seq), "record at {rs}");
+            assert_eq!(par.reached, seq.reached);
+        }
+    }
+
     #[test]
     fn a_timeline_switch_needs_its_history() {
         let d = tempfile::tempdir().unwrap();
@@ -833,6 +1065,7 @@ mod tests {
             record_at: None,
             end_tli,
             cfg: cfg(&w),
+            jobs: 1,
         };
         let missing = check(&c(TimelineId(2))).unwrap();
         assert_eq!(missing.findings.len(), 1);
