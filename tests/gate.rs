@@ -645,3 +645,33 @@ fn runs_as_the_data_directory_owner_too() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(std::fs::metadata(dest2.join("base")).unwrap().uid(), g.user.uid);
 }
+
+#[test]
+fn an_end_target_before_consistency_fails_with_exit_1_and_stays_closed() {
+    let (g, b, end) = ground_with_backup("label");
+    let target = g.dir.join("t");
+    let port = free_port();
+    let out = pgdrill(&[
+        "restore",
+        b.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--no-start",
+        "--no-sync",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // Stop before the backup's own end: PostgreSQL refuses, the gate says why.
+    let label = std::fs::read_to_string(b.join("backup_label")).unwrap();
+    let start = label.lines().next().unwrap().split_whitespace().nth(3).unwrap().to_string();
+    assert!(start.parse::<Lsn>().unwrap() < end);
+    let out =
+        pgdrill(&["gate", "--pgdata", target.to_str().unwrap(), "--end-lsn", &start, "--timeout", "60", "--json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("before consistent recovery point"), "{}", stderr(&out));
+    assert!(pgdrill::datadir::running_postmaster(&target).is_none());
+    assert!(std::fs::read_to_string(target.join("pg_hba.conf")).unwrap().contains("pgdrill consistency gate"));
+}
