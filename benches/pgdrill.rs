@@ -28,6 +28,9 @@ struct Run {
     max_rss_kib: i64,
 }
 
+// The child is reaped by wait4 (which also gives its peak RSS), not by
+// Child::wait, so clippy cannot see it.
+#[allow(clippy::zombie_processes)]
 fn measure(cmd: &mut Command) -> Run {
     let start = Instant::now();
     let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -76,7 +79,19 @@ fn setup(scale: u32, root: &Path) -> Ground {
     let st = g
         .user
         .command(format!("{PG15}/pgbench"))
-        .args(["-i", "-q", "-s", &scale.to_string(), "-h", g.sockets.to_str().unwrap(), "-p", &g.primary.port.to_string(), "-U", "postgres", "postgres"])
+        .args([
+            "-i",
+            "-q",
+            "-s",
+            &scale.to_string(),
+            "-h",
+            g.sockets.to_str().unwrap(),
+            "-p",
+            &g.primary.port.to_string(),
+            "-U",
+            "postgres",
+            "postgres",
+        ])
         .status()
         .unwrap();
     assert!(st.success(), "pgbench -i failed");
@@ -100,7 +115,16 @@ fn bench_backup(g: &Ground, root: &Path, rounds: usize) -> String {
         rm(&dest);
         let r = measure(
             Command::new(pgdrill)
-                .args(["backup", "--standby", &s.conninfo(), "--dest", dest.to_str().unwrap(), "--fast", "--no-sync", "--json"])
+                .args([
+                    "backup",
+                    "--standby",
+                    &s.conninfo(),
+                    "--dest",
+                    dest.to_str().unwrap(),
+                    "--fast",
+                    "--no-sync",
+                    "--json",
+                ])
                 .stdout(std::process::Stdio::null()),
         );
         ours.push(r.secs);
@@ -146,7 +170,18 @@ fn bench_gate(g: &Ground, root: &Path, rounds: usize) -> String {
     let backup = root.join("gate-backup");
     rm(&backup);
     let out = Command::new(pgdrill)
-        .args(["backup", "--standby", &s.conninfo(), "--primary", &g.primary.conninfo(), "--dest", backup.to_str().unwrap(), "--fast", "--no-sync", "--json"])
+        .args([
+            "backup",
+            "--standby",
+            &s.conninfo(),
+            "--primary",
+            &g.primary.conninfo(),
+            "--dest",
+            backup.to_str().unwrap(),
+            "--fast",
+            "--no-sync",
+            "--json",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -168,7 +203,14 @@ fn bench_gate(g: &Ground, root: &Path, rounds: usize) -> String {
         );
         let mut knocker = g.user.command("/bin/sh").arg("-c").arg(script).spawn().unwrap();
         let out = Command::new(pgdrill)
-            .args(["restore", backup.to_str().unwrap(), "--target", target.to_str().unwrap(), "--wal-archive", g.archive.to_str().unwrap()])
+            .args([
+                "restore",
+                backup.to_str().unwrap(),
+                "--target",
+                target.to_str().unwrap(),
+                "--wal-archive",
+                g.archive.to_str().unwrap(),
+            ])
             .args(["--port", &port.to_string(), "--no-sync", "--json"])
             .output()
             .unwrap();
@@ -178,7 +220,8 @@ fn bench_gate(g: &Ground, root: &Path, rounds: usize) -> String {
         std::thread::sleep(Duration::from_secs(2));
         std::fs::write(&stop, "").unwrap();
         let _ = knocker.wait();
-        let reached = chrono::DateTime::parse_from_rfc3339(r["gate"]["timings"]["consistent"].as_str().unwrap()).unwrap();
+        let reached =
+            chrono::DateTime::parse_from_rfc3339(r["gate"]["timings"]["consistent"].as_str().unwrap()).unwrap();
         let reached = reached.timestamp() as f64 + f64::from(reached.timestamp_subsec_nanos()) / 1e9;
         let first = first_ok(&knocks).expect("a client got in after opening");
         open.push(first - reached);
@@ -205,14 +248,18 @@ fn bench_gate(g: &Ground, root: &Path, rounds: usize) -> String {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<usize>().ok());
+    let flag = |name: &str| {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<usize>().ok())
+    };
     let scale = flag("--scale").unwrap_or(70) as u32;
     let rounds = flag("--rounds").unwrap_or(3);
     let mut which: Vec<&str> = args.iter().map(String::as_str).filter(|a| ["backup", "gate"].contains(a)).collect();
     if which.is_empty() {
         which = vec!["backup", "gate"];
     }
-    let root: PathBuf = std::env::var_os("PGDRILL_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| std::env::temp_dir().join("pgdrill-bench"));
+    let root: PathBuf = std::env::var_os("PGDRILL_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("pgdrill-bench"));
     rm(&root);
     std::fs::create_dir_all(&root).unwrap();
     let g = setup(scale, &root);
