@@ -211,7 +211,7 @@ struct JobResult {
 }
 
 /// Fill `buf` from `f` as far as possible; the count is short only at EOF.
-fn fill(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+pub(crate) fn fill(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
         match f.read(&mut buf[n..]) {

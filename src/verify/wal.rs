@@ -14,19 +14,24 @@
 //! What is checked: every page header and every record CRC from the page
 //! holding the start LSN until a valid record ends at or after the end LSN,
 //! the way `xlogreader.c` (and pg_waldump) reads, with
-//! [`crate::pg::wal::RecordWalker`]. Each segment is streamed in 1 MiB reads,
-//! so memory stays flat whatever the size. The first break in the chain is
-//! reported with its segment and LSN; segments after it are still checked
-//! for presence.
+//! [`crate::pg::wal::RecordWalker`]. Each segment is streamed in 1 MiB reads
+//! by a read-ahead thread, so memory stays flat whatever the size. A long
+//! range is cut at segment starts into stretches walked in parallel
+//! (`--jobs`); each stretch begins where PostgreSQL reading from that
+//! segment would (after the tail of a record continued into it), and the one
+//! before it walks on until it has verified every record starting before
+//! that point. The first break in the chain is reported with its segment and
+//! LSN; segments after it are still checked for presence.
 
 use std::fs::{self, File};
-use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use serde::Serialize;
 
+use super::files::fill;
 use super::finding::{Finding, FindingKind};
 use crate::error::{Error, Result};
 use crate::pg::history::{self, TimelineSpan};
@@ -219,20 +224,6 @@ fn timeline_path(c: &WalCheck, out: &mut WalOutcome) -> Option<Vec<TimelineSpan>
         return None;
     }
     Some(path)
-}
-
-/// Fill `buf` from `f`; the count is short only at end of file.
-fn fill(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Buffers in flight between the reader thread and the walk.
@@ -642,6 +633,8 @@ pub fn check(c: &WalCheck) -> Result<WalOutcome> {
             break;
         }
     }
+    // Two stretches may both have read the segment at their split.
+    out.findings.dedup();
     out.done = broken.is_none();
     if let Some((b, valid_until)) = broken {
         if out.findings.iter().any(|f| f.is_error()) {
