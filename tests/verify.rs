@@ -112,7 +112,7 @@ fn take_backup(g: &Ground, method: &str, name: &str) -> PathBuf {
     dest
 }
 
-/// Relation files of a directory: (relative path, bytes).
+/// The relation files (numeric names) under a directory's base/.
 fn relation_files(root: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         for e in std::fs::read_dir(dir).unwrap() {
@@ -292,8 +292,12 @@ fn backups_pass_and_each_kind_of_damage_is_named() {
         agrees_with_pg_verifybackup(&dir, major, None, c, &v);
         (dir, c, v)
     };
-    let (_, c, v) = damaged("flipped", &|d| flip_byte(&d.join(&rel), 8192 + 4000));
+    let (dir, c, v) = damaged("flipped", &|d| flip_byte(&d.join(&rel), 8192 + 4000));
     assert_flags(c, &v, "file_checksum", &rel);
+    // The comparison with pg_verifybackup is not vacuous: it names the file too.
+    if let Some((ok, names)) = pg_verifybackup_flags(&dir, major, None) {
+        assert!(!ok && names.contains(&rel), "pg_verifybackup: {names:?}");
+    }
     let (_, c, v) = damaged("missing", &|d| std::fs::remove_file(d.join(&rel)).unwrap());
     assert_flags(c, &v, "file_missing", &rel);
     let (_, c, v) = damaged("extra", &|d| std::fs::write(d.join("base/extra_file"), "x").unwrap());
