@@ -254,6 +254,10 @@ fn killing_pgdrill_leaves_no_access_and_gate_resumes() {
     }
     assert!(started, "the restore never started the server");
     sleep_ms(1500);
+    // A second gate on the same directory is refused while the first runs.
+    let out = pgdrill(&["gate", "--pgdata", target.to_str().unwrap(), "--timeout", "5"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("another pgdrill gate is running"), "{}", stderr(&out));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     sleep_ms(500);
@@ -458,6 +462,8 @@ fn no_start_restore_is_locked_until_the_gate_opens_it() {
         "--port",
         &port.to_string(),
         "--no-start",
+        "--then",
+        "promote",
         "--no-sync",
         "--json",
     ]);
@@ -474,10 +480,13 @@ fn no_start_restore_is_locked_until_the_gate_opens_it() {
     assert!(!knock_once(&g, g.sockets.to_str().unwrap(), port));
     assert!(!knock_once(&g, "127.0.0.1", port));
     let _ = run_as(&g, "pg_ctl", &["stop", "-m", "fast", "-D", target.to_str().unwrap()]);
-    // The gate finishes the job.
+    // The gate finishes the job, with the --then the restore saved.
     let out = pgdrill(&["gate", "--pgdata", target.to_str().unwrap(), "--timeout", "120", "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(lsn(&json(&out)["opened_at_lsn"]).unwrap() >= end);
+    let r = json(&out);
+    assert!(lsn(&r["opened_at_lsn"]).unwrap() >= end);
+    assert_eq!(r["then"], "promote");
+    assert_eq!(r["read_write"], true, "the saved --then promote was kept");
     assert!(knock_once(&g, g.sockets.to_str().unwrap(), port));
     stop_server(&g, &target);
 }

@@ -368,9 +368,10 @@ impl VerifyArgs {
 /// Options the gate shares with restore.
 #[derive(Debug, Args)]
 pub struct GateOptions {
-    /// What to do at the end target.
-    #[arg(long, value_enum, default_value = "pause")]
-    pub then: Then,
+    /// What to do at the end target [default: pause; for `gate`, what an
+    /// unfinished gate on the directory saved].
+    #[arg(long, value_enum)]
+    pub then: Option<Then>,
     /// Give up after this many seconds: exit 4, server stopped, access
     /// never opened.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
@@ -471,7 +472,7 @@ impl RestoreArgs {
             wal_archive: self.wal_archive.clone(),
             restore_command: self.restore_command.clone(),
             primary_conninfo: self.primary_conninfo.as_deref().map(ConnSpec::parse).transpose()?,
-            then: self.gate.then,
+            then: self.gate.then.unwrap_or(Then::Pause),
             port: self.port,
             timeout: std::time::Duration::from_secs(self.gate.timeout),
             stall: std::time::Duration::from_secs(self.gate.stall_secs),

@@ -241,7 +241,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
         let gcfg = GateConfig {
             pgdata: target.clone(),
             end_lsn: restored.as_ref().and_then(|r| r.end_lsn),
-            then: cfg.then,
+            then: Some(cfg.then),
             timeout: cfg.timeout,
             stall: Duration::from_secs(10),
             pg_bin: cfg.pg_bin.clone(),

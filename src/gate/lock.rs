@@ -54,6 +54,19 @@ pub struct GateState {
     pub server_started: bool,
 }
 
+/// An exclusive advisory lock on the data directory itself (no file is
+/// created), held while a gate runs, so that two gates never work on one
+/// directory. The kernel drops it when the process ends, however it ends.
+pub fn exclusive(pgdata: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
+    let dir = fs::File::open(pgdata).map_err(|e| Error::ReadInput { path: pgdata.to_path_buf(), source: e })?;
+    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        Error::usage(
+            format!("{}: another pgdrill gate is running on this data directory", pgdata.display()),
+            Some("wait for it to finish, or stop it (it leaves the directory locked and resumable)".into()),
+        )
+    })
+}
+
 pub fn state_dir(pgdata: &Path) -> PathBuf {
     pgdata.join(STATE_DIR)
 }

@@ -47,6 +47,15 @@ pub enum Then {
 }
 
 impl Then {
+    pub fn parse(s: &str) -> Option<Then> {
+        match s {
+            "pause" => Some(Then::Pause),
+            "promote" => Some(Then::Promote),
+            "standby" => Some(Then::Standby),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Then::Pause => "pause",
@@ -61,7 +70,8 @@ impl Then {
 pub struct GateConfig {
     pub pgdata: PathBuf,
     pub end_lsn: Option<Lsn>,
-    pub then: Then,
+    /// `None`: what an unfinished gate on this directory saved, else pause.
+    pub then: Option<Then>,
     pub timeout: Duration,
     /// No replay progress for this long is a stall worth diagnosing.
     pub stall: Duration,
@@ -177,6 +187,7 @@ fn end_target(cfg: &GateConfig, info: &DirInfo, state: Option<&GateState>) -> Re
 
 struct Watch<'a> {
     cfg: &'a GateConfig,
+    then: Then,
     pgdata: &'a Path,
     seg: WalSegSize,
     tli: TimelineId,
@@ -238,10 +249,12 @@ impl Watch<'_> {
             (Some(s), _) => format!("replay is not progressing; the next WAL segment is {s}"),
             (None, _) => "replay is not progressing".to_string(),
         };
-        if log.contains("restore_command") || log.contains("could not restore") || log.contains("cannot stat") {
-            msg.push_str("; restore_command is failing (see the server log)");
+        // A failing restore_command names the segment (history probes are
+        // normal and do not count).
+        if monitor::missing_segment_from_log(log).is_some() {
+            msg.push_str("; restore_command cannot provide it (see the server log)");
         }
-        if let Some(f) = monitor::fatal_lines(log).last() {
+        if let Some(f) = monitor::fatal_lines(log).iter().rev().find(|f| !monitor::fatal_is_client(f)) {
             msg.push_str(&format!("; last FATAL: {f}"));
         }
         if let (Some(r), Some(e)) = (replay, self.end) {
@@ -265,9 +278,11 @@ pub struct Prepared {
     /// The gate had been prepared before (a resumed run).
     pub resumed: bool,
     pub roles: Vec<String>,
+    /// `--then`, resolved.
+    pub then: Then,
 }
 
-/// Lock `pgdata`, set its recovery target for `cfg.then`, and save the
+/// Lock `pgdata`, set its recovery target for `then`, and save the
 /// gate's state, without starting anything. Needs the configuration files
 /// but not pg_control, so a restore calls it before writing pg_control: a
 /// restored copy is locked from the moment it could be started at all.
@@ -322,11 +337,12 @@ pub fn prepare(
             roles.push(r);
         }
     }
-    let changed = existing.as_ref().is_some_and(|st| st.end_lsn != end || st.then != cfg.then.as_str());
+    let then = cfg.then.or_else(|| existing.as_ref().and_then(|s| Then::parse(&s.then))).unwrap_or(Then::Pause);
+    let changed = existing.as_ref().is_some_and(|st| st.end_lsn != end || st.then != then.as_str());
     let mut state = existing.unwrap_or_else(|| GateState {
         version: 1,
         end_lsn: end,
-        then: cfg.then.as_str().into(),
+        then: then.as_str().into(),
         hba_mode: lock::mode_of(&hba_file),
         ident_mode: lock::mode_of(&ident_file),
         hba_file: hba_file.clone(),
@@ -337,7 +353,9 @@ pub fn prepare(
         server_started: false,
     });
     state.end_lsn = end;
-    state.then = cfg.then.as_str().into();
+    state.then = then.as_str().into();
+    // Whoever runs the gate now is the one the lock must admit.
+    state.admit_os_user = admit.name.clone();
     for r in &roles {
         if !state.roles.contains(r) {
             state.roles.push(r.clone());
@@ -355,17 +373,17 @@ pub fn prepare(
                 Some("run pgdrill gate with the same --end-lsn and --then, or stop the server first".into()),
             ));
         }
-        let target = match cfg.then {
+        let target = match then {
             Then::Standby => None,
             Then::Pause | Then::Promote => end.map(|lsn| Target {
                 lsn,
                 inclusive: false,
-                action: if cfg.then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause },
+                action: if then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause },
             }),
         };
         recovery::set_target(pgdata, version, target, TimelineChoice::Latest, owner)?;
     }
-    Ok(Prepared { bin, user, port, socket_dir, state, resumed, roles })
+    Ok(Prepared { bin, user, port, socket_dir, state, resumed, roles, then })
 }
 
 /// What a hook run before opening gets: a connection spec the lock admits
@@ -388,6 +406,8 @@ pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Resu
     let started_at = now_rfc3339();
     let pgdata =
         std::fs::canonicalize(&cfg.pgdata).map_err(|e| Error::ReadInput { path: cfg.pgdata.clone(), source: e })?;
+    // One gate per data directory at a time.
+    let _exclusive = lock::exclusive(&pgdata)?;
     let info = DirInfo::read(&pgdata)?;
     let existing = lock::load(&pgdata)?;
     let running = datadir::running_postmaster(&pgdata);
@@ -395,7 +415,7 @@ pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Resu
         return Err(Error::PostmasterRunning { path: pgdata, pid });
     }
     let (end, end_source) = end_target(cfg, &info, existing.as_ref())?;
-    let Prepared { bin, user, port, socket_dir, mut state, roles, .. } =
+    let Prepared { bin, user, port, socket_dir, mut state, roles, then, .. } =
         prepare(&pgdata, info.control.version(), end, cfg)?;
     let resumed = state.server_started;
     let owner = OsUser::running_as_root().then_some(&user);
@@ -408,7 +428,6 @@ pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Resu
         }
     }
     let log_path = logdir.join("pgdrill-postmaster.log");
-    let log = ServerLog::new(&pgdata, &log_path);
     let mut pm = match running {
         Some(_) => Postmaster::attach(&pgdata, log_path.clone()).ok_or_else(|| Error::ServerDied {
             message: "the server of an unfinished gate stopped while we looked at it".into(),
@@ -438,11 +457,14 @@ pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Resu
         }
     };
 
+    let log_path = pm.log.clone();
+    let log = ServerLog::new(&pgdata, &log_path);
     let seg = info.seg_size().unwrap_or(WalSegSize::DEFAULT);
     let (start_lsn, tli) = info.start();
     let conn_candidates = roles.iter().map(|r| ConnSpec::socket(&socket_dir, port, r, "postgres")).collect();
     let mut w = Watch {
         cfg,
+        then,
         pgdata: &pgdata,
         seg,
         tli,
@@ -462,7 +484,7 @@ pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Resu
                 pgdata: pgdata.clone(),
                 port,
                 socket_dir,
-                then: cfg.then,
+                then,
                 end_lsn: end,
                 end_source,
                 opened_at_lsn: o.at,
@@ -525,7 +547,7 @@ fn watch_and_open<T>(
         w.log.poll();
         if !pm.is_running() {
             w.log.poll();
-            let fatal = monitor::fatal_lines(&w.log.text).last().cloned();
+            let fatal = monitor::fatal_lines(&w.log.text).into_iter().rev().find(|f| !monitor::fatal_is_client(f));
             let consistency = fatal.as_deref().is_some_and(|f| !monitor::fatal_is_environment(f));
             return Err(Error::ServerDied {
                 message: fatal.unwrap_or_else(|| crate::server::last_log_lines(&pm.log, 5)),
@@ -598,8 +620,9 @@ fn watch_and_open<T>(
     // --then promote: the recovery target promotes the server at the end;
     // wait for it.
     let mut timeline = None;
-    if w.cfg.then == Then::Promote {
-        let deadline = Instant::now() + Duration::from_secs(120).min(w.cfg.timeout);
+    if w.then == Then::Promote {
+        let limit = Duration::from_secs(120).min(w.cfg.timeout);
+        let deadline = Instant::now() + limit;
         while !read_write {
             if crate::signals::interrupted() {
                 return Err(Error::Interrupted);
@@ -616,7 +639,7 @@ fn watch_and_open<T>(
             }
             if Instant::now() > deadline {
                 return Err(Error::Timeout {
-                    secs: 120,
+                    secs: limit.as_secs(),
                     message: format!(
                         "replay reached the end target but the server did not promote: {}",
                         w.diagnose(pm.pid, w.end)

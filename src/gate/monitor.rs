@@ -177,6 +177,22 @@ pub fn fatal_lines(log: &str) -> Vec<String> {
     log.lines().filter(|l| l.contains("FATAL:") || l.contains("PANIC:")).map(|l| l.trim().to_string()).collect()
 }
 
+/// Whether a FATAL only tells of a client turned away (by the gate's lock or
+/// because the server was not ready): not a diagnosis of replay.
+pub fn fatal_is_client(line: &str) -> bool {
+    const CLIENT: &[&str] = &[
+        "the database system is starting up",
+        "not yet accepting connections",
+        "no pg_hba.conf entry",
+        "authentication failed",
+        "does not exist",
+        "the database system is in recovery mode",
+        "the database system is shutting down",
+        "terminating connection",
+    ];
+    CLIENT.iter().any(|c| line.contains(c))
+}
+
 /// Whether a FATAL is about the environment (a port in use, permissions,
 /// configuration), as opposed to the backup being unable to reach
 /// consistency.
@@ -231,6 +247,14 @@ mod tests {
         assert!(fatal_is_environment("LOG:  could not bind IPv4 address \"127.0.0.1\": Address already in use"));
         assert!(reloaded("LOG:  received SIGHUP, reloading configuration files"));
         assert!(hba_not_reloaded("LOG:  pg_hba.conf was not reloaded"));
+        assert!(fatal_is_client("FATAL:  Peer authentication failed for user \"postgres\""));
+        assert!(fatal_is_client("FATAL:  the database system is starting up"));
+        assert!(!fatal_is_client("FATAL:  requested recovery stop point is before consistent recovery point"));
+        // History-file probes are not missing segments.
+        assert_eq!(
+            missing_segment_from_log("cp: cannot stat '/a/00000002.history': No such file or directory\n"),
+            None
+        );
     }
 
     #[test]

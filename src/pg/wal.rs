@@ -417,6 +417,12 @@ impl RecordWalker {
         self.valid_until
     }
 
+    /// Start of the last verified record: the `xl_prev` the next record
+    /// must carry.
+    pub fn last_record(&self) -> Option<Lsn> {
+        self.prev_record
+    }
+
     /// Whether the walk has verified a record reaching its end.
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
@@ -594,7 +600,20 @@ impl RecordWalker {
                     if computed != stored {
                         return Err(WalError { lsn: start, problem: WalProblem::RecordCrc { stored, computed } });
                     }
-                    let end = Lsn(page_lsn.0 + off as u64);
+                    // The record's end as xlogreader.c sets EndRecPtr: rounded
+                    // up to 8 bytes, and for XLOG_SWITCH the next segment's
+                    // start. The end points PostgreSQL reports
+                    // (minRecoveryPoint, stop LSNs, pg_last_wal_replay_lsn())
+                    // have this form.
+                    let exact_end = Lsn(page_lsn.0 + off as u64);
+                    let (info, rmid) = (header[16], header[17]);
+                    let is_switch = rmid == RM_XLOG_ID && info & 0xF0 == XLOG_SWITCH;
+                    let seg = self.cfg.seg_size.bytes();
+                    let end = if is_switch {
+                        Lsn((exact_end.0.saturating_sub(1) / seg + 1) * seg)
+                    } else {
+                        exact_end.max_align().unwrap_or(exact_end)
+                    };
                     self.valid_until = end;
                     self.prev_record = Some(start);
                     self.stats.records += 1;
@@ -602,11 +621,8 @@ impl RecordWalker {
                         self.state = State::Done;
                         break;
                     }
-                    let (info, rmid) = (header[16], header[17]);
-                    if rmid == RM_XLOG_ID && info & 0xF0 == XLOG_SWITCH {
-                        let seg = self.cfg.seg_size.bytes();
-                        let next_segment = Lsn((end.0.saturating_sub(1) / seg + 1) * seg);
-                        self.state = State::SwitchedUntil { next_segment };
+                    if is_switch {
+                        self.state = State::SwitchedUntil { next_segment: end };
                         break;
                     }
                     off = align8(off);
@@ -712,7 +728,10 @@ pub(crate) mod tests {
         pub base: Lsn,
         pub pos: usize,
         pub prev: u64,
+        /// (start, end as PostgreSQL reports it) of every record.
         pub records: Vec<(Lsn, Lsn)>,
+        /// The exact end (last byte + 1) of every record.
+        pub exact_ends: Vec<Lsn>,
     }
 
     impl FakeWal {
@@ -728,6 +747,7 @@ pub(crate) mod tests {
                 pos: 0,
                 prev: 0,
                 records: Vec::new(),
+                exact_ends: Vec::new(),
             };
             w.start_page(0);
             w
@@ -787,7 +807,17 @@ pub(crate) mod tests {
             }
             self.pos = self.bytes.len();
             self.prev = start;
-            self.records.push((Lsn(start), Lsn(self.base.0 + self.pos as u64)));
+            // Record the end as PostgreSQL reports it (EndRecPtr): aligned to
+            // 8 bytes, and the next segment's start after XLOG_SWITCH.
+            let exact = self.base.0 + self.pos as u64;
+            let seg = self.seg.bytes();
+            let end = if rmid == RM_XLOG_ID && info & 0xF0 == XLOG_SWITCH {
+                (exact - 1) / seg * seg + seg
+            } else {
+                (exact + 7) & !7
+            };
+            self.records.push((Lsn(start), Lsn(end)));
+            self.exact_ends.push(Lsn(exact));
         }
 
         /// Pad to the next page boundary.

@@ -415,7 +415,7 @@ fn restore_into(
     let gate_cfg = GateConfig {
         pgdata: target.to_path_buf(),
         end_lsn: end,
-        then: cfg.then,
+        then: Some(cfg.then),
         timeout: cfg.timeout,
         stall: cfg.stall,
         pg_bin: Some(bin.dir.clone()),

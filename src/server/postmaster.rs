@@ -56,6 +56,9 @@ impl Postmaster {
             .open(&spec.log)
             .map_err(|e| Error::io(&spec.log, "open the server log", e))?;
         let err = log.try_clone().map_err(|e| Error::io(&spec.log, "open the server log", e))?;
+        // The server's user must be able to use its own log later (a gate
+        // resumed by that user, pg_ctl -l).
+        spec.user.chown(&spec.log)?;
         let postgres = spec.bin.program("postgres");
         let mut cmd = spec.user.command(&postgres);
         cmd.arg("-D").arg(&spec.pgdata);
@@ -77,9 +80,12 @@ impl Postmaster {
         })
     }
 
-    /// A handle on a postmaster that is already running on `pgdata`.
+    /// A handle on a postmaster that is already running on `pgdata`. Its
+    /// log is where its stderr goes, if that is a file (a server started by
+    /// hand with `pg_ctl -l`), else `log`.
     pub fn attach(pgdata: &Path, log: PathBuf) -> Option<Postmaster> {
         let pid = datadir::running_postmaster(pgdata)?;
+        let log = std::fs::read_link(format!("/proc/{pid}/fd/2")).ok().filter(|p| p.is_file()).unwrap_or(log);
         Some(Postmaster { pid, pgdata: pgdata.to_path_buf(), log, child: None, stop_on_drop: false })
     }
 

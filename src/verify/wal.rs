@@ -37,7 +37,7 @@ use crate::error::{Error, Result};
 use crate::pg::history::{self, TimelineSpan};
 use crate::pg::wal::{
     history_file_name, PageHeader, RecordWalker, SegmentName, WalError, WalProblem, WalkConfig, WalkStats,
-    LONG_HEADER_LEN, RECORD_HEADER_LEN, SHORT_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER,
+    LONG_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER,
 };
 use crate::pg::{Lsn, TimelineId, WalSegSize};
 
@@ -127,17 +127,14 @@ pub fn locate(dir: &Path, archive: Option<&Path>, name: &str) -> Option<Located>
     None
 }
 
-/// The point the walker must see a record end at or after.
-///
-/// PostgreSQL's end pointers (`EndRecPtr`, a minimum recovery point, a stop
-/// LSN) are the end of a record rounded up to 8 bytes, while the walker
-/// compares the exact end: the record whose rounded end is `end` ends in
-/// `(end - 8, end]`. A record starting at `record_at` ends after it.
+/// The point the walker must see a record end at or after: `end` (the
+/// walker reports record ends as PostgreSQL does, rounded to 8 bytes and at
+/// the segment boundary after XLOG_SWITCH), and past the record starting
+/// at `record_at` when that record itself must be read (a checkpoint).
 pub fn walker_target(end: Lsn, record_at: Option<Lsn>) -> Lsn {
-    let aligned = Lsn(end.0.saturating_sub(7));
     match record_at {
-        Some(r) => aligned.max(Lsn(r.0.saturating_add(1))),
-        None => aligned,
+        Some(r) => end.max(Lsn(r.0.saturating_add(1))),
+        None => end,
     }
 }
 
@@ -309,9 +306,6 @@ impl Drop for ReadAhead {
 enum SegmentEnd {
     /// The target was reached.
     Done,
-    /// An XLOG_SWITCH record reached the target: PostgreSQL counts it as
-    /// ending at the next segment boundary, given here.
-    DoneAtSwitch(Lsn),
     /// Go on with the segment holding the walker's next page.
     Next,
     /// The chain broke (a finding says where).
@@ -321,7 +315,6 @@ enum SegmentEnd {
 fn walk_segment(
     walker: &mut RecordWalker,
     c: &WalCheck,
-    part: &Part,
     found: &Located,
     page_size: usize,
     ahead: &mut ReadAhead,
@@ -375,7 +368,7 @@ fn walk_segment(
                 return Ok(SegmentEnd::Broken);
             }
         };
-        let end = walk_pages(walker, c, part, &buf[..n - n % page_size], page_size, &found.shown, findings);
+        let end = walk_pages(walker, &buf[..n - n % page_size], page_size, &found.shown, findings);
         let full = n == buf.len();
         ahead.give_back(buf);
         if let Some(end) = end {
@@ -401,22 +394,17 @@ fn walk_segment(
 /// Feed whole pages to the walker; `Some` when the segment's walk ends.
 fn walk_pages(
     walker: &mut RecordWalker,
-    c: &WalCheck,
-    part: &Part,
     pages: &[u8],
     page_size: usize,
     shown: &str,
     findings: &mut Vec<Finding>,
 ) -> Option<SegmentEnd> {
-    let seg = c.cfg.seg_size;
     for page in pages.chunks_exact(page_size) {
         if walker.skip_to().is_some() {
             // After XLOG_SWITCH the rest of the segment is unused.
             walker.skip_switched_pages();
             return Some(SegmentEnd::Next);
         }
-        let page_lsn = walker.next_page();
-        let before = walker.valid_until();
         if let Err(e) = walker.feed_page(page) {
             findings.push(wal_finding(&e, shown));
             return Some(SegmentEnd::Broken);
@@ -424,32 +412,8 @@ fn walk_pages(
         if walker.is_done() {
             return Some(SegmentEnd::Done);
         }
-        let end = walker.valid_until();
-        if end != before && ends_with_switch(page, page_lsn, end) {
-            let boundary = Lsn((end.0.saturating_sub(1) / seg.bytes() + 1) * seg.bytes());
-            if boundary >= part.end && part.record_at.is_none_or(|r| end > r) {
-                return Some(SegmentEnd::DoneAtSwitch(boundary));
-            }
-        }
     }
     None
-}
-
-/// Whether the record ending at `end` on this page is an `XLOG_SWITCH`: a
-/// bare 24-byte record header of resource manager 0 with info 0x40 and a
-/// valid CRC. xlogreader.c treats such a record as reaching the end of its
-/// segment (`EndRecPtr` is the next segment's start), and so do minimum
-/// recovery points and stop LSNs.
-pub fn ends_with_switch(page: &[u8], page_lsn: Lsn, end: Lsn) -> bool {
-    let Some(start) = end.0.checked_sub(RECORD_HEADER_LEN as u64) else { return false };
-    let Some(off) = start.checked_sub(page_lsn.0).map(|o| o as usize) else { return false };
-    if off < SHORT_HEADER_LEN || off + RECORD_HEADER_LEN > page.len() {
-        return false; // not wholly on this page
-    }
-    let h = &page[off..off + RECORD_HEADER_LEN];
-    let tot_len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
-    let crc = u32::from_le_bytes([h[20], h[21], h[22], h[23]]);
-    tot_len as usize == RECORD_HEADER_LEN && h[17] == 0 && h[16] & 0xF0 == 0x40 && crc32c::crc32c(&h[..20]) == crc
 }
 
 /// What is wrong with a segment's first page header (`XLogReaderValidatePageHeader()`).
@@ -667,7 +631,6 @@ fn walk_part(c: &WalCheck, path: &[TimelineSpan], part: &Part, ahead: &mut ReadA
     let seg = c.cfg.seg_size;
     let page_size = c.cfg.page_size as usize;
     let mut walker = RecordWalker::new(c.cfg, part.first_page, walker_target(part.end, part.record_at));
-    let mut switch_end: Option<Lsn> = None;
     loop {
         let segno = walker.next_page().segment_number(seg);
         let name = segment_for(path, segno, seg, c.end_tli).file_name(seg);
@@ -722,12 +685,8 @@ fn walk_part(c: &WalCheck, path: &[TimelineSpan], part: &Part, ahead: &mut ReadA
             }
         }
         out.segments += 1;
-        match walk_segment(&mut walker, c, part, &found, page_size, ahead, &mut out.findings)? {
+        match walk_segment(&mut walker, c, &found, page_size, ahead, &mut out.findings)? {
             SegmentEnd::Done => break,
-            SegmentEnd::DoneAtSwitch(at) => {
-                switch_end = Some(at);
-                break;
-            }
             SegmentEnd::Next => continue,
             SegmentEnd::Broken => {
                 out.broken_at = Some(segno);
@@ -735,11 +694,9 @@ fn walk_part(c: &WalCheck, path: &[TimelineSpan], part: &Part, ahead: &mut ReadA
             }
         }
     }
-    out.done = walker.is_done() || switch_end.is_some();
+    out.done = walker.is_done();
     out.valid_until = walker.valid_until();
-    // As PostgreSQL reports record ends: rounded up to 8 bytes, and the end
-    // of an XLOG_SWITCH at the segment boundary.
-    out.reached = switch_end.unwrap_or_else(|| walker.valid_until().max_align().unwrap_or(walker.valid_until()));
+    out.reached = walker.valid_until();
     out.stats = walker.stats;
     Ok(out)
 }
@@ -789,14 +746,10 @@ mod tests {
     fn targets_allow_for_rounded_ends() {
         // A minimum recovery point 0/3F6A558 is the rounded end of a record
         // ending at 0/3F6A555.
-        assert_eq!(walker_target(Lsn(0x3F6A558), None), Lsn(0x3F6A551));
-        assert!(Lsn(0x3F6A555) >= walker_target(Lsn(0x3F6A558), None));
-        // The record before ends at most 8 bytes earlier, rounded: never enough.
-        assert!(Lsn(0x3F6A550) < walker_target(Lsn(0x3F6A558), None));
+        assert_eq!(walker_target(Lsn(0x3F6A558), None), Lsn(0x3F6A558));
         // A checkpoint record must itself be read.
         assert_eq!(walker_target(Lsn(0x2000060), Some(Lsn(0x2000060))), Lsn(0x2000061));
-        assert_eq!(walker_target(Lsn(0x5000000), Some(Lsn(0x2000060))), Lsn(0x4FFFFF9));
-        assert_eq!(walker_target(Lsn(3), None), Lsn(0));
+        assert_eq!(walker_target(Lsn(0x5000000), Some(Lsn(0x2000060))), Lsn(0x5000000));
     }
 
     fn cfg(w: &FakeWal) -> WalkConfig {
@@ -939,9 +892,7 @@ mod tests {
         w.bytes.resize(1 << 20, 0);
         fs::create_dir_all(d.path().join("pg_wal")).unwrap();
         fs::write(d.path().join("pg_wal/000000010000000000000000"), &w.bytes).unwrap();
-        let page = (switch_end.0 / 8192 * 8192) as usize;
-        assert!(ends_with_switch(&w.bytes[page..page + 8192], Lsn(page as u64), switch_end));
-        assert!(!ends_with_switch(&w.bytes[page..page + 8192], Lsn(page as u64), w.records[49].1));
+        assert_eq!(switch_end, Lsn(1 << 20));
         // The standby's minimum recovery point after replaying it is the
         // next segment's start; that segment is not needed.
         let out = run(d.path(), None, &w, w.records[2].0, Lsn(1 << 20));
@@ -1019,7 +970,7 @@ mod tests {
         for s in 1..13u64 {
             let b = s << 20;
             let i = w.records.iter().position(|r| r.1 .0 > b).unwrap();
-            victims.extend(w.records[i..i + 3].iter().copied());
+            victims.extend((i..i + 3).map(|k| (w.records[k].0, w.exact_ends[k])));
         }
         for (rs, re) in victims {
             // A payload byte of the record: its last one (never a page header).
