@@ -41,6 +41,14 @@ impl ConnSpec {
     /// Parse a conninfo string or URI and fill in the environment, the
     /// defaults and the password file.
     pub fn parse(conninfo: &str) -> Result<ConnSpec> {
+        if let Some(mode) = requested_sslmode(conninfo).or_else(|| env("PGSSLMODE")) {
+            if !matches!(mode.as_str(), "disable" | "allow" | "prefer") {
+                return Err(Error::usage(
+                    format!("sslmode={mode}: pgdrill does not support TLS connections yet"),
+                    Some("connect over a Unix socket, or with sslmode=disable or prefer (the connection is then unencrypted)".into()),
+                ));
+            }
+        }
         let mut config = Config::from_str(conninfo).map_err(|e| {
             Error::usage(
                 format!("invalid connection string: {e}"),
@@ -185,6 +193,16 @@ impl ConnSpec {
     }
 }
 
+/// The `sslmode` a conninfo string or URI asks for, if any.
+fn requested_sslmode(conninfo: &str) -> Option<String> {
+    let t = conninfo.trim();
+    if t.starts_with("postgres://") || t.starts_with("postgresql://") {
+        let query = t.split_once('?')?.1;
+        return query.split('&').find_map(|kv| kv.strip_prefix("sslmode=")).map(str::to_string);
+    }
+    t.split_whitespace().find_map(|kv| kv.strip_prefix("sslmode=")).map(|v| v.trim_matches('\'').to_string())
+}
+
 /// Quote a conninfo value if it needs it.
 pub fn quote_conninfo(v: &str) -> String {
     if !v.is_empty() && !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '\\') {
@@ -250,6 +268,12 @@ mod tests {
         assert_eq!(u.to_server_conninfo(), "host=db.example port=5433 user=app dbname=sales");
         assert!(!format!("{u}").contains("pw"));
         assert!(ConnSpec::parse("host='unterminated").is_err());
+        // TLS is refused with a clear message, not a parse error.
+        for c in ["host=db sslmode=require", "host=db sslmode=verify-full", "postgresql://db/x?sslmode=verify-ca"] {
+            let e = ConnSpec::parse(c).unwrap_err();
+            assert!(e.to_string().contains("does not support TLS"), "{c}: {e}");
+        }
+        assert!(ConnSpec::parse("host=/tmp sslmode=disable").is_ok());
     }
 
     #[test]

@@ -19,7 +19,6 @@ use crate::pg::control::ControlError;
 use crate::pg::history::HistoryError;
 use crate::pg::label::LabelError;
 use crate::pg::manifest::ManifestError;
-use crate::pg::Lsn;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
@@ -136,9 +135,6 @@ pub enum Error {
 
     #[error("interrupted by signal")]
     Interrupted,
-
-    #[error("replay at {replay} is past the end target {end}")]
-    PastEnd { replay: Lsn, end: Lsn },
 }
 
 impl Error {
@@ -164,7 +160,7 @@ impl Error {
             | Error::WrongBinaries { .. }
             | Error::NoSuchUser { .. }
             | Error::NeedOsUser { .. } => EXIT_USAGE,
-            Error::NotConsistent { .. } | Error::PastEnd { .. } | Error::BackupDamaged { .. } => EXIT_FAILED,
+            Error::NotConsistent { .. } | Error::BackupDamaged { .. } => EXIT_FAILED,
             Error::ServerDied { consistency: true, .. } => EXIT_FAILED,
             Error::Timeout { .. } => EXIT_TIMEOUT,
             Error::Io { .. }
@@ -224,7 +220,6 @@ impl Error {
             Error::NotConsistent { hint, .. } => hint.clone(),
             Error::Timeout { hint, .. } => hint.clone(),
             Error::Interrupted => "run the command again".into(),
-            Error::PastEnd { .. } => "restore the backup again; replay cannot go backwards".into(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The `pgdrill` binary: parse, run, render, and map the outcome to an exit
 //! code (docs/exit-codes.md).
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
@@ -71,17 +72,25 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
                 0
             }),
         ),
-        Command::Drill(a) => (
-            a.json,
-            a.to_config().and_then(|c| pgdrill::drill::run(&c)).and_then(|r| {
-                if let Some(path) = &a.junit {
-                    std::fs::write(path, report::junit::render(&r))
-                        .map_err(|e| Error::io(path, "write the JUnit report", e))?;
-                }
-                report::emit(&r, a.json);
-                Ok(r.exit_code)
-            }),
-        ),
+        Command::Drill(a) => {
+            let result = a.to_config().and_then(|c| pgdrill::drill::run(&c));
+            let xml = match &result {
+                Ok(r) => report::junit::render(r),
+                Err(e) => report::junit::render_error(&e.chain().join(": "), e.exit_code()),
+            };
+            let written = match &a.junit {
+                Some(path) => std::fs::write(path, xml).map_err(|e| Error::io(path, "write the JUnit report", e)),
+                None => Ok(()),
+            };
+            (
+                a.json,
+                result.and_then(|r| {
+                    written?;
+                    report::emit(&r, a.json);
+                    Ok(r.exit_code)
+                }),
+            )
+        }
         Command::Demo(a) => (
             a.json,
             pgdrill::drill::demo::run(&a.to_config()).map(|r| {
@@ -97,12 +106,27 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
             }),
         ),
         Command::Completions(a) => {
-            clap_complete::generate(a.shell, &mut Cli::command(), "pgdrill", &mut std::io::stdout());
+            // Render first: a closed pipe (`| head`) must not panic.
+            let mut buf = Vec::new();
+            clap_complete::generate(a.shell, &mut Cli::command(), "pgdrill", &mut buf);
+            let _ = std::io::stdout().write_all(&buf);
             (false, Ok(0))
         }
-        Command::Man => {
-            let r = clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout());
-            (false, r.map(|_| 0).map_err(|e| Error::io("stdout", "writing the man page", e)))
-        }
+        Command::Man(a) => match &a.dir {
+            // Every page: pgdrill.1 and pgdrill-<command>.1.
+            Some(dir) => (
+                false,
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
+                    .map(|()| 0)
+                    .map_err(|e| Error::io(dir, "write the man pages", e)),
+            ),
+            None => {
+                let mut buf = Vec::new();
+                let r = clap_mangen::Man::new(Cli::command()).render(&mut buf);
+                let _ = std::io::stdout().write_all(&buf);
+                (false, r.map(|_| 0).map_err(|e| Error::io("stdout", "writing the man page", e)))
+            }
+        },
     }
 }

@@ -295,7 +295,7 @@ fn backup_refuses_bad_input() {
     let out = pgdrill(&["backup", "--standby", &conninfo, "--dest", "/tmp/x", "--max-rate", "fast"]);
     assert_eq!(code(&out), 2);
     let out = pgdrill(&["backup", "--standby", &g.primary.conninfo(), "--dest", g.dir.join("p").to_str().unwrap()]);
-    assert_eq!(code(&out), 3, "a primary is refused: {}", stderr(&out));
+    assert_eq!(code(&out), 2, "a primary is refused: {}", stderr(&out));
     assert!(stderr(&out).contains("not a standby"));
     let out =
         pgdrill(&["backup", "--standby", "host=/nonexistent port=1", "--dest", g.dir.join("q").to_str().unwrap()]);

@@ -110,7 +110,9 @@ fn a_failing_check_sql_fails_the_drill_with_the_statement() {
     assert!(text.contains("Drill FAILED"));
     let cases = junit_cases(&junit);
     assert!(cases.iter().any(|(n, o)| n == "checks" && o == "failure"), "{cases:?}");
-    assert!(cases.iter().any(|(n, o)| n == "gate" && o == "system-out"));
+    // Failed checks keep the gate shut: the gate step fails too.
+    assert!(cases.iter().any(|(n, o)| n == "gate" && o == "failure"), "{cases:?}");
+    assert!(text.contains("access was not opened"), "{text}");
 }
 
 #[test]

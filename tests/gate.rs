@@ -439,7 +439,17 @@ fn a_damaged_backup_is_refused_and_nothing_startable_is_left() {
     bytes[100] ^= 0xff;
     std::fs::write(&victim, bytes).unwrap();
     let target = g.dir.join("t");
-    let out = pgdrill(&["restore", b.to_str().unwrap(), "--target", target.to_str().unwrap(), "--no-sync", "--json"]);
+    let port = free_port().to_string();
+    let out = pgdrill(&[
+        "restore",
+        b.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--port",
+        &port,
+        "--no-sync",
+        "--json",
+    ]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("global/1262"), "{}", stderr(&out));
     assert!(!target.join("global/pg_control").exists(), "a failed restore must not be startable");
@@ -683,4 +693,56 @@ fn an_end_target_before_consistency_fails_with_exit_1_and_stays_closed() {
     assert!(stderr(&out).contains("before consistent recovery point"), "{}", stderr(&out));
     assert!(pgdrill::datadir::running_postmaster(&target).is_none());
     assert!(std::fs::read_to_string(target.join("pg_hba.conf")).unwrap().contains("pgdrill consistency gate"));
+}
+
+#[test]
+fn a_backup_without_postgresql_conf_gets_the_primarys_limits() {
+    // A Debian-layout cluster keeps postgresql.conf outside the data directory.
+    let (g, b, end) = ground_with_backup("label");
+    std::fs::remove_file(b.join("postgresql.conf")).unwrap();
+    let target = g.dir.join("t");
+    let port = free_port();
+    let out = pgdrill(&[
+        "restore",
+        b.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+        "--timeout",
+        "120",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    assert!(lsn(&r["gate"]["opened_at_lsn"]).unwrap() >= end);
+    let sock = r["gate"]["socket_dir"].as_str().unwrap().to_string();
+    let mut c =
+        pgdrill::conn::ConnSpec::socket(std::path::Path::new(&sock), port, "postgres", "postgres").connect().unwrap();
+    // The ground's primary runs with max_connections = 40.
+    assert_eq!(one(&mut c, "SELECT current_setting('max_connections')"), "40");
+    assert_eq!(one(&mut c, "SELECT current_setting('hot_standby_feedback')"), "off");
+    drop(c);
+    stop_server(&g, &target);
+}
+
+#[test]
+fn a_busy_port_is_refused_before_anything_is_copied() {
+    let (g, b, _end) = ground_with_backup("label");
+    // The backup carries the standby's own port, which is in use.
+    let target = g.dir.join("t");
+    let out = pgdrill(&[
+        "restore",
+        b.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("is in use") && stderr(&out).contains("--port"), "{}", stderr(&out));
+    assert!(!target.exists(), "nothing was copied");
 }

@@ -140,10 +140,10 @@ fn open_source(cfg: &BackupConfig) -> Result<Source> {
         .map_err(sql_err(&target, "SELECT pg_is_in_recovery()"))?
         .get(0);
     if !in_recovery && !cfg.allow_primary {
-        return Err(Error::Precondition {
-            message: format!("{target} is not a standby (pg_is_in_recovery() is false)"),
-            hint: "pgdrill backs up hot standbys; point --standby at one".into(),
-        });
+        return Err(Error::usage(
+            format!("{target} is not a standby (pg_is_in_recovery() is false)"),
+            Some("pgdrill backs up hot standbys; point --standby at one".into()),
+        ));
     }
     let pgdata = match &cfg.pgdata {
         Some(p) => p.clone(),
@@ -496,6 +496,7 @@ fn take(cfg: &BackupConfig, src: &mut Source, staging: &Path, started: Instant) 
             p,
             SegmentName::new(end_tli, end_lsn.prev_segment_number(seg)).file_name(seg),
             cfg.wal_archive.as_deref(),
+            seg,
         )?),
         None => None,
     };
@@ -530,16 +531,21 @@ fn ensure_end_segment_archived(
     primary: &ConnSpec,
     end_segment: String,
     archive: Option<&Path>,
+    seg: crate::pg::WalSegSize,
 ) -> Result<WalSwitchReport> {
     let mut client = primary.connect()?;
     let target = primary.to_string();
+    // The archiver counts a segment only once archive_command succeeded; a
+    // file in the archive can still be half written by a plain `cp`, so it
+    // counts only at its full size.
     let archived = |client: &mut Client| -> Result<bool> {
-        if let Some(dir) = archive {
-            return Ok(dir.join(&end_segment).is_file());
-        }
         let last = query_text(client, &target, "SELECT last_archived_wal FROM pg_stat_archiver")?;
         // Names of one timeline sort like their positions.
-        Ok(last.is_some_and(|l| l.len() >= 24 && l[..24] >= *end_segment.as_str()))
+        let by_archiver = last.is_some_and(|l| l.len() >= 24 && l[..24] >= *end_segment.as_str());
+        let in_dir = archive.is_none_or(|dir| {
+            std::fs::metadata(dir.join(&end_segment)).is_ok_and(|m| m.is_file() && m.len() == seg.bytes())
+        });
+        Ok(by_archiver && in_dir)
     };
     let started = Instant::now();
     let before = archived(&mut client)?;

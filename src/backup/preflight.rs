@@ -17,6 +17,9 @@ pub struct PreflightConfig {
     pub primary: Option<ConnSpec>,
     pub dest: Option<PathBuf>,
     pub pgdata: Option<PathBuf>,
+    /// How many copies of the data go to `dest` (a drill writes the backup
+    /// and the restored copy there).
+    pub copies: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -256,7 +259,7 @@ pub fn run(cfg: &PreflightConfig) -> Result<PreflightReport> {
         },
     }
 
-    match (&cfg.dest, data_size) {
+    match (&cfg.dest, data_size.map(|s| s * cfg.copies.max(1))) {
         (Some(d), Some(size)) => match free_bytes(d) {
             Some(free) if free >= size + size / 10 => checks.push(check(
                 "destination space",

@@ -64,8 +64,8 @@ pub enum Command {
     WalKeep(WalKeepArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write every page with --dir.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +230,13 @@ impl WalKeepArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write pgdrill.1 and one page per command (pgdrill-backup.1, ...) here.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
@@ -260,6 +267,7 @@ impl PreflightArgs {
             primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
             dest: self.dest.clone(),
             pgdata: self.pgdata.clone(),
+            copies: 1,
         })
     }
 }
@@ -295,7 +303,8 @@ pub struct BackupArgs {
     /// switch and wait for the archiver.
     #[arg(long, env = "PGDRILL_PRIMARY", value_name = "CONNINFO")]
     pub primary: Option<String>,
-    /// The WAL archive directory, to check for the end segment directly.
+    /// The WAL archive directory: with --primary, the end segment must also
+    /// be there, complete, before the backup reports it archived.
     #[arg(long, value_name = "DIR")]
     pub wal_archive: Option<PathBuf>,
     /// Do not fsync the backup.
@@ -382,7 +391,8 @@ pub struct GateOptions {
     /// PostgreSQL bin directory of the backup's major.
     #[arg(long, env = "PGDRILL_PG_BIN", value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
-    /// OS user to run the server as (pgdrill running as root).
+    /// OS user to run the server as when pgdrill runs as root [default: the
+    /// owner of the backup or data directory, else postgres].
     #[arg(long, value_name = "USER")]
     pub os_user: Option<String>,
     /// Database role pgdrill connects as while the gate is shut (default:

@@ -107,6 +107,17 @@ struct Runner {
 }
 
 impl Runner {
+    /// Add a step that ran whatever happened before (the checks run inside
+    /// the gate). A failure counts only if nothing failed earlier.
+    fn record(&mut self, name: &'static str, ok: bool, seconds: f64, detail: String) {
+        let status = if ok { StepStatus::Pass } else { StepStatus::Fail };
+        let exit_code = (!ok).then_some(EXIT_FAILED);
+        if !ok && self.failed.is_none() {
+            self.failed = Some(EXIT_FAILED);
+        }
+        self.steps.push(Step { name, status, seconds, detail, exit_code });
+    }
+
     /// Run a step unless an earlier one failed. `f` returns the outcome and
     /// a detail line, or an error.
     fn step<T>(&mut self, name: &'static str, f: impl FnOnce() -> Result<(T, bool, String)>) -> Option<T> {
@@ -168,6 +179,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             primary: cfg.primary.clone(),
             dest: Some(cfg.work.clone()),
             pgdata: cfg.pgdata.clone(),
+            copies: 2,
         })?;
         let failed: Vec<String> = r
             .checks
@@ -237,6 +249,8 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     });
 
     let mut checks_secs = 0.0;
+    // Filled by the checks inside the gate, whatever the gate's outcome.
+    let check_cell: std::cell::RefCell<Vec<CheckResult>> = std::cell::RefCell::new(Vec::new());
     let gated = run.step("gate", || {
         let gcfg = GateConfig {
             pgdata: target.clone(),
@@ -250,8 +264,9 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             wal_archive: Some(cfg.wal_archive.clone()),
             quiet: cfg.quiet,
         };
-        // Checks run while only pgdrill can connect.
-        let (g, results) = gate::run_with(&gcfg, |admitted| {
+        // Checks run while only pgdrill can connect; if one fails the gate
+        // does not open (it fails closed: server stopped, lock kept).
+        let (g, ()) = gate::run_with(&gcfg, |admitted| {
             let t = Instant::now();
             let mut results = Vec::new();
             if cfg.amcheck {
@@ -261,22 +276,31 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
                 results.extend(checks::run_sql_checks(&admitted.conn, &cfg.check_db, sql));
             }
             checks_secs = t.elapsed().as_secs_f64();
-            Ok(results)
+            let failed = results.iter().filter(|c| c.status == CheckStatus::Fail).count();
+            *check_cell.borrow_mut() = results;
+            if failed > 0 {
+                return Err(Error::NotConsistent {
+                    message: format!("{failed} check(s) failed, so access was not opened; the copy is stopped and stays locked"),
+                    hint: "see the checks; `pgdrill gate --pgdata <work>/restore` opens it anyway after a look (use --keep)".into(),
+                });
+            }
+            Ok(())
         })?;
         let detail = format!(
             "consistent at the end LSN {}; opened at {}",
             g.end_lsn.map_or("-".into(), |l| l.to_string()),
             g.opened_at_lsn.map_or("-".into(), |l| l.to_string())
         );
-        Ok(((g, results), true, detail))
+        Ok((g, true, detail))
     });
-    let (gate_report, check_results) = match gated {
-        Some((g, c)) => (Some(g), c),
-        None => (None, Vec::new()),
-    };
+    let gate_report = gated;
+    let check_results = check_cell.into_inner();
 
     if cfg.amcheck || check_sql.is_some() {
-        run.step("checks", || {
+        // Reported even when the gate failed because of them.
+        if check_results.is_empty() {
+            run.step("checks", || Ok(((), true, "no checks ran".to_string())));
+        } else {
             let failed: Vec<String> = check_results
                 .iter()
                 .filter(|c| c.status == CheckStatus::Fail)
@@ -286,10 +310,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             let passed = check_results.iter().filter(|c| c.status == CheckStatus::Pass).count();
             let detail =
                 if failed.is_empty() { format!("{passed} passed, {skipped} skipped") } else { failed.join("; ") };
-            Ok(((), failed.is_empty(), detail))
-        });
-        if let Some(s) = run.steps.last_mut() {
-            s.seconds = checks_secs;
+            run.record("checks", failed.is_empty(), checks_secs, detail);
         }
     }
 

@@ -300,7 +300,11 @@ impl Ground {
             ("max_wal_senders", "10".into()),
             ("hot_standby", "on".into()),
             ("archive_mode", "on".into()),
-            ("archive_command", format!("test ! -f {0}/%f && cp %p {0}/%f", archive.display())),
+            // Atomic: a segment appears in the archive only when complete.
+            (
+                "archive_command",
+                format!("test ! -f {0}/%f && cp %p {0}/.%f.tmp && mv {0}/.%f.tmp {0}/%f", archive.display()),
+            ),
             ("fsync", "off".into()),
             ("max_connections", "40".into()),
             ("shared_buffers", "32MB".into()),

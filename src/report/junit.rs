@@ -69,6 +69,18 @@ pub fn render(d: &DrillReport) -> String {
     x
 }
 
+/// A drill that failed before its first step (bad options, a busy work
+/// directory): one failing test case, so CI still finds a report.
+pub fn render_error(message: &str, exit_code: u8) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pgdrill\" tests=\"1\" failures=\"1\" errors=\"0\" skipped=\"0\">\n  \
+         <testsuite name=\"pgdrill drill\" tests=\"1\" failures=\"1\" errors=\"0\" skipped=\"0\">\n    \
+         <testcase classname=\"pgdrill.drill\" name=\"drill\" time=\"0\">\n      \
+         <failure message=\"{m}\" type=\"exit {exit_code}\">{m}</failure>\n    </testcase>\n  </testsuite>\n</testsuites>\n",
+        m = xml_escape(message)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +133,8 @@ mod tests {
         assert_eq!(cases.len(), 3);
         assert!(cases[1].children().any(|c| c.has_tag_name("failure")));
         assert!(cases[2].children().any(|c| c.has_tag_name("skipped")));
+        let xml = render_error("work <dir> & not empty", 2);
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        assert_eq!(doc.descendants().filter(|n| n.has_tag_name("failure")).count(), 1);
     }
 }

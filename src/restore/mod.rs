@@ -32,6 +32,7 @@ use crate::datadir::{self, DirInfo, DirKind, BACKUP_MANIFEST, CONTROL_PATH, TABL
 use crate::error::{Error, Result};
 use crate::gate::{self, GateConfig, GateReport, Then};
 use crate::pg::conf;
+use crate::pg::control::ControlFile;
 use crate::pg::label::{self, TablespaceEntry};
 use crate::pg::manifest::ChecksumAlgorithm;
 use crate::pg::Lsn;
@@ -110,21 +111,77 @@ fn mkdir(path: &Path, owner: Option<&OsUser>) -> Result<()> {
     Ok(())
 }
 
-fn prepare_target(target: &Path, owner: Option<&OsUser>) -> Result<()> {
+/// Refuse a target that holds anything or runs a server.
+fn check_target(target: &Path) -> Result<()> {
     if let Some(pid) = datadir::running_postmaster(target) {
         return Err(Error::PostmasterRunning { path: target.to_path_buf(), pid });
     }
     match fs::read_dir(target) {
-        Ok(mut rd) => {
-            if rd.next().is_some() {
-                return Err(Error::TargetNotEmpty { path: target.to_path_buf() });
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::ReadInput { path: target.to_path_buf(), source: e }),
+        Ok(mut rd) => match rd.next() {
+            Some(_) => Err(Error::TargetNotEmpty { path: target.to_path_buf() }),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::ReadInput { path: target.to_path_buf(), source: e }),
+    }
+}
+
+fn create_target(target: &Path, owner: Option<&OsUser>) -> Result<()> {
+    // Parents get ordinary modes; only the data directory itself is 0700.
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create directory", e))?;
     }
     mkdir(target, owner)?;
-    fs::set_permissions(target, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(target, "chmod", e))
+    fs::set_permissions(target, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(target, "chmod", e))?;
+    if let Some(u) = owner {
+        if let Some(blocked) = unreachable_ancestor(target, u) {
+            return Err(Error::usage(
+                format!(
+                    "the server's OS user {} cannot reach {} (no search permission on {})",
+                    u.name,
+                    target.display(),
+                    blocked.display()
+                ),
+                Some(format!("chmod o+x {} (or choose a target {} can reach)", blocked.display(), u.name)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The first directory above `path` that `user` may not search, if any.
+fn unreachable_ancestor(path: &Path, user: &OsUser) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let abs = fs::canonicalize(path).ok()?;
+    for dir in abs.ancestors().skip(1) {
+        let m = fs::metadata(dir).ok()?;
+        let bit = if m.uid() == user.uid {
+            0o100
+        } else if m.gid() == user.gid {
+            0o010
+        } else {
+            0o001
+        };
+        if m.mode() & bit == 0 {
+            return Some(dir.to_path_buf());
+        }
+    }
+    None
+}
+
+/// The port the restored copy will use: `--port`, else the backup's own
+/// setting, else 5432.
+fn planned_port(cfg: &RestoreConfig) -> u16 {
+    cfg.port
+        .or_else(|| {
+            ["postgresql.auto.conf", "postgresql.conf"].iter().find_map(|f| {
+                fs::read_to_string(cfg.backup.join(f))
+                    .ok()
+                    .and_then(|t| conf::get(&t, "port"))
+                    .and_then(|p| p.parse().ok())
+            })
+        })
+        .unwrap_or(5432)
 }
 
 /// A path in the backup, relative to the data directory or to one
@@ -201,29 +258,41 @@ fn list(backup: &Path) -> Result<Listing> {
 }
 
 /// Make a copied configuration safe to start next to production.
-fn sanitize_config(target: &Path, owner: Option<&OsUser>) -> Result<Vec<String>> {
+fn sanitize_config(target: &Path, control: &ControlFile, owner: Option<&OsUser>) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     let conf_path = target.join("postgresql.conf");
-    match fs::read_to_string(&conf_path) {
-        Ok(text) => {
-            let outside: Vec<&str> = OUTSIDE_SETTINGS
-                .iter()
-                .copied()
-                .filter(|k| conf::get(&text, k).is_some_and(|v| !v.is_empty()))
-                .collect();
-            if !outside.is_empty() {
-                let rewritten = conf::replace_settings(&text, &outside, &[], "");
-                fs::write(&conf_path, rewritten).map_err(|e| Error::io(&conf_path, "write", e))?;
-                notes.push(format!("postgresql.conf: removed {} (they pointed outside the copy)", outside.join(", ")));
-            }
+    if !conf_path.exists() {
+        // A Debian-style cluster keeps postgresql.conf outside PGDATA. A hot
+        // standby refuses to start with lower limits than its primary had,
+        // and pg_control records those.
+        let mut text = String::from("# Written by pgdrill restore: the backup had no postgresql.conf.\n");
+        text.push_str("# The limits below are the primary's, from pg_control.\n");
+        let mut limits = vec![
+            ("max_connections", control.max_connections),
+            ("max_worker_processes", control.max_worker_processes),
+            ("max_prepared_transactions", control.max_prepared_xacts),
+            ("max_locks_per_transaction", control.max_locks_per_xact),
+        ];
+        if let Some(w) = control.max_wal_senders {
+            limits.push(("max_wal_senders", w));
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // A Debian-style cluster keeps postgresql.conf outside PGDATA.
-            fs::write(&conf_path, "# Written by pgdrill restore: the backup had no postgresql.conf.\n")
-                .map_err(|e| Error::io(&conf_path, "write", e))?;
-            notes.push("postgresql.conf: the backup had none; wrote an empty one".into());
+        for (k, v) in limits {
+            text.push_str(&format!("{k} = {v}\n"));
         }
-        Err(e) => return Err(Error::ReadInput { path: conf_path, source: e }),
+        fs::write(&conf_path, text).map_err(|e| Error::io(&conf_path, "write", e))?;
+        notes.push("postgresql.conf: the backup had none; wrote one with the primary's limits".into());
+    }
+    // Settings that reach outside the copy go, wherever they are set.
+    for name in ["postgresql.conf", "postgresql.auto.conf"] {
+        let p = target.join(name);
+        let Ok(text) = fs::read_to_string(&p) else { continue };
+        let outside: Vec<&str> =
+            OUTSIDE_SETTINGS.iter().copied().filter(|k| conf::get(&text, k).is_some_and(|v| !v.is_empty())).collect();
+        if !outside.is_empty() {
+            let rewritten = conf::replace_settings(&text, &outside, &[], "");
+            fs::write(&p, rewritten).map_err(|e| Error::io(&p, "write", e))?;
+            notes.push(format!("{name}: removed {} (they pointed outside the copy)", outside.join(", ")));
+        }
     }
     for (name, default) in [("pg_hba.conf", "local all all peer\n"), ("pg_ident.conf", "")] {
         let p = target.join(name);
@@ -261,7 +330,16 @@ pub fn run(cfg: &RestoreConfig) -> Result<RestoreReport> {
     let bin = crate::server::PgBin::find(cfg.pg_bin.as_deref(), Some(version.major))?;
     let user = OsUser::for_server(cfg.os_user.as_deref(), &cfg.backup)?;
     let owner = OsUser::running_as_root().then_some(&user);
-    prepare_target(&cfg.target, owner)?;
+    check_target(&cfg.target)?;
+    // A copy that could not start is found out before copying anything.
+    let port = planned_port(cfg);
+    if !cfg.no_start && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        return Err(Error::usage(
+            format!("port {port} is in use (the backup's own port; a restored copy beside its source needs another)"),
+            Some("pass --port N".into()),
+        ));
+    }
+    create_target(&cfg.target, owner)?;
     let target = fs::canonicalize(&cfg.target).map_err(|e| Error::ReadInput { path: cfg.target.clone(), source: e })?;
     let result = restore_into(cfg, &info, &target, &user, owner, &bin);
     if result.is_err() && !target.join(CONTROL_PATH).exists() {
@@ -374,7 +452,7 @@ fn restore_into(
     }
 
     // The configuration: safe to run beside production.
-    let notes = sanitize_config(target, owner)?;
+    let notes = sanitize_config(target, &info.control, owner)?;
     let restore_command = cfg
         .restore_command
         .clone()

@@ -156,6 +156,8 @@ pub fn render(version: &PgVersion, plan: &RecoveryPlan) -> Rendered {
     if plan.sandbox {
         other.push(("archive_mode", "off".into()));
         other.push(("synchronous_standby_names", String::new()));
+        // A sandbox streaming from production must not hold back its vacuum.
+        other.push(("hot_standby_feedback", "off".into()));
     }
 
     match version.recovery {

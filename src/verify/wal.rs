@@ -538,8 +538,9 @@ fn plan_parts(c: &WalCheck, path: &[TimelineSpan], target: Lsn) -> Vec<Part> {
 struct PartOutcome {
     findings: Vec<Finding>,
     done: bool,
-    /// As PostgreSQL reports record ends.
-    reached: Lsn,
+    /// End of the last verified record (as PostgreSQL reports record ends),
+    /// or `None` when no record was verified.
+    reached: Option<Lsn>,
     /// The walker's exact end of the last valid record.
     valid_until: Lsn,
     stats: WalkStats,
@@ -591,7 +592,9 @@ pub fn check(c: &WalCheck) -> Result<WalOutcome> {
         out.findings.extend(r.findings);
         // A stretch that breaks before its first record: the chain still
         // holds up to where the previous one reached.
-        out.reached = Some(out.reached.map_or(r.reached, |prev| prev.max(r.reached)));
+        if let Some(rr) = r.reached {
+            out.reached = Some(out.reached.map_or(rr, |prev| prev.max(rr)));
+        }
         if !r.done {
             broken = Some((r.broken_at.unwrap_or(0), r.valid_until));
             break;
@@ -696,7 +699,7 @@ fn walk_part(c: &WalCheck, path: &[TimelineSpan], part: &Part, ahead: &mut ReadA
     }
     out.done = walker.is_done();
     out.valid_until = walker.valid_until();
-    out.reached = walker.valid_until();
+    out.reached = (walker.stats.records > 0).then(|| walker.valid_until());
     out.stats = walker.stats;
     Ok(out)
 }

@@ -220,8 +220,12 @@ impl Drop for Knocker {
 
 /// Names in the archive directory.
 pub fn archive_listing(g: &Ground) -> Vec<String> {
-    let mut v: Vec<String> =
-        std::fs::read_dir(&g.archive).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    // Hidden names are archive_command's temporary files.
+    let mut v: Vec<String> = std::fs::read_dir(&g.archive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
     v.sort();
     v
 }
