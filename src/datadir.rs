@@ -97,6 +97,37 @@ pub struct ManifestInfo {
     pub size: u64,
 }
 
+/// A short view of a backup_manifest, as `inspect` and `verify` show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ManifestSummary {
+    pub version: u32,
+    pub system_identifier: Option<String>,
+    pub files: usize,
+    pub total_bytes: u64,
+    pub checksum_algorithms: Vec<&'static str>,
+    pub wal_ranges: Vec<crate::pg::manifest::WalRange>,
+    pub manifest_checksum_ok: bool,
+}
+
+impl ManifestInfo {
+    pub fn summary(&self) -> ManifestSummary {
+        let m = &self.manifest;
+        let mut algs: Vec<&'static str> =
+            m.files.iter().filter_map(|f| f.checksum.as_ref().map(|(a, _)| a.name())).collect();
+        algs.sort_unstable();
+        algs.dedup();
+        ManifestSummary {
+            version: m.version,
+            system_identifier: m.system_identifier.map(|s| s.to_string()),
+            files: m.files.len(),
+            total_bytes: m.files.iter().map(|f| f.size).sum(),
+            checksum_algorithms: algs,
+            wal_ranges: m.wal_ranges.clone(),
+            manifest_checksum_ok: self.checksum_ok,
+        }
+    }
+}
+
 /// The WAL a restore of this directory needs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WalNeeded {

@@ -4,11 +4,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::datadir::{DirInfo, DirKind, WalNeeded};
+use crate::datadir::{DirInfo, DirKind, ManifestInfo, ManifestSummary, WalNeeded};
 use crate::error::{Result, EXIT_FAILED, EXIT_OK};
 use crate::pg::control::ControlFile;
 use crate::pg::label::{LabelFields, TablespaceEntry};
-use crate::pg::manifest::WalRange;
 use crate::pg::Lsn;
 
 /// The result of `inspect`; its JSON form is documented in docs/json.md.
@@ -31,18 +30,6 @@ pub struct InspectReport {
     pub incomplete: bool,
 }
 
-/// A short view of a backup_manifest.
-#[derive(Debug, Serialize)]
-pub struct ManifestSummary {
-    pub version: u32,
-    pub system_identifier: Option<String>,
-    pub files: usize,
-    pub total_bytes: u64,
-    pub checksum_algorithms: Vec<&'static str>,
-    pub wal_ranges: Vec<WalRange>,
-    pub manifest_checksum_ok: bool,
-}
-
 impl InspectReport {
     pub fn exit_code(&self) -> u8 {
         if self.control.crc_ok {
@@ -55,21 +42,7 @@ impl InspectReport {
 
 pub fn run(path: &Path) -> Result<InspectReport> {
     let info = DirInfo::read(path)?;
-    let manifest = info.manifest.as_ref().map(|m| {
-        let mut algs: Vec<&'static str> =
-            m.manifest.files.iter().filter_map(|f| f.checksum.as_ref().map(|(a, _)| a.name())).collect();
-        algs.sort_unstable();
-        algs.dedup();
-        ManifestSummary {
-            version: m.manifest.version,
-            system_identifier: m.manifest.system_identifier.map(|s| s.to_string()),
-            files: m.manifest.files.len(),
-            total_bytes: m.manifest.files.iter().map(|f| f.size).sum(),
-            checksum_algorithms: algs,
-            wal_ranges: m.manifest.wal_ranges.clone(),
-            manifest_checksum_ok: m.checksum_ok,
-        }
-    });
+    let manifest = info.manifest.as_ref().map(ManifestInfo::summary);
     Ok(InspectReport {
         path: info.path.clone(),
         kind: info.kind,

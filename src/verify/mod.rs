@@ -34,11 +34,13 @@ use serde::Serialize;
 
 pub use finding::{Finding, FindingKind, Severity};
 
-use crate::datadir::{self, DirInfo, DirKind, BACKUP_LABEL, BACKUP_MANIFEST, CONTROL_PATH, END_LOCATION};
+use crate::datadir::{
+    self, DirInfo, DirKind, ManifestInfo, ManifestSummary, BACKUP_LABEL, BACKUP_MANIFEST, CONTROL_PATH, END_LOCATION,
+};
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::pg::control::{DbState, CONTROL_FILE_SIZE};
 use crate::pg::history::TimelineSpan;
-use crate::pg::manifest::{compute_manifest_checksum, WalRange};
+use crate::pg::manifest::compute_manifest_checksum;
 use crate::pg::wal::{SegmentName, WalkConfig};
 use crate::pg::{Lsn, TimelineId};
 
@@ -92,18 +94,6 @@ pub struct Checked {
     pub wal_pages: u64,
     pub wal_records: u64,
     pub wal_bytes: u64,
-}
-
-/// A short view of the manifest.
-#[derive(Clone, Debug, Serialize)]
-pub struct ManifestSummary {
-    pub version: u32,
-    pub system_identifier: Option<String>,
-    pub files: usize,
-    pub total_bytes: u64,
-    pub checksum_algorithms: Vec<&'static str>,
-    pub wal_ranges: Vec<WalRange>,
-    pub manifest_checksum_ok: bool,
 }
 
 /// The page-LSN check: which bound, from where.
@@ -220,7 +210,7 @@ pub fn run(cfg: &VerifyConfig) -> Result<VerifyReport> {
         warnings,
         findings,
         checked,
-        manifest: manifest_summary(&info),
+        manifest: info.manifest.as_ref().map(ManifestInfo::summary),
         page_lsn,
         wal,
         seconds: started.elapsed().as_secs_f64(),
@@ -503,24 +493,6 @@ fn page_bound(info: &DirInfo) -> PageLsnSummary {
             _ => skip("the data directory was not shut down cleanly, so its pages may be ahead of pg_control"),
         },
     }
-}
-
-fn manifest_summary(info: &DirInfo) -> Option<ManifestSummary> {
-    info.manifest.as_ref().map(|m| {
-        let mut algs: Vec<&'static str> =
-            m.manifest.files.iter().filter_map(|f| f.checksum.as_ref().map(|(a, _)| a.name())).collect();
-        algs.sort_unstable();
-        algs.dedup();
-        ManifestSummary {
-            version: m.manifest.version,
-            system_identifier: m.manifest.system_identifier.map(|s| s.to_string()),
-            files: m.manifest.files.len(),
-            total_bytes: m.manifest.files.iter().map(|f| f.size).sum(),
-            checksum_algorithms: algs,
-            wal_ranges: m.manifest.wal_ranges.clone(),
-            manifest_checksum_ok: m.checksum_ok,
-        }
-    })
 }
 
 fn check_wal(cfg: &VerifyConfig, info: &DirInfo, out: &mut Vec<Finding>, checked: &mut Checked) -> Result<WalSummary> {
