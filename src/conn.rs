@@ -110,19 +110,6 @@ impl ConnSpec {
         ConnSpec { config }
     }
 
-    /// A TCP connection to a loopback address.
-    pub fn tcp(host: &str, port: u16, user: &str, dbname: &str) -> ConnSpec {
-        let mut config = Config::new();
-        config
-            .host(host)
-            .port(port)
-            .user(user)
-            .dbname(dbname)
-            .application_name("pgdrill")
-            .connect_timeout(Duration::from_secs(5));
-        ConnSpec { config }
-    }
-
     fn password_from_file(config: &Config) -> Option<String> {
         let path = env("PGPASSFILE")
             .map(PathBuf::from)

@@ -189,6 +189,21 @@ pub fn copy_files(jobs: &[CopyJob], opts: &CopyOptions) -> Result<Vec<Copied>> {
     Ok(results.into_iter().map(Option::unwrap_or_default).collect())
 }
 
+/// Create a directory (and missing parents) with mode 0700, owned by
+/// `owner` when given (root only).
+pub fn create_dir(path: &Path, owner: Option<&OsUser>) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(path)
+        .map_err(|e| Error::io(path, "create directory", e))?;
+    if let Some(u) = owner {
+        u.chown(path)?;
+    }
+    Ok(())
+}
+
 /// Flush everything written to the file system holding `path` to disk.
 pub fn sync_filesystem(path: &Path) -> Result<()> {
     let f = File::open(path).map_err(|e| Error::io(path, "open for sync", e))?;

@@ -293,26 +293,10 @@ fn take(cfg: &BackupConfig, src: &mut Source, staging: &Path, started: Instant) 
 
     let plan = walk::plan(&src.pgdata)?;
     for d in &plan.dirs {
-        let p = staging.join(d);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&p)
-            .map_err(|e| Error::io(&p, "create directory", e))?;
-        if let Some(u) = owner {
-            u.chown(&p)?;
-        }
+        copy::create_dir(&staging.join(d), owner)?;
     }
     if src.version.major >= 17 {
-        let p = staging.join("pg_wal/summaries");
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(&p)
-            .map_err(|e| Error::io(&p, "create directory", e))?;
-        if let Some(u) = owner {
-            u.chown(&p)?;
-        }
+        copy::create_dir(&staging.join("pg_wal/summaries"), owner)?;
     }
     for (rel, target) in &plan.symlinks {
         let p = staging.join(rel);

@@ -827,7 +827,8 @@ pub(crate) mod tests {
         }
     }
 
-    fn cfg(w: &FakeWal) -> WalkConfig {
+    /// The walk settings matching a fake WAL.
+    pub(crate) fn cfg(w: &FakeWal) -> WalkConfig {
         WalkConfig {
             magic: w.magic,
             seg_size: w.seg,

@@ -19,7 +19,7 @@ pub mod recovery;
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -99,18 +99,6 @@ const NOT_RESTORED: &[&str] =
 /// Settings in a copied postgresql.conf that could reach outside the copy.
 const OUTSIDE_SETTINGS: &[&str] = &["data_directory", "hba_file", "ident_file", "external_pid_file"];
 
-fn mkdir(path: &Path, owner: Option<&OsUser>) -> Result<()> {
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .recursive(true)
-        .create(path)
-        .map_err(|e| Error::io(path, "create directory", e))?;
-    if let Some(u) = owner {
-        u.chown(path)?;
-    }
-    Ok(())
-}
-
 /// Refuse a target that holds anything or runs a server.
 fn check_target(target: &Path) -> Result<()> {
     if let Some(pid) = datadir::running_postmaster(target) {
@@ -131,7 +119,7 @@ fn create_target(target: &Path, owner: Option<&OsUser>) -> Result<()> {
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create directory", e))?;
     }
-    mkdir(target, owner)?;
+    copy::create_dir(target, owner)?;
     fs::set_permissions(target, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(target, "chmod", e))?;
     if let Some(u) = owner {
         if let Some(blocked) = unreachable_ancestor(target, u) {
@@ -380,7 +368,7 @@ fn restore_into(
         if fs::read_dir(&loc).is_ok_and(|mut r| r.next().is_some()) {
             return Err(Error::TargetNotEmpty { path: loc });
         }
-        mkdir(&loc, owner)?;
+        copy::create_dir(&loc, owner)?;
         let loc = fs::canonicalize(&loc).map_err(|e| Error::ReadInput { path: loc.clone(), source: e })?;
         tblspc_dest.insert(*oid, loc.clone());
         tablespaces.push(RestoredTablespace { oid: *oid, location: loc });
@@ -398,9 +386,9 @@ fn restore_into(
     };
 
     for d in &listing.dirs {
-        mkdir(&map_path(d), owner)?;
+        copy::create_dir(&map_path(d), owner)?;
     }
-    mkdir(&target.join("pg_tblspc"), owner)?;
+    copy::create_dir(&target.join("pg_tblspc"), owner)?;
     for t in &tablespaces {
         let link = target.join("pg_tblspc").join(t.oid.to_string());
         std::os::unix::fs::symlink(&t.location, &link).map_err(|e| Error::io(&link, "create symlink", e))?;

@@ -708,7 +708,7 @@ fn walk_part(c: &WalCheck, path: &[TimelineSpan], part: &Part, ahead: &mut ReadA
 mod tests {
     use super::*;
     use crate::pg::history::{parse, path_to};
-    use crate::pg::wal::tests::FakeWal;
+    use crate::pg::wal::tests::{cfg, FakeWal};
 
     #[test]
     fn segments_follow_the_timeline_path() {
@@ -753,16 +753,6 @@ mod tests {
         // A checkpoint record must itself be read.
         assert_eq!(walker_target(Lsn(0x2000060), Some(Lsn(0x2000060))), Lsn(0x2000061));
         assert_eq!(walker_target(Lsn(0x5000000), Some(Lsn(0x2000060))), Lsn(0x5000000));
-    }
-
-    fn cfg(w: &FakeWal) -> WalkConfig {
-        WalkConfig {
-            magic: w.magic,
-            seg_size: w.seg,
-            page_size: w.page as u32,
-            system_identifier: Some(w.sysid),
-            custom_rmgrs: true,
-        }
     }
 
     /// Two 1 MiB segments of fake WAL written into `dir/pg_wal`.
