@@ -41,15 +41,23 @@ impl ConnSpec {
     /// Parse a conninfo string or URI and fill in the environment, the
     /// defaults and the password file.
     pub fn parse(conninfo: &str) -> Result<ConnSpec> {
-        if let Some(mode) = requested_sslmode(conninfo).or_else(|| env("PGSSLMODE")) {
+        let requested = requested_sslmode(conninfo);
+        if let Some(mode) = requested.clone().or_else(|| env("PGSSLMODE")) {
             if !matches!(mode.as_str(), "disable" | "allow" | "prefer") {
                 return Err(Error::usage(
                     format!("sslmode={mode}: pgdrill does not support TLS connections yet"),
-                    Some("connect over a Unix socket, or with sslmode=disable or prefer (the connection is then unencrypted)".into()),
+                    Some("use sslmode=disable or prefer (the connection is then unencrypted)".into()),
                 ));
             }
         }
-        let mut config = Config::from_str(conninfo).map_err(|e| {
+        // libpq's `allow` (try without TLS first) is what we do anyway; the
+        // postgres crate does not know the word.
+        let conninfo = if requested.as_deref() == Some("allow") {
+            conninfo.replace("sslmode=allow", "sslmode=disable")
+        } else {
+            conninfo.to_string()
+        };
+        let mut config = Config::from_str(&conninfo).map_err(|e| {
             Error::usage(
                 format!("invalid connection string: {e}"),
                 Some("use key=value pairs (host=... port=... user=...) or a postgresql:// URI".to_string()),
@@ -261,6 +269,8 @@ mod tests {
             assert!(e.to_string().contains("does not support TLS"), "{c}: {e}");
         }
         assert!(ConnSpec::parse("host=/tmp sslmode=disable").is_ok());
+        assert!(ConnSpec::parse("host=/tmp sslmode=allow").is_ok());
+        assert!(ConnSpec::parse("postgresql://u@db/x?sslmode=allow").is_ok());
     }
 
     #[test]

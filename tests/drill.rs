@@ -113,6 +113,7 @@ fn a_failing_check_sql_fails_the_drill_with_the_statement() {
     // Failed checks keep the gate shut: the gate step fails too.
     assert!(cases.iter().any(|(n, o)| n == "gate" && o == "failure"), "{cases:?}");
     assert!(text.contains("access was not opened"), "{text}");
+    assert!(text.contains("reached consistency at the end LSN"), "the gate's report survives: {text}");
 }
 
 #[test]

@@ -269,19 +269,18 @@ fn killing_pgdrill_leaves_no_access_and_gate_resumes() {
     // Restore refuses the busy target, and says how to go on.
     let out = pgdrill(&["restore", b.to_str().unwrap(), "--target", target.to_str().unwrap()]);
     assert_eq!(code(&out), 2);
-    // Provide the segment; `pgdrill gate` resumes and opens.
+    // Provide the segment; `pgdrill gate` resumes and opens, run this time
+    // by the server's own OS user: the lock must now admit that user, and
+    // the running server must load the rewritten lock.
     std::fs::copy(g.archive.join(&missing), partial.join(&missing)).unwrap();
     g.user.chown(&partial.join(&missing)).unwrap();
-    let out = pgdrill(&[
-        "gate",
-        "--pgdata",
-        target.to_str().unwrap(),
-        "--wal-archive",
-        partial.to_str().unwrap(),
-        "--timeout",
-        "120",
-        "--json",
-    ]);
+    let out = g
+        .user
+        .command(env!("CARGO_BIN_EXE_pgdrill"))
+        .args(["gate", "--pgdata", target.to_str().unwrap(), "--wal-archive", partial.to_str().unwrap()])
+        .args(["--timeout", "120", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = json(&out);
     assert_eq!(r["resumed"], true);

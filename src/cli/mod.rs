@@ -134,6 +134,8 @@ pub struct DrillArgs {
     /// Run amcheck on every btree index (and heap, 14+) where available.
     #[arg(long)]
     pub amcheck: bool,
+    /// What the restored copy does at the end target: stay paused
+    /// (read-only) or promote (read-write; lets amcheck install itself).
     #[arg(long, value_enum, default_value = "pause")]
     pub then: DrillThen,
     /// Port of the restored copy (default: a free one).
@@ -148,14 +150,20 @@ pub struct DrillArgs {
     /// Also write the report as JUnit XML (one test case per step).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// PostgreSQL bin directory of the standby's major.
     #[arg(long, env = "PGDRILL_PG_BIN", value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
+    /// OS user to run the restored server as when pgdrill runs as root
+    /// [default: the owner of the backup, else postgres].
     #[arg(long, value_name = "USER")]
     pub os_user: Option<String>,
+    /// Database role pgdrill connects as while the gate is shut.
     #[arg(long, value_name = "ROLE")]
     pub db_user: Option<String>,
+    /// Parallel copy and checksum workers (default: the number of cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
+    /// Limit the backup's copy to this many bytes per second (K, M, G).
     #[arg(long, value_name = "RATE")]
     pub max_rate: Option<String>,
     #[arg(long)]
@@ -503,7 +511,8 @@ pub struct GateArgs {
     /// The restored data directory.
     #[arg(long, value_name = "DIR")]
     pub pgdata: PathBuf,
-    /// The end target (default: end_location, else derived from backup_label).
+    /// The end target [default: what an unfinished gate on the directory
+    /// saved, else end_location, else derived from backup_label].
     #[arg(long, value_name = "LSN")]
     pub end_lsn: Option<String>,
     /// The WAL archive the copy restores from, to name missing segments.

@@ -278,20 +278,16 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             checks_secs = t.elapsed().as_secs_f64();
             let failed = results.iter().filter(|c| c.status == CheckStatus::Fail).count();
             *check_cell.borrow_mut() = results;
-            if failed > 0 {
-                return Err(Error::NotConsistent {
-                    message: format!("{failed} check(s) failed, so access was not opened; the copy is stopped and stays locked"),
-                    hint: "see the checks; `pgdrill gate --pgdata <work>/restore` opens it anyway after a look (use --keep)".into(),
-                });
-            }
-            Ok(())
+            Ok(((), failed == 0))
         })?;
-        let detail = format!(
-            "consistent at the end LSN {}; opened at {}",
-            g.end_lsn.map_or("-".into(), |l| l.to_string()),
-            g.opened_at_lsn.map_or("-".into(), |l| l.to_string())
-        );
-        Ok((g, true, detail))
+        let end = g.end_lsn.map_or("-".into(), |l| l.to_string());
+        let detail = if g.opened {
+            format!("consistent at the end LSN {end}; opened at {}", g.opened_at_lsn.map_or("-".into(), |l| l.to_string()))
+        } else {
+            format!("consistent at the end LSN {end}, but checks failed, so access was not opened; the copy is stopped and stays locked")
+        };
+        let opened = g.opened;
+        Ok((g, opened, detail))
     });
     let gate_report = gated;
     let check_results = check_cell.into_inner();

@@ -108,6 +108,8 @@ pub struct GateReport {
     /// Where the end target came from: `option`, `state`, `end_location`,
     /// `backup_label`, or `server` (PostgreSQL's own end-of-backup check).
     pub end_source: &'static str,
+    /// Whether access opened (false when checks run before opening failed).
+    pub opened: bool,
     /// The replay LSN when access opened (the insert LSN after promotion).
     pub opened_at_lsn: Option<Lsn>,
     /// Where PostgreSQL itself declared consistency, from its log.
@@ -388,6 +390,7 @@ pub fn prepare(
 
 /// What a hook run before opening gets: a connection spec the lock admits
 /// (change its database as needed), and whether the server is read-write.
+/// The hook returns its result and whether the gate may open.
 pub struct Admitted {
     pub conn: ConnSpec,
     pub read_write: bool,
@@ -395,13 +398,16 @@ pub struct Admitted {
 
 /// Run the gate.
 pub fn run(cfg: &GateConfig) -> Result<GateReport> {
-    run_with(cfg, |_| Ok(())).map(|(r, ())| r)
+    run_with(cfg, |_| Ok(((), true))).map(|(r, ())| r)
 }
 
 /// Run the gate, calling `before_open` once the end target is reached (and
 /// any promotion done) but while only pgdrill can connect. An error from it
 /// fails closed like any other.
-pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Result<T>) -> Result<(GateReport, T)> {
+pub fn run_with<T>(
+    cfg: &GateConfig,
+    before_open: impl FnOnce(&Admitted) -> Result<(T, bool)>,
+) -> Result<(GateReport, T)> {
     let started = Instant::now();
     let started_at = now_rfc3339();
     let pgdata =
@@ -458,7 +464,15 @@ pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Resu
     };
 
     let log_path = pm.log.clone();
-    let log = ServerLog::new(&pgdata, &log_path);
+    let log = if running.is_some() {
+        // The lock may have been rewritten (who is admitted changes with who
+        // resumes): make the running server load it. And read its recent
+        // log, where its consistency point may already be.
+        pm.reload()?;
+        ServerLog::with_recent(&pgdata, &log_path, 4 << 20)
+    } else {
+        ServerLog::new(&pgdata, &log_path)
+    };
     let seg = info.seg_size().unwrap_or(WalSegSize::DEFAULT);
     let (start_lsn, tli) = info.start();
     let conn_candidates = roles.iter().map(|r| ConnSpec::socket(&socket_dir, port, r, "postgres")).collect();
@@ -487,6 +501,7 @@ pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Resu
                 then,
                 end_lsn: end,
                 end_source,
+                opened: o.opened,
                 opened_at_lsn: o.at,
                 server_consistent_lsn: monitor::consistent_lsn(&w.log.text),
                 read_write: o.read_write,
@@ -496,14 +511,19 @@ pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Resu
                 timings: Timings {
                     started: started_at,
                     consistent: Some(o.reached_at),
-                    opened: Some(now_rfc3339()),
+                    opened: o.opened.then(now_rfc3339),
                     replay_secs: o.reached_secs,
                     open_secs: total - o.reached_secs,
                     total_secs: total,
                 },
                 server_log: log_path,
             };
-            pm.release();
+            if o.opened {
+                pm.release();
+            } else {
+                // Kept shut by the hook: fail closed, the lock stays.
+                pm.stop(Duration::from_secs(30));
+            }
             Ok((report, hook))
         }
         Err(e) => {
@@ -518,6 +538,8 @@ pub fn run_with<T>(cfg: &GateConfig, before_open: impl FnOnce(&Admitted) -> Resu
 struct Opened {
     /// Replay LSN (or insert LSN after promotion) when access opened.
     at: Option<Lsn>,
+    /// False when the hook kept the gate shut.
+    opened: bool,
     read_write: bool,
     reached_secs: f64,
     reached_at: String,
@@ -531,7 +553,7 @@ fn watch_and_open<T>(
     state: &GateState,
     owner: Option<&OsUser>,
     started: Instant,
-    before_open: impl FnOnce(&Admitted) -> Result<T>,
+    before_open: impl FnOnce(&Admitted) -> Result<(T, bool)>,
 ) -> Result<(Opened, T)> {
     let total = w.end.and_then(|e| e.distance_from(w.start_lsn)).unwrap_or(0);
     let pb = progress_bar(total, "replay", w.cfg.quiet);
@@ -629,7 +651,11 @@ fn watch_and_open<T>(
             }
             if !pm.is_running() {
                 return Err(Error::ServerDied {
-                    message: monitor::fatal_lines(&w.log.text).last().cloned().unwrap_or_default(),
+                    message: monitor::fatal_lines(&w.log.text)
+                        .into_iter()
+                        .rev()
+                        .find(|f| !monitor::fatal_is_client(f))
+                        .unwrap_or_default(),
                     log: pm.log.clone(),
                     consistency: true,
                 });
@@ -675,9 +701,14 @@ fn watch_and_open<T>(
         message: "lost the connection to the restored server".into(),
         hint: String::new(),
     })?;
-    let hook = before_open(&Admitted { conn, read_write })?;
-    open(w, pm, state, owner)?;
-    Ok((Opened { at: opened_at, read_write, reached_secs, reached_at, timeline }, hook))
+    let (hook, may_open) = before_open(&Admitted { conn, read_write })?;
+    if may_open {
+        open(w, pm, state, owner)?;
+    }
+    Ok((
+        Opened { at: opened_at.filter(|_| may_open), opened: may_open, read_write, reached_secs, reached_at, timeline },
+        hook,
+    ))
 }
 
 /// Put the original access rules back and make the server load them.

@@ -109,6 +109,17 @@ impl ServerLog {
         Some(if p.is_absolute() { p } else { self.pgdata.join(p) })
     }
 
+    /// Start reading at most `max` bytes before the end of `stderr_file`
+    /// (a server we attach to has logged before we came).
+    pub fn with_recent(pgdata: &Path, stderr_file: &Path, max: u64) -> ServerLog {
+        let mut l = ServerLog::new(pgdata, stderr_file);
+        if let Some((_, off)) = l.offsets.first_mut() {
+            *off = off.saturating_sub(max);
+        }
+        l.poll();
+        l
+    }
+
     /// Read new lines; returns them.
     pub fn poll(&mut self) -> String {
         if let Some(c) = self.collector_file() {

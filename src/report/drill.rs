@@ -15,6 +15,9 @@ fn status(s: StepStatus) -> &'static str {
 /// The plain-language verdict on consistency.
 pub fn verdict(d: &DrillReport) -> String {
     match (&d.gate, d.end_lsn) {
+        (Some(g), Some(end)) if !g.opened => format!(
+            "The restore reached consistency at the end LSN {end}, but checks failed: access was NOT opened; the copy is stopped and stays locked."
+        ),
         (Some(g), Some(end)) => {
             let mut s = format!(
                 "The restore reached consistency at the end LSN {end}; access opened at {}.",

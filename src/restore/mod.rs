@@ -322,10 +322,12 @@ pub fn run(cfg: &RestoreConfig) -> Result<RestoreReport> {
     // A copy that could not start is found out before copying anything.
     let port = planned_port(cfg);
     if !cfg.no_start && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-        return Err(Error::usage(
-            format!("port {port} is in use (the backup's own port; a restored copy beside its source needs another)"),
-            Some("pass --port N".into()),
-        ));
+        let whose = if cfg.port.is_some() {
+            "--port"
+        } else {
+            "the backup's own port; a restored copy beside its source needs another"
+        };
+        return Err(Error::usage(format!("port {port} is in use ({whose})"), Some("pass a free --port N".into())));
     }
     create_target(&cfg.target, owner)?;
     let target = fs::canonicalize(&cfg.target).map_err(|e| Error::ReadInput { path: cfg.target.clone(), source: e })?;

@@ -554,7 +554,9 @@ fn check_wal(cfg: &VerifyConfig, info: &DirInfo, out: &mut Vec<Finding>, checked
         },
         jobs: cfg.jobs.max(1),
     })?;
-    summary.checked = outcome.reached.is_some();
+    // The walk ran once the timelines were known, even if it verified no
+    // record (a missing first segment); `reached` then stays null.
+    summary.checked = !outcome.timelines.is_empty();
     if !summary.checked {
         summary.skipped = Some("the timelines between the start and the end are unknown (see the findings)".into());
     }
