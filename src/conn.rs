@@ -147,10 +147,6 @@ impl ConnSpec {
         self.config.dbname(db);
     }
 
-    pub fn set_user(&mut self, user: &str) {
-        self.config.user(user);
-    }
-
     pub fn port(&self) -> u16 {
         self.config.get_ports().first().copied().unwrap_or(5432)
     }

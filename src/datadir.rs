@@ -207,10 +207,6 @@ impl DirInfo {
         self.label.as_ref().map(|(_, f)| f)
     }
 
-    pub fn is_backup(&self) -> bool {
-        self.kind != DirKind::DataDirectory || self.manifest.is_some()
-    }
-
     pub fn seg_size(&self) -> Option<WalSegSize> {
         self.control.wal_seg_size()
     }

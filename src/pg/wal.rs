@@ -417,12 +417,6 @@ impl RecordWalker {
         self.valid_until
     }
 
-    /// Start of the last verified record: the `xl_prev` the next record
-    /// must carry.
-    pub fn last_record(&self) -> Option<Lsn> {
-        self.prev_record
-    }
-
     /// Whether the walk has verified a record reaching its end.
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)

@@ -137,11 +137,6 @@ impl VerifyReport {
             EXIT_FAILED
         }
     }
-
-    /// The findings of one kind.
-    pub fn of_kind(&self, kind: FindingKind) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(move |f| f.kind == kind)
-    }
 }
 
 /// Verify a directory.
