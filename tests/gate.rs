@@ -42,6 +42,8 @@ fn lsn(v: &serde_json::Value) -> Option<Lsn> {
 /// Restore under knocking clients and check that none got in early.
 fn restore_behind_the_gate(method: &str) {
     let g = with_standby();
+    // Another role than the superuser, to show the lock holds for every role.
+    g.primary_exec("CREATE ROLE app LOGIN").unwrap();
     let load = g.start_load(LoadOptions::default()).unwrap();
     sleep_ms(300);
     // A slow legacy copy lets the standby replay well past the pg_control
@@ -55,6 +57,7 @@ fn restore_behind_the_gate(method: &str) {
     let target = g.dir.join("restored");
     let sock = Knocker::start(&g, "sock", g.sockets.to_str().unwrap(), port);
     let tcp = Knocker::start(&g, "tcp", "127.0.0.1", port);
+    let app = Knocker::start_as_role(&g, "app", g.sockets.to_str().unwrap(), port, "app");
     let out = pgdrill(&[
         "restore",
         backup_dir.to_str().unwrap(),
@@ -78,7 +81,9 @@ fn restore_behind_the_gate(method: &str) {
     );
     let r = json(&out);
     sleep_ms(700);
-    let knocks: Vec<Knock> = sock.stop().into_iter().chain(tcp.stop()).collect();
+    let app_knocks = app.stop();
+    let knocks: Vec<Knock> = sock.stop().into_iter().chain(tcp.stop()).chain(app_knocks.iter().cloned()).collect();
+    assert!(app_knocks.iter().any(|k| k.ok), "the app role gets in once open: {app_knocks:?}");
 
     let gate = &r["gate"];
     assert_eq!(lsn(&gate["end_lsn"]), Some(end));

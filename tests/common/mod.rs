@@ -176,11 +176,16 @@ pub struct Knock {
 
 impl Knocker {
     pub fn start(g: &Ground, name: &str, host: &str, port: u16) -> Knocker {
+        Self::start_as_role(g, name, host, port, "postgres")
+    }
+
+    /// Knock as the given database role.
+    pub fn start_as_role(g: &Ground, name: &str, host: &str, port: u16, role: &str) -> Knocker {
         let stop = g.dir.join(format!("{name}.stop"));
         let out = g.dir.join(format!("{name}.knocks"));
         let script = format!(
             "while [ ! -e {stop} ]; do \
-               if r=$(PGCONNECT_TIMEOUT=2 /usr/bin/psql -X -w -h {host} -p {port} -U postgres -d postgres -Atc 'select pg_last_wal_replay_lsn()' 2>/dev/null); \
+               if r=$(PGCONNECT_TIMEOUT=2 /usr/bin/psql -X -w -h {host} -p {port} -U {role} -d postgres -Atc 'select pg_last_wal_replay_lsn()' 2>/dev/null); \
                then echo \"ok $r\" >> {out}; else echo fail >> {out}; fi; \
                sleep 0.02; \
              done",
