@@ -12,26 +12,8 @@ use pgdrill::pg::Lsn;
 /// A backup of the ground's standby taken under load with the CLI.
 fn backup(g: &Ground, method: &str, extra: &[&str]) -> (std::path::PathBuf, Lsn) {
     let dest = g.dir.join(format!("backup-{method}"));
-    let standby = g.standby().unwrap().conninfo();
-    let primary = g.primary.conninfo();
-    let mut args = vec![
-        "backup",
-        "--standby",
-        &standby,
-        "--primary",
-        &primary,
-        "--dest",
-        dest.to_str().unwrap(),
-        "--method",
-        method,
-        "--fast",
-        "--json",
-        "--no-sync",
-    ];
-    args.extend_from_slice(extra);
-    let out = pgdrill(&args);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let end: Lsn = json(&out)["end_lsn"].as_str().unwrap().parse().unwrap();
+    let r = backup_cli(g, method, &dest, extra);
+    let end: Lsn = r["end_lsn"].as_str().unwrap().parse().unwrap();
     (dest, end)
 }
 

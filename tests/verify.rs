@@ -89,26 +89,8 @@ fn flip_byte(path: &Path, offset: usize) {
 /// sure the end segment reaches the archive.
 fn take_backup(g: &Ground, method: &str, name: &str) -> PathBuf {
     let dest = g.dir.join(name);
-    let standby = g.standby().unwrap().conninfo();
-    let primary = g.primary.conninfo();
-    let out = pgdrill(&[
-        "backup",
-        "--standby",
-        &standby,
-        "--primary",
-        &primary,
-        "--wal-archive",
-        g.archive.to_str().unwrap(),
-        "--dest",
-        dest.to_str().unwrap(),
-        "--method",
-        method,
-        "--fast",
-        "--json",
-        "--no-sync",
-    ]);
-    assert_eq!(code(&out), 0, "backup: {}", stderr(&out));
-    assert_eq!(json(&out)["wal_switch"]["archived"], true);
+    let r = backup_cli(g, method, &dest, &["--wal-archive", g.archive.to_str().unwrap()]);
+    assert_eq!(r["wal_switch"]["archived"], true);
     dest
 }
 

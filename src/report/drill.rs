@@ -83,18 +83,7 @@ impl Render for DrillReport {
             out.push_str(&section("checks", &table(&["check", "status", "detail"], &rows)));
         }
         if !self.findings.is_empty() {
-            let rows: Vec<Vec<String>> = self
-                .findings
-                .iter()
-                .map(|f| {
-                    vec![
-                        format!("{:?}", f.severity).to_lowercase(),
-                        f.path.clone().unwrap_or_default(),
-                        f.message.clone(),
-                    ]
-                })
-                .collect();
-            out.push_str(&section("verify findings", &table(&["severity", "path", "finding"], &rows)));
+            out.push_str(&section("verify findings", &super::verify::findings_table(&self.findings)));
         }
         out.push_str(&verdict(self));
         out.push('\n');

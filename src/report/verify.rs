@@ -3,7 +3,7 @@
 
 use super::{bytes, kv_table, opt, section, table, Render};
 use crate::datadir::DirKind;
-use crate::verify::VerifyReport;
+use crate::verify::{Finding, VerifyReport};
 
 impl Render for VerifyReport {
     fn human(&self) -> String {
@@ -80,20 +80,7 @@ impl Render for VerifyReport {
         out.push_str(&section("checked", &kv_table(&rows)));
 
         if !self.findings.is_empty() {
-            let rows: Vec<Vec<String>> = self
-                .findings
-                .iter()
-                .map(|f| {
-                    vec![
-                        f.severity.as_str().to_string(),
-                        f.kind.to_string(),
-                        f.path.clone().unwrap_or_else(|| "-".into()),
-                        opt(&f.lsn),
-                        f.message.clone(),
-                    ]
-                })
-                .collect();
-            out.push_str(&section("findings", &table(&["severity", "kind", "path", "lsn", "message"], &rows)));
+            out.push_str(&section("findings", &findings_table(&self.findings)));
         }
 
         let warn = match self.warnings {
@@ -109,4 +96,21 @@ impl Render for VerifyReport {
         }
         out
     }
+}
+
+/// The table of verify findings (also in the drill's report).
+pub fn findings_table(findings: &[Finding]) -> String {
+    let rows: Vec<Vec<String>> = findings
+        .iter()
+        .map(|f| {
+            vec![
+                f.severity.as_str().to_string(),
+                f.kind.to_string(),
+                f.path.clone().unwrap_or_else(|| "-".into()),
+                opt(&f.lsn),
+                f.message.clone(),
+            ]
+        })
+        .collect();
+    table(&["severity", "kind", "path", "lsn", "message"], &rows)
 }

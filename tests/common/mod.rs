@@ -234,3 +234,17 @@ pub fn archive_listing(g: &Ground) -> Vec<String> {
     v.sort();
     v
 }
+
+/// `pgdrill backup` of the ground's standby into `dest`, with `--primary`
+/// (so the end segment reaches the archive), `--fast` and `--no-sync`,
+/// plus `extra`. Asserts success and returns the JSON report.
+pub fn backup_cli(g: &Ground, method: &str, dest: &Path, extra: &[&str]) -> serde_json::Value {
+    let standby = g.standby().unwrap().conninfo();
+    let primary = g.primary.conninfo();
+    let mut args = vec!["backup", "--standby", &standby, "--primary", &primary, "--dest", dest.to_str().unwrap()];
+    args.extend_from_slice(&["--method", method, "--fast", "--json", "--no-sync"]);
+    args.extend_from_slice(extra);
+    let out = pgdrill(&args);
+    assert_eq!(code(&out), 0, "backup: {}", stderr(&out));
+    json(&out)
+}
