@@ -97,14 +97,28 @@ pub fn progress_bar(total: u64, what: &str, quiet: bool) -> ProgressBar {
     pb
 }
 
+/// How a copy opens its sources: `Ok(None)` when the source vanished and
+/// that is allowed. [`copy_files_with`] takes one, so a caller can open
+/// without following symbolic links (backup does, see `backup::walk`).
+pub type SourceOpener<'a> = dyn Fn(&CopyJob) -> Result<Option<File>> + Sync + 'a;
+
+/// The plain opener: `File::open`, a missing file vanished if `vanish_ok`.
+fn open_plain(job: &CopyJob, vanish_ok: bool) -> Result<Option<File>> {
+    match File::open(&job.src) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == ErrorKind::NotFound && vanish_ok => Ok(None),
+        Err(e) => Err(Error::ReadInput { path: job.src.clone(), source: e }),
+    }
+}
+
 /// Copy one file. `buf` is scratch space.
 pub fn copy_one(job: &CopyJob, opts: &CopyOptions, buf: &mut [u8]) -> Result<Copied> {
-    let mut src = match File::open(&job.src) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound && opts.vanish_ok => {
-            return Ok(Copied { vanished: true, ..Copied::default() })
-        }
-        Err(e) => return Err(Error::ReadInput { path: job.src.clone(), source: e }),
+    copy_one_with(job, opts, buf, &|j| open_plain(j, opts.vanish_ok))
+}
+
+fn copy_one_with(job: &CopyJob, opts: &CopyOptions, buf: &mut [u8], open: &SourceOpener) -> Result<Copied> {
+    let Some(mut src) = open(job)? else {
+        return Ok(Copied { vanished: true, ..Copied::default() });
     };
     let meta = src.metadata().map_err(|e| Error::ReadInput { path: job.src.clone(), source: e })?;
     let mode = opts.mode.unwrap_or(meta.mode() & 0o7777);
@@ -143,6 +157,11 @@ pub fn copy_one(job: &CopyJob, opts: &CopyOptions, buf: &mut [u8]) -> Result<Cop
 /// Copy all jobs with `opts.jobs` workers, largest first. Results are in the
 /// order of `jobs`. The first error stops the other workers.
 pub fn copy_files(jobs: &[CopyJob], opts: &CopyOptions) -> Result<Vec<Copied>> {
+    copy_files_with(jobs, opts, &|j| open_plain(j, opts.vanish_ok))
+}
+
+/// [`copy_files`], opening every source with `open`.
+pub fn copy_files_with(jobs: &[CopyJob], opts: &CopyOptions, open: &SourceOpener) -> Result<Vec<Copied>> {
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].size_hint));
     let next = AtomicUsize::new(0);
@@ -159,7 +178,7 @@ pub fn copy_files(jobs: &[CopyJob], opts: &CopyOptions) -> Result<Vec<Copied>> {
                     }
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&i) = order.get(k) else { return };
-                    match copy_one(&jobs[i], opts, &mut buf) {
+                    match copy_one_with(&jobs[i], opts, &mut buf, open) {
                         Ok(c) => {
                             if let Ok(mut r) = results.lock() {
                                 r[i] = Some(c);

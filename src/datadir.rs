@@ -149,8 +149,13 @@ impl DirInfo {
         if !meta.is_dir() {
             return Err(Error::NotADataDir { path: path.to_path_buf(), reason: "not a directory".into() });
         }
+        // An interrupted backup may lack pg_control (copied last): name it
+        // for what it is.
         let incomplete = path.join(INCOMPLETE_MARKER).exists();
-        let (control, control_size) = read_control(path)?;
+        let (control, control_size) = match read_control(path) {
+            Err(_) if incomplete => return Err(Error::IncompleteBackup { path: path.to_path_buf() }),
+            r => r?,
+        };
         let label_path = path.join(BACKUP_LABEL);
         let label = read_optional(&label_path)?
             .map(|t| BackupLabel::parse(&t).map_err(|source| Error::Label { path: label_path.clone(), source }))

@@ -48,7 +48,7 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
             a.json,
             a.to_config().and_then(|c| pgdrill::backup::run(&c)).map(|r| {
                 report::emit(&r, a.json);
-                0
+                r.exit_code()
             }),
         ),
         Command::Verify(a) => (

@@ -207,6 +207,7 @@ impl DrillArgs {
                 .map(crate::copy::parse_rate)
                 .transpose()
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
+            junit: self.junit.clone(),
             quiet: self.json,
         })
     }
@@ -264,6 +265,10 @@ pub struct PreflightArgs {
     /// The standby's data directory (default: ask the server).
     #[arg(long, value_name = "DIR")]
     pub pgdata: Option<PathBuf>,
+    /// The backup method you will use (it decides which functions the
+    /// role must be allowed to call).
+    #[arg(long, value_enum, default_value = "label")]
+    pub method: Method,
     #[arg(long)]
     pub json: bool,
 }
@@ -275,6 +280,7 @@ impl PreflightArgs {
             primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
             dest: self.dest.clone(),
             pgdata: self.pgdata.clone(),
+            method: self.method,
             copies: 1,
         })
     }

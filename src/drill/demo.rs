@@ -1,9 +1,11 @@
 //! `pgdrill demo`: the whole job on a throwaway primary and standby.
 //!
 //! Builds a primary with a WAL archive and a hot standby (the test ground),
-//! runs a write load, and runs a drill against the standby while the load
-//! runs: backup with the label method, verify, restore, gate, amcheck and an
-//! invariant check, report, clean up.
+//! runs a write load like `pgbench -c 2`, and runs a drill against the
+//! standby while the load runs: backup with the label method, verify,
+//! restore, gate, amcheck and an invariant check, report, clean up. The
+//! servers keep PostgreSQL's defaults for checkpoints, buffers and recovery
+//! conflicts (max_standby_streaming_delay 30s, hot_standby_feedback off).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +18,10 @@ use crate::error::{Error, Result};
 use crate::gate::Then;
 use crate::ground::{free_port, invariant_sql, Ground, GroundOptions, LoadOptions};
 use crate::server::PgBin;
+
+/// Settings the demo's servers keep at PostgreSQL's defaults although the
+/// test ground lowers them.
+pub const SERVER_DEFAULTS: &[(&str, &str)] = &[("shared_buffers", "128MB"), ("max_wal_size", "1GB")];
 
 /// A validated demo request.
 #[derive(Clone, Debug)]
@@ -81,6 +87,10 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let mut opts = GroundOptions::new(bin.clone());
     opts.dir = Some(dir.join("servers"));
     opts.fresh_initdb = true;
+    // PostgreSQL's own defaults for what decides how long a restartpoint
+    // takes and when replay cancels a standby's query (the ground's smaller
+    // values would make a busy standby look easy).
+    opts.primary_settings = SERVER_DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let mut ground = Ground::new(opts)?;
     say(cfg.quiet, "building a hot standby from it ...");
     ground.add_standby()?;
@@ -89,13 +99,17 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let _ = ground.primary_exec(
         "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck') THEN CREATE EXTENSION IF NOT EXISTS amcheck; END IF; END $$",
     );
-    say(cfg.quiet, "starting a write load on the primary (transfers between accounts; the total never changes) ...");
-    let load = ground.start_load(LoadOptions::default())?;
+    say(
+        cfg.quiet,
+        "starting a write load on the primary like pgbench -c 2 (transfers between accounts; the total never changes) ...",
+    );
+    let load_opts = LoadOptions::pgbench_like();
+    let load = ground.start_load(load_opts.clone())?;
     std::thread::sleep(Duration::from_secs(3));
     let check_sql = dir.join("invariant.sql");
     std::fs::write(
         &check_sql,
-        format!("-- the load's invariant\n{};\n", invariant_sql(LoadOptions::default().accounts)),
+        format!("-- the load's invariant\n{};\n", invariant_sql(load_opts.accounts)),
     )
     .map_err(|e| Error::io(&check_sql, "write", e))?;
     say(
@@ -122,6 +136,7 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         db_user: None,
         jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         max_rate: None,
+        junit: None,
         quiet: cfg.quiet,
     });
     let transfers = load.stop().transfers;

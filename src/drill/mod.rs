@@ -10,7 +10,7 @@ pub mod checks;
 pub mod demo;
 pub mod walkeep;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -47,6 +47,8 @@ pub struct DrillConfig {
     pub db_user: Option<String>,
     pub jobs: usize,
     pub max_rate: Option<u64>,
+    /// Where the JUnit report will be written (checked before any step).
+    pub junit: Option<PathBuf>,
     pub quiet: bool,
 }
 
@@ -158,12 +160,64 @@ impl Runner {
     }
 }
 
+/// Whether this process may write into directory `dir`.
+fn writable_dir(dir: &Path) -> bool {
+    use nix::unistd::{access, AccessFlags};
+    dir.is_dir() && access(dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok()
+}
+
+/// Check every path before any step runs, so a drill that cannot finish
+/// never starts (and changes nothing).
+fn validate_inputs(cfg: &DrillConfig) -> Result<()> {
+    let bad = |what: String, hint: &str| Err(Error::usage(what, Some(hint.to_string())));
+    if !cfg.wal_archive.is_dir() || std::fs::read_dir(&cfg.wal_archive).is_err() {
+        return bad(
+            format!("--wal-archive {}: not a readable directory", cfg.wal_archive.display()),
+            "pass the directory the primary's archive_command writes to",
+        );
+    }
+    if let Some(p) = &cfg.pgdata {
+        if !p.is_dir() {
+            return bad(format!("--pgdata {}: no such directory", p.display()), "pass the standby's data directory");
+        }
+    }
+    if cfg.work.exists() {
+        if !cfg.work.is_dir() {
+            return bad(format!("--work {}: not a directory", cfg.work.display()), "pass a new or empty directory");
+        }
+        if std::fs::read_dir(&cfg.work).is_ok_and(|mut r| r.next().is_some()) {
+            return Err(Error::TargetNotEmpty { path: cfg.work.clone() });
+        }
+        if !writable_dir(&cfg.work) {
+            return bad(format!("--work {}: not writable", cfg.work.display()), "pass a directory you may write to");
+        }
+    } else {
+        let parent = cfg.work.ancestors().skip(1).find(|a| a.exists()).unwrap_or(Path::new("."));
+        let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+        if !writable_dir(parent) {
+            return bad(
+                format!("--work {}: cannot be created in {}", cfg.work.display(), parent.display()),
+                "pass a work directory under one you may write to",
+            );
+        }
+    }
+    if let Some(j) = &cfg.junit {
+        let parent = j.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let file_ok = !j.exists() || (j.is_file() && nix::unistd::access(j, nix::unistd::AccessFlags::W_OK).is_ok());
+        if !writable_dir(parent) || !file_ok {
+            return bad(
+                format!("--junit {}: cannot be written", j.display()),
+                "pass a file in an existing directory you may write to",
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Run a drill.
 pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     let started = Instant::now();
-    if std::fs::read_dir(&cfg.work).is_ok_and(|mut r| r.next().is_some()) {
-        return Err(Error::TargetNotEmpty { path: cfg.work.clone() });
-    }
+    validate_inputs(cfg)?;
     std::fs::create_dir_all(&cfg.work).map_err(|e| Error::io(&cfg.work, "create directory", e))?;
     let backup_dir = cfg.work.join("backup");
     let target = cfg.work.join("restore");
@@ -179,6 +233,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             primary: cfg.primary.clone(),
             dest: Some(cfg.work.clone()),
             pgdata: cfg.pgdata.clone(),
+            method: cfg.method,
             copies: 2,
         })?;
         let failed: Vec<String> = r
@@ -207,6 +262,14 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             quiet: cfg.quiet,
             allow_primary: false,
         })?;
+        if r.exit_code() != EXIT_OK {
+            // --primary could not get the end segment archived.
+            return Err(Error::Timeout {
+                secs: r.wal_switch.as_ref().map_or(0, |w| w.waited_secs as u64),
+                message: format!("the backup's end segment did not reach the archive ({} files copied)", r.files),
+                hint: "check the primary's archive_command and pg_stat_archiver".into(),
+            });
+        }
         let method = if r.method == Method::Label { "label" } else { "legacy" };
         let detail = format!("{method} method, {} files, end {}", r.files, r.end_lsn);
         Ok((r, true, detail))
