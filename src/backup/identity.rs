@@ -97,8 +97,8 @@ pub fn mismatch(facts: &ServerFacts, sources: &Sources) -> Result<Option<String>
     let recovering = matches!(control.state, DbState::InArchiveRecovery | DbState::InCrashRecovery);
     if (facts.in_recovery && production) || (!facts.in_recovery && recovering) {
         return Ok(Some(format!(
-            "its pg_control says the cluster is {:?}, but the server is {}",
-            control.state,
+            "its pg_control says the cluster is {}, but the server is {}",
+            if production { "in production" } else { "in recovery" },
             if facts.in_recovery { "in recovery" } else { "not in recovery" }
         )));
     }

@@ -56,6 +56,9 @@ use privileges::On;
 use session::{Session, StartReport};
 use walk::{Plan, Sources};
 
+/// How long `--primary` waits for the end segment by default.
+pub const DEFAULT_ARCHIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Which procedure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -80,6 +83,8 @@ pub struct BackupConfig {
     pub max_rate: Option<u64>,
     /// Where the WAL archive is, to check that the end segment arrived.
     pub wal_archive: Option<PathBuf>,
+    /// How long `--primary` waits for the end segment to be archived.
+    pub archive_timeout: Duration,
     /// fsync the result (like pg_basebackup without --no-sync).
     pub sync: bool,
     /// No progress bar.
@@ -327,7 +332,13 @@ pub fn run(cfg: &BackupConfig) -> Result<BackupReport> {
     drop(src);
     if let Some(p) = primary.as_mut() {
         let seg = report.wal_seg_size;
-        let w = ensure_end_segment_archived(p, report.end_segment.clone(), cfg.wal_archive.as_deref(), seg)?;
+        let w = ensure_end_segment_archived(
+            p,
+            report.end_segment.clone(),
+            cfg.wal_archive.as_deref(),
+            seg,
+            cfg.archive_timeout,
+        )?;
         if !w.archived {
             report.report.exit_code = EXIT_TIMEOUT;
         }
@@ -389,12 +400,7 @@ fn take(
     let begun = start(cfg, src)?;
     let sources = std::mem::take(&mut src.sources);
     let session = &mut src.session;
-    let plan = walk::plan(sources, &mut |oid| {
-        session.text(&format!(
-            "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE oid = {oid} \
-             AND spcname NOT IN ('pg_default', 'pg_global')"
-        ))
-    })?;
+    let plan = walk::plan(sources, &mut |oid| session.tablespace_location(oid))?;
     create_tree(&plan, staging, owner)?;
     let copied = copy_data(cfg, &plan, staging, owner)?;
 
@@ -692,6 +698,7 @@ fn ensure_end_segment_archived(
     end_segment: String,
     archive: Option<&Path>,
     seg: crate::pg::WalSegSize,
+    timeout: Duration,
 ) -> Result<WalSwitchReport> {
     // The archiver counts a segment only once archive_command succeeded; a
     // file in the archive can still be half written by a plain `cp`, so it
@@ -719,7 +726,7 @@ fn ensure_end_segment_archived(
     }
     primary.query_one("SELECT pg_switch_wal()::text", &[])?;
     report.switched = true;
-    let deadline = started + Duration::from_secs(60);
+    let deadline = started + timeout;
     while Instant::now() < deadline {
         if archived(primary)? {
             report.archived = true;

@@ -338,12 +338,7 @@ fn data_directory_checks(
         if let Some(reason) = identity::mismatch(&facts, &src)? {
             return Ok(Err(reason));
         }
-        let plan = walk::plan(src, &mut |oid| {
-            s.text(&format!(
-                "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE oid = {oid} \
-                 AND spcname NOT IN ('pg_default', 'pg_global')"
-            ))
-        })?;
+        let plan = walk::plan(src, &mut |oid| s.tablespace_location(oid))?;
         Ok(Ok(plan.total_bytes()))
     });
     let size = match result {

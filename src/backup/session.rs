@@ -248,7 +248,7 @@ impl Session {
             seconds: 0.0,
         };
         let mut immediate = fast;
-        let mut conflicts_in_row = 0;
+        let mut conflicts_in_row = 0u32;
         loop {
             if crate::signals::interrupted() {
                 return Err(Error::Interrupted);
@@ -268,22 +268,29 @@ impl Session {
                     r.seconds = started.elapsed().as_secs_f64();
                     return Ok(r);
                 }
-                Err(Cancel::Timeout) => {
-                    conflicts_in_row = 0;
-                    if self.wait_for_restartpoint(&before, immediate, started, tick)? {
+                Err(cancel) => {
+                    // Either way the restartpoint the attempt asked for (if
+                    // one was needed) goes on. After a timeout, wait for it;
+                    // after a conflict, wait a growing while: replay is late,
+                    // and the statement may have needed no restartpoint.
+                    let patience = match cancel {
+                        Cancel::Timeout => None,
+                        Cancel::Conflict(detail) => {
+                            r.conflicts_retried += 1;
+                            conflicts_in_row += 1;
+                            if conflicts_in_row >= MAX_CONFLICTS {
+                                return Err(self.conflict_error("the backup-start call", detail));
+                            }
+                            Some(Duration::from_secs((1u64 << conflicts_in_row).min(30)))
+                        }
+                    };
+                    if self.wait_for_restartpoint(&before, immediate, started, patience, tick)? {
                         r.restartpoints_waited += 1;
+                        conflicts_in_row = 0;
                     }
                     if r.restartpoints_waited >= SPREAD_RESTARTPOINTS {
                         immediate = true;
                     }
-                }
-                Err(Cancel::Conflict(detail)) => {
-                    r.conflicts_retried += 1;
-                    conflicts_in_row += 1;
-                    if conflicts_in_row >= MAX_CONFLICTS {
-                        return Err(self.conflict_error("the backup-start call", detail));
-                    }
-                    sleep_interruptibly(Duration::from_millis(250 * u64::from(conflicts_in_row)))?;
                 }
             }
         }
@@ -315,17 +322,20 @@ impl Session {
     }
 
     /// Wait, outside any statement, until pg_control shows a restartpoint
-    /// newer than `before`. Returns false when none came within
-    /// checkpoint_timeout and a minute (the next attempt asks again).
+    /// newer than `before`. Returns false when none came within `patience`
+    /// (by default checkpoint_timeout and a minute); the next attempt asks
+    /// again.
     fn wait_for_restartpoint(
         &mut self,
         before: &str,
         immediate: bool,
         started: Instant,
+        patience: Option<Duration>,
         tick: &mut dyn FnMut(&str),
     ) -> Result<bool> {
         let timeout = self.show("checkpoint_timeout");
-        let patience = Duration::from_secs(parse_seconds(&timeout).unwrap_or(300) + 60);
+        let patience =
+            patience.unwrap_or_else(|| Duration::from_secs(parse_seconds(&timeout).unwrap_or(300) + 60));
         let waiting = Instant::now();
         let kind = if immediate { "an immediate" } else { "a spread" };
         loop {
@@ -418,6 +428,17 @@ impl Session {
     /// The session holds a started backup.
     pub fn in_backup(&self) -> bool {
         self.in_backup
+    }
+
+    /// Where the tablespace with this OID lives, as the catalog says
+    /// (`pg_tablespace_location()`), or `None` when there is none.
+    pub fn tablespace_location(&mut self, oid: u32) -> Result<Option<String>> {
+        let row = self.query_one(
+            "SELECT (SELECT pg_tablespace_location(oid) FROM pg_tablespace
+                     WHERE oid = $1 AND spcname NOT IN ('pg_default', 'pg_global'))",
+            &[&oid],
+        )?;
+        Ok(row.get(0))
     }
 
     /// Whether the role may execute `function` (a signature such as

@@ -321,6 +321,10 @@ pub struct BackupArgs {
     /// be there, complete, before the backup reports it archived.
     #[arg(long, value_name = "DIR")]
     pub wal_archive: Option<PathBuf>,
+    /// With --primary: how long to wait for the end segment to reach the
+    /// archive before exiting 4.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub archive_timeout: u64,
     /// Do not fsync the backup.
     #[arg(long)]
     pub no_sync: bool,
@@ -335,6 +339,9 @@ impl BackupArgs {
         }
         if self.label.contains('\n') {
             return Err(Error::usage("--label must be one line", None));
+        }
+        if self.archive_timeout == 0 {
+            return Err(Error::usage("--archive-timeout must be at least 1 second", None));
         }
         Ok(BackupConfig {
             standby: ConnSpec::parse(&self.standby)?,
@@ -352,6 +359,7 @@ impl BackupArgs {
                 .transpose()
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
             wal_archive: self.wal_archive.clone(),
+            archive_timeout: std::time::Duration::from_secs(self.archive_timeout),
             sync: !self.no_sync,
             quiet: self.json,
             allow_primary: false,

@@ -258,6 +258,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             jobs: cfg.jobs,
             max_rate: cfg.max_rate,
             wal_archive: Some(cfg.wal_archive.clone()),
+            archive_timeout: backup::DEFAULT_ARCHIVE_TIMEOUT,
             sync: true,
             quiet: cfg.quiet,
             allow_primary: false,
