@@ -463,9 +463,8 @@ fn a_standby_without_hot_standby_is_a_failed_preflight_check() {
     auto.push_str("\nhot_standby = off\n");
     std::fs::write(pgdata.join("postgresql.auto.conf"), auto).unwrap();
     let log = g.dir.join("standby-hot-off.log");
-    let pg_ctl = |args: &[&str]| {
-        g.user.command(g.bin.program("pg_ctl")).args(args).arg("-D").arg(&pgdata).output().unwrap()
-    };
+    let pg_ctl =
+        |args: &[&str]| g.user.command(g.bin.program("pg_ctl")).args(args).arg("-D").arg(&pgdata).output().unwrap();
     let o = pg_ctl(&["start", "-w", "-t", "60", "-l", log.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     struct Stop<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);

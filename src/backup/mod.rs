@@ -142,13 +142,13 @@ impl BackupReport {
 struct Source {
     session: Session,
     sources: Sources,
+    system_identifier: u64,
 }
 
 /// Connect to the standby and check everything that can be checked before a
 /// byte is copied: a standby (unless allowed), the privileges, and that the
 /// directory is its own.
-fn open_source(cfg: &BackupConfig, needs: &[privileges::Need]) -> Result<Source> {
-    let mut session = Session::connect(&cfg.standby)?;
+fn open_source(cfg: &BackupConfig, mut session: Session, needs: &[privileges::Need]) -> Result<Source> {
     if !session.in_recovery && !cfg.allow_primary {
         return Err(Error::usage(
             format!("{} is not a standby (pg_is_in_recovery() is false)", session.target),
@@ -171,7 +171,7 @@ fn open_source(cfg: &BackupConfig, needs: &[privileges::Need]) -> Result<Source>
     };
     let sources = Sources::open_data_directory(&pgdata)?;
     identity::check(&facts, &sources, &session.target)?;
-    Ok(Source { session, sources })
+    Ok(Source { session, sources, system_identifier: facts.system_identifier })
 }
 
 /// Connect to `--primary`: the role's privileges, and the same system as
@@ -230,10 +230,9 @@ fn prepare_staging(dest: &Path, owner: Option<&OsUser>) -> Result<PathBuf> {
 fn read_live_control(sources: &Sources) -> Result<(Vec<u8>, ControlFile, i64)> {
     let path = sources.data_directory().join(CONTROL_PATH);
     for _ in 0..50 {
-        let mut f = sources.open(&path, false)?.ok_or_else(|| Error::ReadInput {
-            path: path.clone(),
-            source: std::io::ErrorKind::NotFound.into(),
-        })?;
+        let mut f = sources
+            .open(&path, false)?
+            .ok_or_else(|| Error::ReadInput { path: path.clone(), source: std::io::ErrorKind::NotFound.into() })?;
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).map_err(|e| Error::ReadInput { path: path.clone(), source: e })?;
         let mtime = f.metadata().map(|m| m.mtime()).unwrap_or_else(|_| now_secs());
@@ -309,11 +308,10 @@ pub fn wal_ranges(
 pub fn run(cfg: &BackupConfig) -> Result<BackupReport> {
     let started = Instant::now();
     check_dest(&cfg.dest)?;
-    let version_probe = Session::connect(&cfg.standby)?;
-    let needs = privileges::needs(version_probe.version, cfg.method, cfg.primary.is_some());
-    drop(version_probe);
-    let mut src = open_source(cfg, &needs)?;
-    let sysid = identity::server_facts(&mut src.session)?.system_identifier;
+    let session = Session::connect(&cfg.standby)?;
+    let needs = privileges::needs(session.version, cfg.method, cfg.primary.is_some());
+    let mut src = open_source(cfg, session, &needs)?;
+    let sysid = src.system_identifier;
     let mut primary = cfg.primary.as_ref().map(|p| open_primary(p, &needs, sysid)).transpose()?;
     // As root, everything written belongs to the data directory's owner.
     let owner = if OsUser::running_as_root() { OsUser::by_uid(src.sources.data_directory_uid()?) } else { None };
@@ -358,7 +356,7 @@ struct Taken {
 /// What the start gave: pg_control copied first (legacy), or the backup
 /// start (label).
 enum Started {
-    Legacy(Vec<u8>, ControlFile, i64),
+    Legacy(Vec<u8>, Box<ControlFile>, i64),
     Label(StartReport),
 }
 
@@ -367,7 +365,7 @@ fn start(cfg: &BackupConfig, src: &mut Source) -> Result<Started> {
         // Legacy: pg_control first, before anything else is listed or copied.
         Method::Legacy => {
             let (b, c, m) = read_live_control(&src.sources)?;
-            Ok(Started::Legacy(b, c, m))
+            Ok(Started::Legacy(b, Box::new(c), m))
         }
         Method::Label => {
             let spinner = spinner(cfg.quiet);
@@ -406,7 +404,7 @@ fn take(
 
     // pg_control: the legacy copy taken first, or a fresh read now, last.
     let (control_bytes, control, control_mtime, start_report) = match begun {
-        Started::Legacy(b, c, m) => (b, c, m, None),
+        Started::Legacy(b, c, m) => (b, *c, m, None),
         Started::Label(r) => {
             let (b, c, m) = read_live_control(&plan.sources)?;
             (b, c, m, Some(r))
@@ -468,7 +466,11 @@ fn create_tree(plan: &Plan, staging: &Path, owner: Option<&OsUser>) -> Result<()
         let p = staging.join(d);
         // Group access (0750) is kept; nothing more than the owner's.
         let mode = (mode & 0o750) | 0o700;
-        fs::DirBuilder::new().mode(mode).recursive(true).create(&p).map_err(|e| Error::io(&p, "create directory", e))?;
+        fs::DirBuilder::new()
+            .mode(mode)
+            .recursive(true)
+            .create(&p)
+            .map_err(|e| Error::io(&p, "create directory", e))?;
         if let Some(u) = owner {
             u.chown(&p)?;
         }
@@ -559,7 +561,13 @@ fn finish_on_server(
                 });
             }
             let end = replay.and_then(|r| r.parse::<Lsn>().ok()).unwrap_or(control.min_recovery_lsn);
-            Ok(Ends { start_lsn: control.redo_lsn, start_tli: control.timeline, end_lsn: end, label: None, spcmap: None })
+            Ok(Ends {
+                start_lsn: control.redo_lsn,
+                start_tli: control.timeline,
+                end_lsn: end,
+                label: None,
+                spcmap: None,
+            })
         }
     }
 }
@@ -592,7 +600,10 @@ fn end_timeline(
         plan.sources
             .read(&Path::new("pg_wal").join(history_file_name(end_tli)))
             .ok()
-            .map(|b| history::parse(&String::from_utf8_lossy(&b)).map_err(|source| Error::History { path: p.clone(), source }))
+            .map(|b| {
+                history::parse(&String::from_utf8_lossy(&b))
+                    .map_err(|source| Error::History { path: p.clone(), source })
+            })
             .transpose()?
             .unwrap_or_default()
     } else {

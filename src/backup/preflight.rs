@@ -247,7 +247,10 @@ fn wal_source_check(s: &mut Session, primary: Option<&mut Session>) -> Check {
     .filter(|v| !v.is_empty());
     let primary_archive = primary.and_then(|p| {
         let mode = p.show("archive_mode");
-        (mode != "off").then(|| value(p, "SELECT current_setting('archive_command')")).flatten().filter(|c| !c.is_empty())
+        (mode != "off")
+            .then(|| value(p, "SELECT current_setting('archive_command')"))
+            .flatten()
+            .filter(|c| !c.is_empty())
     });
     match (&restore_command, &primary_archive) {
         (Some(rc), _) => check("WAL source", Status::Pass, format!("the standby restores with: {rc}"), None),
@@ -268,7 +271,12 @@ fn privilege_checks(cfg: &PreflightConfig, s: &mut Session, primary: Option<&mut
     let mut one = |name: &'static str, session: &mut Session, on: On| match privileges::missing(session, on, &needs) {
         Ok(m) if m.is_empty() => {
             let n = needs.iter().filter(|n| n.on == on).count();
-            out.push(check(name, Status::Pass, format!("{} may call the {n} functions the backup calls here", session.role), None))
+            out.push(check(
+                name,
+                Status::Pass,
+                format!("{} may call the {n} functions the backup calls here", session.role),
+                None,
+            ))
         }
         Ok(m) => {
             let names: Vec<&str> = m.iter().map(|n| n.function.as_str()).collect();
@@ -276,7 +284,12 @@ fn privilege_checks(cfg: &PreflightConfig, s: &mut Session, primary: Option<&mut
                 "run on the primary (grants reach the standby by replication): {}",
                 privileges::grants(&session.role, &m).join(" ")
             );
-            out.push(check(name, Status::Fail, format!("{} may not call {}", session.role, names.join(", ")), Some(&hint)))
+            out.push(check(
+                name,
+                Status::Fail,
+                format!("{} may not call {}", session.role, names.join(", ")),
+                Some(&hint),
+            ))
         }
         Err(e) => out.push(check(name, Status::Fail, e.chain().join(": "), None)),
     };
@@ -370,10 +383,15 @@ fn data_directory_checks(
             None
         }
         Err(e) => {
-            let hint = e.hint().unwrap_or_else(|| {
-                "run pgdrill on the standby's host as root or as the data directory's owner".into()
-            });
-            checks.push(check("data directory", Status::Fail, format!("{}: {}", pgdata.display(), e.chain().join(": ")), Some(&hint)));
+            let hint = e
+                .hint()
+                .unwrap_or_else(|| "run pgdrill on the standby's host as root or as the data directory's owner".into());
+            checks.push(check(
+                "data directory",
+                Status::Fail,
+                format!("{}: {}", pgdata.display(), e.chain().join(": ")),
+                Some(&hint),
+            ));
             None
         }
     };

@@ -249,6 +249,8 @@ impl Session {
         };
         let mut immediate = fast;
         let mut conflicts_in_row = 0u32;
+        // Whether the last restartpoint waited for was asked immediate.
+        let mut waited_for: Option<bool> = None;
         loop {
             if crate::signals::interrupted() {
                 return Err(Error::Interrupted);
@@ -258,12 +260,15 @@ impl Session {
             match self.attempt_start(label, immediate)? {
                 Ok(lsn) => {
                     r.lsn = lsn;
-                    r.restartpoint = if immediate {
-                        Restartpoint::Immediate
-                    } else if r.restartpoints_waited > 0 {
-                        Restartpoint::Spread
-                    } else {
-                        Restartpoint::Current
+                    // A restartpoint made within this attempt, or the one
+                    // waited for before it, or none at all.
+                    let made_now = self.last_restartpoint()? != before;
+                    r.restartpoint = match (made_now, waited_for) {
+                        (true, _) if immediate => Restartpoint::Immediate,
+                        (true, _) => Restartpoint::Spread,
+                        (false, Some(true)) => Restartpoint::Immediate,
+                        (false, Some(false)) => Restartpoint::Spread,
+                        (false, None) => Restartpoint::Current,
                     };
                     r.seconds = started.elapsed().as_secs_f64();
                     return Ok(r);
@@ -286,6 +291,7 @@ impl Session {
                     };
                     if self.wait_for_restartpoint(&before, immediate, started, patience, tick)? {
                         r.restartpoints_waited += 1;
+                        waited_for = Some(immediate);
                         conflicts_in_row = 0;
                     }
                     if r.restartpoints_waited >= SPREAD_RESTARTPOINTS {
@@ -334,14 +340,17 @@ impl Session {
         tick: &mut dyn FnMut(&str),
     ) -> Result<bool> {
         let timeout = self.show("checkpoint_timeout");
-        let patience =
-            patience.unwrap_or_else(|| Duration::from_secs(parse_seconds(&timeout).unwrap_or(300) + 60));
+        let patience = patience.unwrap_or_else(|| Duration::from_secs(parse_seconds(&timeout).unwrap_or(300) + 60));
         let waiting = Instant::now();
         let kind = if immediate { "an immediate" } else { "a spread" };
         loop {
             sleep_interruptibly(POLL)?;
             // A poll cancelled by replay is simply repeated.
-            if let Ok(Some(now)) = self.client.query_one("SELECT checkpoint_lsn::text FROM pg_control_checkpoint()", &[]).map(|r| r.get::<_, Option<String>>(0)) {
+            if let Ok(Some(now)) = self
+                .client
+                .query_one("SELECT checkpoint_lsn::text FROM pg_control_checkpoint()", &[])
+                .map(|r| r.get::<_, Option<String>>(0))
+            {
                 if now != before {
                     return Ok(true);
                 }

@@ -224,10 +224,10 @@ impl Sources {
             let fd = match openat(parent, *name, flags, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(Errno::ENOENT) => return Ok(None),
-                Err(Errno::ELOOP) => return Err(unsafe_source(&full, "a symbolic link where pgdrill listed a file or directory")),
-                Err(Errno::ENOTDIR) if !last || want_dir => {
-                    return Err(unsafe_source(&full, "no longer a directory"))
+                Err(Errno::ELOOP) => {
+                    return Err(unsafe_source(&full, "a symbolic link where pgdrill listed a file or directory"))
                 }
+                Err(Errno::ENOTDIR) if !last || want_dir => return Err(unsafe_source(&full, "no longer a directory")),
                 Err(e) => return Err(Error::ReadInput { path: full, source: errno_io(e) }),
             };
             let st = fstat(&fd).map_err(|e| Error::ReadInput { path: full.clone(), source: errno_io(e) })?;
@@ -316,7 +316,8 @@ impl Walk {
 /// The names in a directory (sorted), read through an open descriptor.
 fn read_names(dir: &OwnedFd, path: &Path) -> Result<Vec<String>> {
     let dup = dir.try_clone().map_err(|e| Error::ReadInput { path: path.to_path_buf(), source: e })?;
-    let mut d = nix::dir::Dir::from_fd(dup).map_err(|e| Error::ReadInput { path: path.to_path_buf(), source: errno_io(e) })?;
+    let mut d =
+        nix::dir::Dir::from_fd(dup).map_err(|e| Error::ReadInput { path: path.to_path_buf(), source: errno_io(e) })?;
     let mut out = Vec::new();
     for e in d.iter() {
         let e = e.map_err(|e| Error::ReadInput { path: path.to_path_buf(), source: errno_io(e) })?;
@@ -372,7 +373,8 @@ fn walk(w: &Walk, p: &mut Plan, tablespace: &mut TablespaceLookup) -> Result<()>
         let mode = st.st_mode & 0o7777;
         if is_type(&st, SFlag::S_IFLNK) {
             let target = PathBuf::from(
-                readlinkat(&dir, name.as_str()).map_err(|e| Error::ReadInput { path: path.clone(), source: errno_io(e) })?,
+                readlinkat(&dir, name.as_str())
+                    .map_err(|e| Error::ReadInput { path: path.clone(), source: errno_io(e) })?,
             );
             if !w.in_tablespace && w.rel == Path::new("pg_tblspc") {
                 follow_tablespace(&child, &name, &path, target, p, tablespace)?;

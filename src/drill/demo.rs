@@ -107,11 +107,8 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let load = ground.start_load(load_opts.clone())?;
     std::thread::sleep(Duration::from_secs(3));
     let check_sql = dir.join("invariant.sql");
-    std::fs::write(
-        &check_sql,
-        format!("-- the load's invariant\n{};\n", invariant_sql(load_opts.accounts)),
-    )
-    .map_err(|e| Error::io(&check_sql, "write", e))?;
+    std::fs::write(&check_sql, format!("-- the load's invariant\n{};\n", invariant_sql(load_opts.accounts)))
+        .map_err(|e| Error::io(&check_sql, "write", e))?;
     say(
         cfg.quiet,
         "running a drill against the standby while the load runs: backup, verify, restore, gate, checks ...",
