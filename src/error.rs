@@ -329,3 +329,38 @@ fn sql_hint(source: &postgres::Error) -> Option<String> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recovery_conflict_names_the_settings() {
+        let e = Error::RecoveryConflict {
+            target: "host=/tmp port=5432 user=u".into(),
+            step: "the backup-start call".into(),
+            detail: "User query might have needed to see row versions that must be removed.".into(),
+            delays: "max_standby_streaming_delay = 30s, max_standby_archive_delay = 30s".into(),
+            hot_standby_feedback: "off".into(),
+        };
+        assert_eq!(e.exit_code(), EXIT_RUNTIME);
+        assert!(e.to_string().contains("cancelled by a conflict with recovery"), "{e}");
+        let hint = e.hint().unwrap();
+        for s in ["max_standby_streaming_delay = 30s", "hot_standby_feedback = off", "hot_standby_feedback = on"] {
+            assert!(hint.contains(s), "{hint}");
+        }
+        assert!(!hint.contains("privileges"), "{hint}");
+    }
+
+    #[test]
+    fn backup_refusals_have_their_exit_codes() {
+        let wrong = Error::WrongDataDirectory { path: "/x".into(), target: "t".into(), reason: "r".into() };
+        assert_eq!(wrong.exit_code(), EXIT_USAGE);
+        assert_eq!(Error::IncompleteBackup { path: "/x".into() }.exit_code(), EXIT_USAGE);
+        let grants = vec!["GRANT EXECUTE ON FUNCTION pg_catalog.pg_switch_wal() TO u;".to_string()];
+        let p = Error::MissingPrivileges { target: "t".into(), role: "u".into(), missing: "m".into(), grants };
+        assert_eq!(p.exit_code(), EXIT_RUNTIME);
+        assert!(p.hint().unwrap().contains("pg_switch_wal() TO u;"));
+        assert_eq!(Error::UnsafeSource { path: "/x".into(), reason: "r".into() }.exit_code(), EXIT_RUNTIME);
+    }
+}
