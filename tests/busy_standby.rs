@@ -88,3 +88,43 @@ fn busy_standby_backs_up_with_default_options() {
     let ok: bool = c.query_one(invariant_sql(load_opts.accounts).as_str(), &[]).unwrap().get(0);
     assert!(ok, "the load's invariant does not hold in the restored copy");
 }
+
+/// A standby that cancels conflicting statements at once
+/// (max_standby_streaming_delay = 0): pgdrill retries what is safe to
+/// retry. Whatever the outcome, the standby is never left in backup mode and
+/// no half backup is left; a failure names the conflict and the settings.
+#[test]
+fn instant_recovery_conflicts_are_retried_or_reported() {
+    let g = with_standby();
+    let s = g.standby().unwrap();
+    let mut c = s.client().unwrap();
+    c.batch_execute("ALTER SYSTEM SET max_standby_streaming_delay = 0").unwrap();
+    c.batch_execute("ALTER SYSTEM SET max_standby_archive_delay = 0").unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // Two busy clients on few accounts: constant pruning, short restartpoints.
+    let load = g.start_load(LoadOptions { clients: 2, ..LoadOptions::default() }).unwrap();
+    sleep_ms(3_000);
+    fresh_checkpoint_record(&g);
+    let dest = g.dir.join("instant");
+    let out = pgdrill(&["backup", "--standby", &s.conninfo(), "--dest", dest.to_str().unwrap(), "--json", "--no-sync"]);
+    load.stop();
+    let err = stderr(&out);
+    match code(&out) {
+        0 => {
+            let r = json(&out);
+            eprintln!("succeeded; start: {}", r["start"]);
+            assert!(dest.join("backup_label").exists());
+        }
+        3 => {
+            assert!(err.contains("conflict with recovery"), "{err}");
+            assert!(err.contains("max_standby_streaming_delay = 0"), "{err}");
+            assert!(err.contains("hot_standby_feedback = off"), "{err}");
+            assert!(!dest.exists());
+        }
+        other => panic!("exit {other}: {err}"),
+    }
+    let staging = g.dir.join(".instant.pgdrill-partial");
+    assert!(!staging.exists(), "no half backup is left");
+    let log = std::fs::read_to_string(&s.log).unwrap_or_default();
+    assert!(!log.contains("aborting backup due to backend exiting"), "{log}");
+}

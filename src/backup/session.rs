@@ -345,6 +345,12 @@ impl Session {
         let kind = if immediate { "an immediate" } else { "a spread" };
         loop {
             sleep_interruptibly(POLL)?;
+            if self.client.is_closed() {
+                return Err(Error::Precondition {
+                    message: format!("the connection to {} was closed while waiting for a restartpoint", self.target),
+                    hint: "check the standby's log, and run the backup again".into(),
+                });
+            }
             // A poll cancelled by replay is simply repeated.
             if let Ok(Some(now)) = self
                 .client

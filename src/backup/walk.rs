@@ -159,6 +159,14 @@ impl Sources {
         if OsUser::running_as_root() {
             s.owner = Some(s.root_stat(0)?.st_uid);
         }
+        // pg_wal on another disk (initdb --waldir) is a link the
+        // administrator made: read through it, as the owner's directory.
+        let wal = pgdata.join("pg_wal");
+        let is_link =
+            fstatat(&s.roots[0].1, "pg_wal", AtFlags::AT_SYMLINK_NOFOLLOW).is_ok_and(|st| is_type(&st, SFlag::S_IFLNK));
+        if is_link {
+            s.add_root(&wal)?;
+        }
         Ok(s)
     }
 
@@ -603,6 +611,20 @@ mod tests {
         assert!(p.sources.open(&fifo, true).is_err());
         // Nothing outside the listed roots opens at all.
         assert!(p.sources.open(&outside.join("1260"), true).is_err());
+    }
+
+    #[test]
+    fn a_pg_wal_link_is_read_through() {
+        let (d, root) = small_data_directory();
+        let waldir = d.path().join("waldir");
+        fs::create_dir_all(&waldir).unwrap();
+        fs::write(waldir.join("00000002.history"), b"1\t0/3000000\tno recovery target specified\n").unwrap();
+        std::os::unix::fs::symlink(&waldir, root.join("pg_wal")).unwrap();
+        let src = open(&root);
+        assert!(src.read(Path::new("pg_wal/00000002.history")).unwrap().starts_with(b"1\t"));
+        let p = plan(src, &mut no_tablespaces).unwrap();
+        assert!(p.dirs.iter().any(|(d, _)| d == Path::new("pg_wal")), "kept as an empty directory");
+        assert!(!p.files.iter().any(|f| f.1.starts_with("pg_wal")));
     }
 
     #[test]
