@@ -400,6 +400,10 @@ fn take(
     let session = &mut src.session;
     let plan = walk::plan(sources, &mut |oid| session.tablespace_location(oid))?;
     create_tree(&plan, staging, owner)?;
+    if src.session.version.has_wal_summaries {
+        // pg_basebackup sends pg_wal/summaries (empty) from 17 on.
+        create_dirs(&staging.join("pg_wal/summaries"), 0o700, owner)?;
+    }
     let copied = copy_data(cfg, &plan, staging, owner)?;
 
     // pg_control: the legacy copy taken first, or a fresh read now, last.
@@ -463,17 +467,8 @@ fn take(
 /// the links that are not tablespaces.
 fn create_tree(plan: &Plan, staging: &Path, owner: Option<&OsUser>) -> Result<()> {
     for (d, mode) in &plan.dirs {
-        let p = staging.join(d);
         // Group access (0750) is kept; nothing more than the owner's.
-        let mode = (mode & 0o750) | 0o700;
-        fs::DirBuilder::new()
-            .mode(mode)
-            .recursive(true)
-            .create(&p)
-            .map_err(|e| Error::io(&p, "create directory", e))?;
-        if let Some(u) = owner {
-            u.chown(&p)?;
-        }
+        create_dirs(&staging.join(d), (mode & 0o750) | 0o700, owner)?;
     }
     for (rel, target) in &plan.symlinks {
         let p = staging.join(rel);
@@ -481,6 +476,14 @@ fn create_tree(plan: &Plan, staging: &Path, owner: Option<&OsUser>) -> Result<()
         if let Some(u) = owner {
             u.chown(&p)?;
         }
+    }
+    Ok(())
+}
+
+fn create_dirs(p: &Path, mode: u32, owner: Option<&OsUser>) -> Result<()> {
+    fs::DirBuilder::new().mode(mode).recursive(true).create(p).map_err(|e| Error::io(p, "create directory", e))?;
+    if let Some(u) = owner {
+        u.chown(p)?;
     }
     Ok(())
 }

@@ -122,8 +122,15 @@ pub fn run(cfg: &PreflightConfig) -> Result<PreflightReport> {
         }
         Err(e) => return Err(e),
     };
-    let mut primary = cfg.primary.as_ref().map(Session::connect).transpose()?;
     let mut checks = vec![check("version", Status::Pass, format!("PostgreSQL {}", s.version.major), None)];
+    let mut primary = match cfg.primary.as_ref().map(Session::connect).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            let hint = e.hint();
+            checks.push(Check { name: "primary", status: Status::Fail, detail: e.chain().join(": "), hint });
+            None
+        }
+    };
     server_checks(&mut s, primary.as_mut(), &mut checks);
     checks.extend(privilege_checks(cfg, &mut s, primary.as_mut()));
     checks.push(conflict_check(&mut s));

@@ -118,6 +118,7 @@ pub fn sleep_interruptibly(d: Duration) -> Result<()> {
 /// One connection to the server a backup reads from.
 pub struct Session {
     client: Client,
+    spec: ConnSpec,
     pub target: String,
     pub version: &'static PgVersion,
     pub in_recovery: bool,
@@ -131,16 +132,7 @@ impl Session {
     /// Connect and learn the major and whether the server is in recovery.
     pub fn connect(spec: &ConnSpec) -> Result<Session> {
         let target = spec.to_string();
-        let client = spec.connect().map_err(|e| match e.sqlstate() {
-            // 57P03 cannot_connect_now: a standby with hot_standby = off
-            // ("the database system is not accepting connections", 14+;
-            // "... is starting up" before), or one still starting.
-            Some("57P03") => Error::NotAcceptingConnections {
-                target: target.clone(),
-                message: e.chain().last().cloned().unwrap_or_default(),
-            },
-            _ => e,
-        })?;
+        let client = Self::open_client(spec, &target)?;
         let mut client = client;
         let num: i32 = client
             .query_one("SELECT current_setting('server_version_num')::int", &[])
@@ -151,15 +143,50 @@ impl Session {
             message: format!("the server at {target} runs PostgreSQL {major}, which pgdrill does not support"),
             hint: "pgdrill supports PostgreSQL 10 to 18".into(),
         })?;
-        let mut s = Session { client, target, version, in_recovery: false, role: String::new(), in_backup: false };
+        let mut s = Session {
+            client,
+            spec: spec.clone(),
+            target,
+            version,
+            in_recovery: false,
+            role: String::new(),
+            in_backup: false,
+        };
         s.in_recovery = s.text("SELECT pg_is_in_recovery()::text")?.as_deref() == Some("true");
         s.role = s.text("SELECT quote_ident(current_user)")?.unwrap_or_default();
-        if s.version.has_idle_session_timeout {
+        s.session_settings()?;
+        Ok(s)
+    }
+
+    fn session_settings(&mut self) -> Result<()> {
+        if self.version.has_idle_session_timeout {
             // The session sits idle for the whole copy; a server-wide
             // idle_session_timeout must not end it (and the backup with it).
-            s.execute("SET idle_session_timeout = 0")?;
+            self.execute("SET idle_session_timeout = 0")?;
         }
-        Ok(s)
+        Ok(())
+    }
+
+    /// A new session after replay terminated the old one ("terminating
+    /// connection due to conflict with recovery": a conflict signal that
+    /// reaches a backend between statements ends it). Only before the
+    /// backup started: a started backup ends with its session.
+    fn reconnect(&mut self) -> Result<()> {
+        self.client = Self::open_client(&self.spec, &self.target)?;
+        self.session_settings()
+    }
+
+    fn open_client(spec: &ConnSpec, target: &str) -> Result<Client> {
+        spec.connect().map_err(|e| match e.sqlstate() {
+            // 57P03 cannot_connect_now: a standby with hot_standby = off
+            // ("the database system is not accepting connections", 14+;
+            // "... is starting up" before), or one still starting.
+            Some("57P03") => Error::NotAcceptingConnections {
+                target: target.to_string(),
+                message: e.chain().last().cloned().unwrap_or_default(),
+            },
+            _ => e,
+        })
     }
 
     fn sql_error(&self, sql: &str, source: postgres::Error) -> Error {
@@ -255,9 +282,21 @@ impl Session {
             if crate::signals::interrupted() {
                 return Err(Error::Interrupted);
             }
-            let before = self.last_restartpoint()?;
+            if self.client.is_closed() {
+                self.reconnect()?;
+            }
             r.attempts += 1;
-            match self.attempt_start(label, immediate)? {
+            let attempt = self.last_restartpoint().and_then(|b| Ok((self.attempt_start(label, immediate)?, b)));
+            let (outcome, before) = match attempt {
+                Ok(a) => a,
+                // Replay ended the session between statements; nothing was
+                // started, so a new session tries again.
+                Err(e) if self.client.is_closed() && !self.in_backup => {
+                    (Err(Cancel::Conflict(e.chain().join(": "))), String::new())
+                }
+                Err(e) => return Err(e),
+            };
+            match outcome {
                 Ok(lsn) => {
                     r.lsn = lsn;
                     // A restartpoint made within this attempt, or the one
@@ -274,6 +313,7 @@ impl Session {
                     return Ok(r);
                 }
                 Err(cancel) => {
+                    self.end_lost_start();
                     // Either way the restartpoint the attempt asked for (if
                     // one was needed) goes on. After a timeout, wait for it;
                     // after a conflict, wait a growing while: replay is late,
@@ -289,7 +329,10 @@ impl Session {
                             Some(Duration::from_secs((1u64 << conflicts_in_row).min(30)))
                         }
                     };
-                    if self.wait_for_restartpoint(&before, immediate, started, patience, tick)? {
+                    if before.is_empty() {
+                        // The session was lost: no known restartpoint to wait for.
+                        sleep_interruptibly(patience.unwrap_or(POLL))?;
+                    } else if self.wait_for_restartpoint(&before, immediate, started, patience, tick)? {
                         r.restartpoints_waited += 1;
                         waited_for = Some(immediate);
                         conflicts_in_row = 0;
@@ -302,14 +345,37 @@ impl Session {
         }
     }
 
-    /// One backup-start statement under [`ATTEMPT_TIMEOUT`]. A cancelled
-    /// attempt leaves the session out of backup mode (the server's error
-    /// cleanup undoes the start) and the requested restartpoint running.
+    /// After a cancelled attempt: a cancel that lands after the server
+    /// started the backup but before the statement ended leaves the session
+    /// in backup mode without telling us the start (seen on 11 with
+    /// max_standby_streaming_delay = 0). End such a backup; when there is
+    /// none the stop fails with "not in progress", which is what we want.
+    fn end_lost_start(&mut self) {
+        for _ in 0..MAX_CONFLICTS {
+            if self.client.is_closed() {
+                return;
+            }
+            match self.client.query_one(self.version.backup_stop_sql, &[]) {
+                Err(e) if matches!(cancel_kind(&e), Some(Cancel::Conflict(_))) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// One backup-start statement under [`ATTEMPT_TIMEOUT`]. Cancelled
+    /// while it waits, it leaves the session out of backup mode (the
+    /// server's error cleanup undoes the start) and the requested
+    /// restartpoint running; cancelled just after the start, it may not
+    /// (see [`Self::end_lost_start`]).
     fn attempt_start(&mut self, label: &str, fast: bool) -> Result<std::result::Result<Lsn, Cancel>> {
         let sql = self.version.backup_start_sql;
         self.execute(&format!("SET statement_timeout = {}", ATTEMPT_TIMEOUT.as_millis()))?;
         let result = self.client.query_one(sql, &[&label, &fast]);
-        self.execute("RESET statement_timeout")?;
+        if !self.client.is_closed() {
+            self.execute("RESET statement_timeout")?;
+        }
         match result {
             Ok(row) => {
                 self.in_backup = true;
@@ -346,10 +412,8 @@ impl Session {
         loop {
             sleep_interruptibly(POLL)?;
             if self.client.is_closed() {
-                return Err(Error::Precondition {
-                    message: format!("the connection to {} was closed while waiting for a restartpoint", self.target),
-                    hint: "check the standby's log, and run the backup again".into(),
-                });
+                // Not in backup mode yet: a new session does as well.
+                self.reconnect()?;
             }
             // A poll cancelled by replay is simply repeated.
             if let Ok(Some(now)) = self
