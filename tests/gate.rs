@@ -196,7 +196,7 @@ fn a_missing_segment_times_out_closed_and_is_named() {
     assert!(err.contains(&missing), "the message names the missing segment {missing}: {err}");
     assert!(json(&out)["error"]["exit_code"] == 4);
     // Stopped, and still locked for anyone who starts it by hand.
-    assert!(pgdrill::datadir::running_postmaster(&target).is_none(), "the server must be stopped");
+    assert!(pgdrill::server::running_postmaster(&target).is_none(), "the server must be stopped");
     let hba = std::fs::read_to_string(target.join("pg_hba.conf")).unwrap();
     assert!(hba.contains("pgdrill consistency gate"), "{hba}");
     let o = run_as(
@@ -238,7 +238,7 @@ fn killing_pgdrill_leaves_no_access_and_gate_resumes() {
     // Wait until the server runs and waits for the missing segment.
     let mut started = false;
     for _ in 0..400 {
-        if pgdrill::datadir::running_postmaster(&target).is_some() {
+        if pgdrill::server::running_postmaster(&target).is_some() {
             started = true;
             break;
         }
@@ -253,7 +253,7 @@ fn killing_pgdrill_leaves_no_access_and_gate_resumes() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     sleep_ms(500);
-    assert!(pgdrill::datadir::running_postmaster(&target).is_some(), "the server keeps running after pgdrill died");
+    assert!(pgdrill::server::running_postmaster(&target).is_some(), "the server keeps running after pgdrill died");
     for _ in 0..3 {
         assert!(!knock_once(&g, g.sockets.to_str().unwrap(), port), "no access over the socket after pgdrill died");
         assert!(!knock_once(&g, "127.0.0.1", port), "no access over TCP after pgdrill died");
@@ -657,7 +657,7 @@ fn runs_as_the_data_directory_owner_too() {
 }
 
 #[test]
-fn an_end_target_before_consistency_fails_with_exit_1_and_stays_closed() {
+fn an_end_target_below_the_backups_end_is_refused_with_exit_2_and_changes_nothing() {
     let (g, b, end) = ground_with_backup("label");
     let target = g.dir.join("t");
     let port = free_port();
@@ -674,16 +674,21 @@ fn an_end_target_before_consistency_fails_with_exit_1_and_stays_closed() {
         "--no-sync",
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    // Stop before the backup's own end: PostgreSQL refuses, the gate says why.
+    // An end before the backup's own end would open a torn copy: refused
+    // up front (issue #9: exit 2 on every path), and nothing is written.
     let label = std::fs::read_to_string(b.join("backup_label")).unwrap();
     let start = label.lines().next().unwrap().split_whitespace().nth(3).unwrap().to_string();
     assert!(start.parse::<Lsn>().unwrap() < end);
+    let state_before = std::fs::read(target.join("pgdrill_gate/state.json")).unwrap();
+    let auto_before = std::fs::read(target.join("postgresql.auto.conf")).unwrap();
     let out =
         pgdrill(&["gate", "--pgdata", target.to_str().unwrap(), "--end-lsn", &start, "--timeout", "60", "--json"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("before consistent recovery point"), "{}", stderr(&out));
-    assert!(pgdrill::datadir::running_postmaster(&target).is_none());
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("below the backup's own end point"), "{}", stderr(&out));
+    assert!(pgdrill::server::running_postmaster(&target).is_none());
     assert!(std::fs::read_to_string(target.join("pg_hba.conf")).unwrap().contains("pgdrill consistency gate"));
+    assert_eq!(std::fs::read(target.join("pgdrill_gate/state.json")).unwrap(), state_before, "state unchanged");
+    assert_eq!(std::fs::read(target.join("postgresql.auto.conf")).unwrap(), auto_before, "config unchanged");
 }
 
 #[test]
@@ -691,6 +696,7 @@ fn a_backup_without_postgresql_conf_gets_the_primarys_limits() {
     // A Debian-layout cluster keeps postgresql.conf outside the data directory.
     let (g, b, end) = ground_with_backup("label");
     std::fs::remove_file(b.join("postgresql.conf")).unwrap();
+    drop_from_manifest(&b, &["postgresql.conf"]);
     let target = g.dir.join("t");
     let port = free_port();
     let out = pgdrill(&[

@@ -242,6 +242,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             jobs: cfg.jobs,
             tablespace_map: Vec::new(),
             sync: true,
+            skip_manifest_check: false,
             quiet: cfg.quiet,
         })?;
         let detail = format!("{} files copied, {} checked against the manifest", r.files, r.manifest_checked);

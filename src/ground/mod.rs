@@ -25,7 +25,7 @@ use crate::backup::{self, BackupConfig, Method};
 use crate::conn::ConnSpec;
 use crate::error::{Error, Result};
 use crate::pg::Lsn;
-use crate::restore::recovery::{self, RecoveryPlan, TimelineChoice};
+use crate::recovery::{self, RecoveryPlan, TimelineChoice};
 use crate::server::{OsUser, PgBin, Postmaster, ServerSpec};
 
 /// The database role of every ground cluster.
@@ -362,8 +362,10 @@ impl Ground {
             crate::pg::version::by_major(self.bin.major).ok_or_else(|| Error::usage("unsupported major", None))?;
         self.relocate_tablespaces(&pgdata, name, version)?;
         let port = free_port();
+        let dir =
+            crate::safefs::Dir::open(&pgdata).map_err(|e| Error::ReadInput { path: pgdata.clone(), source: e })?;
         recovery::write(
-            &pgdata,
+            &dir,
             version,
             &RecoveryPlan {
                 standby_mode: true,

@@ -248,3 +248,15 @@ pub fn backup_cli(g: &Ground, method: &str, dest: &Path, extra: &[&str]) -> serd
     assert_eq!(code(&out), 0, "backup: {}", stderr(&out));
     json(&out)
 }
+
+/// Remove `names` from a backup's manifest and write it back with a valid
+/// manifest checksum, as if the backup had never held them (a backup of a
+/// Debian-layout cluster has no postgresql.conf, for example).
+pub fn drop_from_manifest(backup: &Path, names: &[&str]) {
+    use pgdrill::pg::manifest::Manifest;
+    let path = backup.join("backup_manifest");
+    let m = Manifest::parse(&std::fs::read(&path).unwrap()).unwrap();
+    let files: Vec<_> = m.files.into_iter().filter(|f| !names.iter().any(|n| f.path == n.as_bytes())).collect();
+    let text = Manifest::render(m.version, m.system_identifier.unwrap_or(0), &files, &m.wal_ranges);
+    std::fs::write(&path, text).unwrap();
+}
