@@ -135,6 +135,9 @@ pub enum Error {
 
     #[error("interrupted by signal")]
     Interrupted,
+
+    #[error("interrupted by signal; the server of {} was stopped and access never opened", pgdata.display())]
+    GateInterrupted { pgdata: PathBuf },
 }
 
 impl Error {
@@ -171,7 +174,8 @@ impl Error {
             | Error::StandbyPromoted { .. }
             | Error::Program { .. }
             | Error::ServerDied { .. }
-            | Error::Interrupted => EXIT_RUNTIME,
+            | Error::Interrupted
+            | Error::GateInterrupted { .. } => EXIT_RUNTIME,
         }
     }
 
@@ -220,6 +224,9 @@ impl Error {
             Error::NotConsistent { hint, .. } => hint.clone(),
             Error::Timeout { hint, .. } => hint.clone(),
             Error::Interrupted => "run the command again".into(),
+            Error::GateInterrupted { pgdata } => {
+                format!("the copy stays locked; run `pgdrill gate --pgdata {}` to resume", pgdata.display())
+            }
         })
     }
 

@@ -6,20 +6,8 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::*;
-use pgdrill::ground::{free_port, invariant_sql, Ground, LoadOptions};
+use pgdrill::ground::{free_port, invariant_sql, LoadOptions};
 use pgdrill::pg::Lsn;
-
-/// A backup of the ground's standby taken under load with the CLI.
-fn backup(g: &Ground, method: &str, extra: &[&str]) -> (std::path::PathBuf, Lsn) {
-    let dest = g.dir.join(format!("backup-{method}"));
-    let r = backup_cli(g, method, &dest, extra);
-    let end: Lsn = r["end_lsn"].as_str().unwrap().parse().unwrap();
-    (dest, end)
-}
-
-fn lsn(v: &serde_json::Value) -> Option<Lsn> {
-    v.as_str().and_then(|s| s.parse().ok())
-}
 
 /// Restore under knocking clients and check that none got in early.
 fn restore_behind_the_gate(method: &str) {
@@ -118,10 +106,6 @@ fn restore_behind_the_gate(method: &str) {
     stop_server(&g, &target);
 }
 
-fn stop_server(g: &Ground, pgdata: &std::path::Path) {
-    let _ = g.user.command(g.bin.program("pg_ctl")).args(["stop", "-m", "fast", "-D"]).arg(pgdata).output();
-}
-
 #[test]
 fn label_backup_opens_only_at_the_end() {
     restore_behind_the_gate("label");
@@ -130,43 +114,6 @@ fn label_backup_opens_only_at_the_end() {
 #[test]
 fn legacy_backup_opens_only_at_end_location_not_earlier() {
     restore_behind_the_gate("legacy");
-}
-
-/// A copy of the archive without the segment holding `end`.
-fn archive_without_end_segment(g: &Ground, end: Lsn) -> (std::path::PathBuf, String) {
-    let partial = g.dir.join("partial-archive");
-    std::fs::create_dir_all(&partial).unwrap();
-    let seg = pgdrill::pg::WalSegSize::DEFAULT;
-    let missing =
-        pgdrill::pg::wal::SegmentName::new(pgdrill::pg::TimelineId(1), end.prev_segment_number(seg)).file_name(seg);
-    for e in std::fs::read_dir(&g.archive).unwrap() {
-        let e = e.unwrap();
-        if e.file_name().to_string_lossy() != missing {
-            std::fs::copy(e.path(), partial.join(e.file_name())).unwrap();
-        }
-    }
-    Command::new("chown").args(["-R", &format!("{}:", g.user.name)]).arg(&partial).status().unwrap();
-    (partial, missing)
-}
-
-/// A backup whose WAL spans a few segments (so one can go missing).
-fn ground_with_backup(method: &str) -> (Ground, std::path::PathBuf, Lsn) {
-    let g = with_standby();
-    let load = g.start_load(LoadOptions { filler_bytes: 8000, ..LoadOptions::default() }).unwrap();
-    sleep_ms(1500);
-    let (b, end) = backup(&g, method, &[]);
-    load.stop();
-    (g, b, end)
-}
-
-fn knock_once(g: &Ground, host: &str, port: u16) -> bool {
-    g.user
-        .command("/usr/bin/psql")
-        .args(["-X", "-w", "-h", host, "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-Atc", "select 1"])
-        .env("PGCONNECT_TIMEOUT", "3")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 #[test]
@@ -515,10 +462,19 @@ fn tablespaces_are_backed_up_relocated_and_restored() {
             }
         }
         let target = g.dir.join(format!("t-{method}"));
-        let where_to = g.dir.join(format!("ts-restored-{method}"));
+        // The label backup goes where --tablespace-map says; the legacy one
+        // to the default <target>.tblspc/<oid>, which as root must belong
+        // to the server's user or PostgreSQL cannot use it (issue #9).
+        let explicit = method == "label";
+        let where_to = if explicit {
+            g.dir.join(format!("ts-restored-{method}"))
+        } else {
+            g.dir.join(format!("t-{method}.tblspc")).join(&oid)
+        };
         let port = free_port();
         let map = format!("{oid}={}", where_to.display());
-        let out = pgdrill(&[
+        let port_s = port.to_string();
+        let mut args = vec![
             "restore",
             b.to_str().unwrap(),
             "--target",
@@ -526,14 +482,16 @@ fn tablespaces_are_backed_up_relocated_and_restored() {
             "--wal-archive",
             g.archive.to_str().unwrap(),
             "--port",
-            &port.to_string(),
-            "--tablespace-map",
-            &map,
+            &port_s,
             "--timeout",
             "120",
             "--no-sync",
             "--json",
-        ]);
+        ];
+        if explicit {
+            args.extend(["--tablespace-map", &map]);
+        }
+        let out = pgdrill(&args);
         assert_eq!(code(&out), 0, "{method}: {}", stderr(&out));
         let mut c = pgdrill::conn::ConnSpec::socket(&g.sockets, port, "postgres", "postgres").connect().unwrap();
         let n: i64 = c.query_one("SELECT count(*) FROM in_ts", &[]).unwrap().get(0);
@@ -541,6 +499,11 @@ fn tablespaces_are_backed_up_relocated_and_restored() {
         let loc = one(&mut c, &format!("SELECT pg_tablespace_location({oid})"));
         assert_eq!(loc, where_to.display().to_string(), "{method}");
         assert_eq!(std::fs::read_link(target.join("pg_tblspc").join(&oid)).unwrap(), where_to);
+        if !explicit {
+            use std::os::unix::fs::MetadataExt;
+            let parent = std::fs::metadata(where_to.parent().unwrap()).unwrap();
+            assert_eq!(parent.uid(), g.user.uid, "<target>.tblspc belongs to the server's user");
+        }
         drop(c);
         stop_server(&g, &target);
         std::fs::remove_dir_all(&b).unwrap();

@@ -630,7 +630,7 @@ fn watch_and_open<T>(
     let reached_at;
     loop {
         if crate::signals::interrupted() {
-            return Err(Error::Interrupted);
+            return Err(Error::GateInterrupted { pgdata: w.pgdata.to_path_buf() });
         }
         w.log.poll();
         if !pm.is_running() {
@@ -725,7 +725,7 @@ fn watch_and_open<T>(
         let deadline = Instant::now() + limit;
         while !read_write {
             if crate::signals::interrupted() {
-                return Err(Error::Interrupted);
+                return Err(Error::GateInterrupted { pgdata: w.pgdata.to_path_buf() });
             }
             if !pm.is_running() {
                 return Err(Error::ServerDied {
