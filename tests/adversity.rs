@@ -130,7 +130,8 @@ fn a_hostile_backup_restored_as_root_touches_nothing_outside() {
     Command::new("chmod").args(["-R", "go-rwx"]).arg(&outside).status().unwrap();
     let before = snapshot(&outside);
     let link = |to: PathBuf| move |p: &Path| std::os::unix::fs::symlink(&to, p).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    type Plant = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Plant)> = vec![
         ("postgresql.conf", Box::new(link(outside.join("victim.conf")))),
         ("pg_ident.conf", Box::new(link(outside.join("created-by-root")))),
         ("pg_hba.conf", Box::new(link(secret_dir.join("secret")))),
