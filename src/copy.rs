@@ -5,16 +5,15 @@
 //! under us; replay repairs them) and by `restore`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, IsTerminal, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
 use crate::error::{Error, Result};
+use crate::observe::{self, Progress, Unit};
 use crate::pg::manifest::{ChecksumAlgorithm, Checksummer};
 use crate::server::OsUser;
 
@@ -128,7 +127,7 @@ impl Throttle {
 pub struct CopyOptions<'a> {
     pub jobs: usize,
     pub throttle: Option<&'a Throttle>,
-    pub progress: &'a ProgressBar,
+    pub progress: &'a Progress,
     /// Owner for created files (root only).
     pub owner: Option<&'a OsUser>,
     /// File mode for created files; `None` keeps the source's.
@@ -138,20 +137,13 @@ pub struct CopyOptions<'a> {
     pub cancel: &'a AtomicBool,
 }
 
-/// A byte progress bar on stderr, hidden when stderr is not a terminal or
-/// when `quiet`.
-pub fn progress_bar(total: u64, what: &str, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+/// Progress of copying `total` bytes (see [`crate::observe`]); hidden when
+/// `quiet`.
+pub fn progress_bar(total: u64, what: &str, quiet: bool) -> Progress {
+    if quiet {
+        return Progress::hidden();
     }
-    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style =
-        ProgressStyle::with_template("{msg:>8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-    pb.set_style(style);
-    pb.set_message(what.to_string());
-    pb
+    observe::start(what, Unit::Bytes, total)
 }
 
 /// Copy one file. `buf` is scratch space.
@@ -315,7 +307,7 @@ mod tests {
         }
         jobs.push(CopyJob { src: dir.path().join("gone"), dst: dir.path().join("dgone"), size_hint: 0 });
         let cancel = AtomicBool::new(false);
-        let pb = ProgressBar::hidden();
+        let pb = Progress::hidden();
         let opts = CopyOptions {
             jobs: 3,
             throttle: None,

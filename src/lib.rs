@@ -22,6 +22,7 @@ pub mod error;
 pub mod gate;
 pub mod ground;
 pub mod inspect;
+pub mod observe;
 pub mod pg;
 pub mod recovery;
 pub mod report;

@@ -36,6 +36,12 @@ fn positive_jobs(jobs: Option<usize>) -> Result<usize> {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Show no progress and no notes on stderr (errors and warnings still).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Show more notes on stderr (what each step does).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,7 +101,7 @@ pub struct DemoArgs {
 
 impl DemoArgs {
     pub fn to_config(&self) -> DemoConfig {
-        DemoConfig { dir: self.dir.clone(), pg_bin: self.pg_bin.clone(), keep: self.keep, quiet: self.json }
+        DemoConfig { dir: self.dir.clone(), pg_bin: self.pg_bin.clone(), keep: self.keep, quiet: false }
     }
 }
 
@@ -227,7 +233,8 @@ impl DrillArgs {
                 .map(crate::copy::parse_rate)
                 .transpose()
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
-            quiet: self.json,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
         })
     }
 }
@@ -367,7 +374,8 @@ impl BackupArgs {
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
             wal_archive: self.wal_archive.clone(),
             sync: !self.no_sync,
-            quiet: self.json,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
             allow_primary: false,
         })
     }
@@ -527,7 +535,8 @@ impl RestoreArgs {
             tablespace_map: map,
             sync: !self.no_sync,
             skip_manifest_check: self.skip_manifest_check,
-            quiet: self.json,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
         })
     }
 }
@@ -568,7 +577,8 @@ impl GateArgs {
             os_user: self.gate.os_user.clone(),
             db_user: self.gate.db_user.clone(),
             wal_archive: self.wal_archive.clone(),
-            quiet: self.json,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
         })
     }
 }

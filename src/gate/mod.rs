@@ -23,9 +23,9 @@ use postgres::Client;
 use serde::Serialize;
 
 use crate::conn::ConnSpec;
-use crate::copy::progress_bar;
 use crate::datadir::DirInfo;
 use crate::error::{Error, Result};
+use crate::observe::{self, Level, Unit};
 use crate::pg::label::BackupFrom;
 use crate::pg::wal::SegmentName;
 use crate::pg::{Lsn, TimelineId, WalSegSize};
@@ -622,7 +622,7 @@ fn watch_and_open<T>(
     before_open: impl FnOnce(&Admitted) -> Result<(T, bool)>,
 ) -> Result<(Opened, T)> {
     let total = w.end.and_then(|e| e.distance_from(w.start_lsn)).unwrap_or(0);
-    let pb = progress_bar(total, "replay", w.cfg.quiet);
+    let pb = if w.cfg.quiet { observe::Progress::hidden() } else { observe::start("replay", Unit::Wal, total) };
     let mut last_progress = (Instant::now(), Lsn(0));
     let mut stall_reported = false;
     let mut read_write = false;
@@ -663,6 +663,10 @@ fn watch_and_open<T>(
                 stall_reported = false;
             }
             pb.set_position(p.distance_from(w.start_lsn).unwrap_or(0).min(total));
+            pb.set_detail(&match w.end.max(w.floor) {
+                Some(e) => format!("{p} of {e}"),
+                None => p.to_string(),
+            });
         }
         if let Some((replay, in_recovery)) = observed {
             // The point access may open at: the end target, and never below
@@ -697,9 +701,7 @@ fn watch_and_open<T>(
         }
         if last_progress.0.elapsed() >= w.cfg.stall && !stall_reported {
             let (d, _) = w.diagnose(pm.pid, position);
-            if !w.cfg.quiet {
-                pb.suspend(|| eprintln!("pgdrill: stalled for {} s: {d}", w.cfg.stall.as_secs()));
-            }
+            observe::note(Level::Info, &format!("stalled for {} s: {d}", w.cfg.stall.as_secs()));
             w.stalls.push(d);
             stall_reported = true;
         }

@@ -495,7 +495,7 @@ impl Drop for Ground {
         // PGDRILL_KEEP_GROUND=1 keeps the directory (servers still stop).
         if std::env::var_os("PGDRILL_KEEP_GROUND").is_some() {
             let kept = self.keep();
-            eprintln!("pgdrill: kept the test ground in {}", kept.display());
+            crate::observe::note(crate::observe::Level::Warn, &format!("kept the test ground in {}", kept.display()));
         }
         if let Some(s) = &mut self.standby {
             s.stop();
