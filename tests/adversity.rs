@@ -417,3 +417,31 @@ fn the_first_signal_stops_the_gate_at_once_and_closed() {
     }
     let _: &Ground = &g;
 }
+
+/// Issue #9, defect 9, for calls that do not poll: a connection attempt to
+/// a server that never answers. The first signal ends it in about a second
+/// with exit 3, not after the connect timeout.
+#[test]
+fn the_first_signal_stops_a_blocked_connection_in_about_a_second() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold connections without ever answering the startup.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let child = Command::new(env!("CARGO_BIN_EXE_pgdrill"))
+        .args(["preflight", "--standby", &format!("host=127.0.0.1 port={port} user=x connect_timeout=60")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep_ms(1000);
+    let sent = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sent.elapsed() < Duration::from_secs(3), "took {:?}", sent.elapsed());
+}

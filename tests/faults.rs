@@ -250,11 +250,18 @@ fn run_fault(g: &Ground, run: usize, b: &Backup, fault: Fault, rng: &mut fastran
             let late = segments_after_start(b);
             let archive = archive_without(g, &format!("archive-run{run}"), &late);
             let mut child = restore(b, &target, &archive, port, &["--timeout", "120"]).spawn().unwrap();
-            // Half the kills land after the server started, half anywhere.
-            if rng.bool() {
-                wait_running(&target);
+            // Each occurrence of this fault kills at another point: during
+            // the copy, right after the server started, or during replay.
+            match (run / FAULTS.len()) % 3 {
+                0 => sleep_ms(rng.u64(0..800)),
+                1 => {
+                    wait_running(&target);
+                }
+                _ => {
+                    wait_running(&target);
+                    sleep_ms(rng.u64(500..2000));
+                }
             }
-            sleep_ms(rng.u64(0..2000));
             kill9(&mut child);
             add_back(g, &archive, &late);
             if !target.join("global/pg_control").exists() {

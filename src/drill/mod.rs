@@ -312,6 +312,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     }
 
     // Clean up: stop the copy and remove the work copy unless kept.
+    let _cleaning = crate::signals::cleaning();
     let cleanup_started = Instant::now();
     let mut cleanup_detail = String::new();
     if let Some(mut pm) = Postmaster::attach(&target, target.join("log/pgdrill-postmaster.log")) {

@@ -541,12 +541,14 @@ pub fn run_with<T>(
                 pm.release();
             } else {
                 // Kept shut by the hook: fail closed, the lock stays.
+                let _cleaning = crate::signals::cleaning();
                 pm.stop(Duration::from_secs(30));
             }
             Ok((report, hook))
         }
         Err(e) => {
             // Fail closed: the server stops; the lock stays on disk.
+            let _cleaning = crate::signals::cleaning();
             pm.stop(Duration::from_secs(30));
             Err(e)
         }

@@ -469,6 +469,7 @@ pub fn run(cfg: &RestoreConfig) -> Result<RestoreReport> {
     let result = restore_into(cfg, &plan, &target, &mut created, &mut tablespace_dirs);
     if result.is_err() && target.meta_optional(Path::new(CONTROL_PATH)).ok().flatten().is_none() {
         // Nothing startable was made; leave everything as we found it.
+        let _cleaning = crate::signals::cleaning();
         let mut emptied: Vec<&Dir> = vec![&target];
         emptied.extend(tablespace_dirs.iter());
         created.undo(&emptied);
