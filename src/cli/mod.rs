@@ -13,6 +13,7 @@ use crate::drill::DrillConfig;
 use crate::error::{Error, Result};
 use crate::gate::{GateConfig, Then};
 use crate::pg::Lsn;
+use crate::recovery::StopAt;
 use crate::restore::RestoreConfig;
 use crate::verify::VerifyConfig;
 
@@ -186,12 +187,15 @@ pub struct DrillArgs {
     /// Limit the backup's copy to this many bytes per second (K, M, G).
     #[arg(long, value_name = "RATE")]
     pub max_rate: Option<String>,
+    #[command(flatten)]
+    pub stop: TargetArgs,
     #[arg(long)]
     pub json: bool,
 }
 
 impl DrillArgs {
     pub fn to_config(&self) -> Result<DrillConfig> {
+        let (end_lsn, stop_at) = self.stop.to_targets()?;
         if self.timeout == 0 {
             return Err(Error::usage("--timeout must be at least 1 second", None));
         }
@@ -235,6 +239,8 @@ impl DrillArgs {
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
             // -q and -v reach the progress sink main installs.
             quiet: false,
+            end_lsn,
+            stop_at,
         })
     }
 }
@@ -410,6 +416,56 @@ impl VerifyArgs {
     }
 }
 
+/// A recovery target: where replay stops and the gate opens. Never below
+/// the backup's own end point (exit 2).
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct TargetArgs {
+    /// Stop replay at this LSN and open there.
+    #[arg(long, value_name = "LSN")]
+    pub target_lsn: Option<String>,
+    /// Stop replay at the first commit after this time (a zone is required:
+    /// `2026-11-29 14:04:05+00`, `2026-11-29T14:04:05Z`) and open there.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub target_time: Option<String>,
+    /// Stop replay after the commit of this transaction and open there.
+    #[arg(long, value_name = "XID")]
+    pub target_xid: Option<u64>,
+    /// Stop replay at this restore point (pg_create_restore_point) and open there.
+    #[arg(long, value_name = "NAME")]
+    pub target_name: Option<String>,
+}
+
+impl TargetArgs {
+    /// An LSN target, or a target by time, xid or name.
+    pub fn to_targets(&self) -> Result<(Option<Lsn>, Option<StopAt>)> {
+        if let Some(l) = &self.target_lsn {
+            let lsn = l.parse::<Lsn>().map_err(|e| Error::usage(format!("--target-lsn: {e}"), None))?;
+            return Ok((Some(lsn), None));
+        }
+        if let Some(t) = &self.target_time {
+            let ts = crate::pg::timestamp::parse(t).ok_or_else(|| {
+                Error::usage(
+                    format!("--target-time {t:?}: not a timestamp with a time zone"),
+                    Some("for example --target-time '2026-11-29 14:04:05+00'".into()),
+                )
+            })?;
+            return Ok((None, Some(StopAt::Time(crate::pg::timestamp::render(&ts)))));
+        }
+        if let Some(x) = self.target_xid {
+            return Ok((None, Some(StopAt::Xid(x))));
+        }
+        if let Some(n) = &self.target_name {
+            // MAXFNAMELEN: a restore point's name is shorter than 64 bytes.
+            if n.is_empty() || n.len() >= 64 {
+                return Err(Error::usage(format!("--target-name {n:?}: a restore point name has 1 to 63 bytes"), None));
+            }
+            return Ok((None, Some(StopAt::Name(n.clone()))));
+        }
+        Ok((None, None))
+    }
+}
+
 /// Options the gate shares with restore.
 #[derive(Debug, Args)]
 pub struct GateOptions {
@@ -488,6 +544,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub skip_manifest_check: bool,
     #[command(flatten)]
+    pub stop: TargetArgs,
+    #[command(flatten)]
     pub gate: GateOptions,
     #[arg(long)]
     pub json: bool,
@@ -496,6 +554,7 @@ pub struct RestoreArgs {
 impl RestoreArgs {
     pub fn to_config(&self) -> Result<RestoreConfig> {
         self.gate.check()?;
+        let (end_lsn, stop_at) = self.stop.to_targets()?;
         let mut map = Vec::new();
         for m in &self.tablespace_map {
             let (oid, dir) = m
@@ -535,6 +594,8 @@ impl RestoreArgs {
             tablespace_map: map,
             sync: !self.no_sync,
             skip_manifest_check: self.skip_manifest_check,
+            end_lsn,
+            stop_at,
             // -q and -v reach the progress sink main installs.
             quiet: false,
         })
@@ -547,9 +608,12 @@ pub struct GateArgs {
     #[arg(long, value_name = "DIR")]
     pub pgdata: PathBuf,
     /// The end target [default: what an unfinished gate on the directory
-    /// saved, else end_location, else derived from backup_label].
-    #[arg(long, value_name = "LSN")]
+    /// saved, else end_location, else derived from backup_label]. The same
+    /// as --target-lsn.
+    #[arg(long, value_name = "LSN", conflicts_with_all = ["target_lsn", "target_time", "target_xid", "target_name"])]
     pub end_lsn: Option<String>,
+    #[command(flatten)]
+    pub stop: TargetArgs,
     /// The WAL archive the copy restores from, to name missing segments.
     #[arg(long, value_name = "DIR")]
     pub wal_archive: Option<PathBuf>,
@@ -567,9 +631,11 @@ impl GateArgs {
             .as_deref()
             .map(|s| s.parse::<Lsn>().map_err(|e| Error::usage(format!("--end-lsn: {e}"), None)))
             .transpose()?;
+        let (target_lsn, stop_at) = self.stop.to_targets()?;
         Ok(GateConfig {
             pgdata: self.pgdata.clone(),
-            end_lsn,
+            end_lsn: end_lsn.or(target_lsn),
+            stop_at,
             then: self.gate.then.map(Then::from),
             timeout: std::time::Duration::from_secs(self.gate.timeout),
             stall: std::time::Duration::from_secs(self.gate.stall_secs),

@@ -29,7 +29,7 @@ use crate::observe::{self, Level, Unit};
 use crate::pg::label::BackupFrom;
 use crate::pg::wal::SegmentName;
 use crate::pg::{Lsn, TimelineId, WalSegSize};
-use crate::recovery::{self, Target, TargetAction, TimelineChoice};
+use crate::recovery::{self, StopAt, Target, TargetAction, TimelineChoice};
 use crate::safefs::Dir;
 use crate::server::{probe, OsUser, PgBin, Postmaster, ServerSpec};
 use lock::GateState;
@@ -71,6 +71,9 @@ impl Then {
 pub struct GateConfig {
     pub pgdata: PathBuf,
     pub end_lsn: Option<Lsn>,
+    /// A recovery target by time, transaction or restore point (an LSN
+    /// target is `end_lsn`): replay stops there, and the gate opens there.
+    pub stop_at: Option<StopAt>,
     /// `None`: what an unfinished gate on this directory saved, else pause.
     pub then: Option<Then>,
     pub timeout: Duration,
@@ -109,6 +112,8 @@ pub struct GateReport {
     /// Where the end target came from: `option`, `state`, `end_location`,
     /// `backup_label`, or `server` (PostgreSQL's own end-of-backup check).
     pub end_source: &'static str,
+    /// A recovery target by time, transaction or restore point, if any.
+    pub recovery_target: Option<StopAt>,
     /// Whether access opened (false when checks run before opening failed).
     pub opened: bool,
     /// The replay LSN when access opened (the insert LSN after promotion).
@@ -134,12 +139,30 @@ pub fn check_end_target(end: Option<Lsn>, floor: Option<Lsn>, source: &str) -> R
         (Some(e), Some(f)) if e < f => Err(Error::usage(
             format!("the end target {e} ({source}) is below the backup's own end point {f}"),
             Some(format!(
-                "a copy is consistent only from {f} on; give an end target at or after it, or omit --end-lsn"
+                "a copy is consistent only from {f} on; give a target at or after it, or none (the gate then opens at the backup's end)"
             )),
         )),
         (None, Some(f)) => Err(Error::usage(
             format!("no end target ({source}), but the backup's own end point is {f}"),
             Some("run pgdrill gate without --then standby overrides, or pass --end-lsn".into()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A target by time that lies before the backup's checkpoint lies before
+/// its end: refused up front (exit 2). Later times are checked where
+/// replay stops for them.
+pub fn check_stop_at(at: &StopAt, info: &DirInfo) -> Result<()> {
+    let StopAt::Time(t) = at else { return Ok(()) };
+    let checkpoint = info.control.checkpoint_time;
+    match crate::pg::timestamp::parse(t) {
+        Some(ts) if ts.timestamp() < checkpoint => Err(Error::usage(
+            format!(
+                "the recovery target time {t} is before the backup's checkpoint ({}): it lies before the backup's end",
+                chrono::DateTime::from_timestamp(checkpoint, 0).map_or(checkpoint.to_string(), |d| d.to_rfc3339())
+            ),
+            Some("choose a time after the backup was taken".into()),
         )),
         _ => Ok(()),
     }
@@ -197,6 +220,10 @@ struct Watch<'a> {
     end: Option<Lsn>,
     /// The backup's own end point: access never opens below it.
     floor: Option<Lsn>,
+    /// A target by time, xid or name: replay pauses (or promotes) there.
+    stop_at: Option<StopAt>,
+    /// SQL: is replay paused (the major's function).
+    paused_sql: &'static str,
     start_lsn: Lsn,
     conn_candidates: Vec<ConnSpec>,
     /// The candidate that connected.
@@ -233,6 +260,13 @@ impl Watch<'_> {
                 None
             }
         }
+    }
+
+    /// Whether replay is paused (at a recovery target, the only pause the
+    /// locked server can see: nobody else can connect to ask for one).
+    fn paused(&mut self) -> bool {
+        let sql = self.paused_sql;
+        self.connect().and_then(|c| c.query_one(sql, &[]).ok()).is_some_and(|r| r.get::<_, bool>(0))
     }
 
     /// Why replay is not moving, in one line, and what to do about it.
@@ -298,6 +332,8 @@ pub struct Prepared {
     pub then: Then,
     /// The backup's own end point.
     pub floor: Option<Lsn>,
+    /// A recovery target by time, xid or name.
+    pub stop_at: Option<StopAt>,
 }
 
 /// What the server's configuration says, from `postgres -C`.
@@ -383,11 +419,19 @@ pub fn prepare(
     if then != Then::Standby || end.is_some() {
         check_end_target(end, floor, "requested")?;
     }
-    let changed = existing.as_ref().is_some_and(|st| st.end_lsn != end || st.then != then.as_str());
+    let stop_at = cfg.stop_at.clone().or_else(|| existing.as_ref().and_then(|s| s.stop_at.clone()));
+    if stop_at.is_some() && then == Then::Standby {
+        return Err(Error::usage(
+            "--then standby keeps following the WAL source: it cannot stop at a recovery target",
+            Some("use --then pause or --then promote with a --target-*".into()),
+        ));
+    }
+    let changed =
+        existing.as_ref().is_some_and(|st| st.end_lsn != end || st.then != then.as_str() || st.stop_at != stop_at);
     if changed && running {
         return Err(Error::usage(
-            "the server of this unfinished gate is running with another end target or --then",
-            Some("run pgdrill gate with the same --end-lsn and --then, or stop the server first".into()),
+            "the server of this unfinished gate is running with another end target, recovery target or --then",
+            Some("run pgdrill gate with the same targets and --then, or stop the server first".into()),
         ));
     }
 
@@ -406,10 +450,12 @@ pub fn prepare(
         started_at: now_rfc3339(),
         server_started: false,
         floor_lsn: floor,
+        stop_at: stop_at.clone(),
     });
     state.end_lsn = end;
     state.then = then.as_str().into();
     state.floor_lsn = floor;
+    state.stop_at = stop_at.clone();
     // Whoever runs the gate now is the one the lock must admit.
     state.admit_os_user = admit.name.clone();
     for r in &roles {
@@ -424,20 +470,31 @@ pub fn prepare(
     // unchanged resume leaves the configuration alone: a copy that already
     // finished recovery (promoted at its target) must not be sent back.
     if !resumed || changed {
-        let target = match then {
-            Then::Standby => None,
-            Then::Pause | Then::Promote => end.map(|lsn| Target {
-                lsn,
-                inclusive: false,
-                action: if then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause },
-            }),
+        let action = if then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause };
+        let target = match (then, &stop_at) {
+            (Then::Standby, _) => None,
+            // PostgreSQL's default for these targets: stop after the record.
+            (_, Some(at)) => Some(Target { at: at.clone(), inclusive: true, action }),
+            // Our end points are record ends: stop before the next record.
+            (_, None) => end.map(|lsn| Target { at: StopAt::Lsn(lsn), inclusive: false, action }),
         };
         recovery::set_target(dir, version, target, TimelineChoice::Latest, owner)?;
     }
     if resumed {
         lock::save(dir, &state, owner)?;
     }
-    Ok(Prepared { bin, user, port: facts.port, socket_dir: facts.socket_dir, state, resumed, roles, then, floor })
+    Ok(Prepared {
+        bin,
+        user,
+        port: facts.port,
+        socket_dir: facts.socket_dir,
+        state,
+        resumed,
+        roles,
+        then,
+        floor,
+        stop_at,
+    })
 }
 
 /// What a hook run before opening gets: a connection spec the lock admits
@@ -477,10 +534,13 @@ pub fn run_with<T>(
     // what the directory says now.
     let floor = existing.as_ref().and_then(|s| s.floor_lsn).or_else(|| info.gate_target());
     let (end, end_source) = end_target(cfg, &info, existing.as_ref(), floor)?;
+    if let (Some(at), None) = (&cfg.stop_at, &existing) {
+        check_stop_at(at, &info)?;
+    }
     let prepared = prepare(&dir, info.control.version(), end, floor, cfg, running.is_some())?;
     let resumed = prepared.state.server_started;
     let mut pm = start_or_attach(&dir, &prepared, running.is_some())?;
-    let Prepared { user, port, socket_dir, state, roles, then, floor, .. } = prepared;
+    let Prepared { user, port, socket_dir, state, roles, then, floor, stop_at, .. } = prepared;
     let owner = OsUser::running_as_root().then_some(&user);
 
     let log_path = pm.log.clone();
@@ -503,6 +563,8 @@ pub fn run_with<T>(
         tli,
         end,
         floor,
+        stop_at: stop_at.clone(),
+        paused_sql: info.control.version().replay_paused_sql,
         start_lsn,
         conn_candidates: roles.iter().map(|r| ConnSpec::socket(&socket_dir, port, r, "postgres")).collect(),
         connected_as: None,
@@ -520,6 +582,7 @@ pub fn run_with<T>(
                 then,
                 end_lsn: end,
                 end_source,
+                recovery_target: stop_at,
                 opened: o.opened,
                 opened_at_lsn: o.at,
                 server_consistent_lsn: monitor::consistent_lsn(&w.log.text),
@@ -601,6 +664,16 @@ fn start_or_attach(dir: &Dir, p: &Prepared, running: bool) -> Result<Postmaster>
     )
 }
 
+/// A recovery target that lies before the backup's own end: refused.
+fn target_before_end(at: &StopAt, stopped: Option<Lsn>, floor: Option<Lsn>) -> Error {
+    let at_lsn = stopped.map_or(String::new(), |r| format!(" (replay stopped for it at {r})"));
+    let end = floor.map_or("its end point".to_string(), |f| f.to_string());
+    Error::usage(
+        format!("the recovery target {} lies before the backup's own end point {end}{at_lsn}", at.describe()),
+        Some("a copy is consistent only from the backup's end on; choose a later target".into()),
+    )
+}
+
 /// What happened between reaching the target and opening.
 struct Opened {
     /// Replay LSN (or insert LSN after promotion) when access opened.
@@ -639,6 +712,11 @@ fn watch_and_open<T>(
             w.log.poll();
             let fatal = monitor::fatal_lines(&w.log.text).into_iter().rev().find(|f| !monitor::fatal_is_client(f));
             let consistency = fatal.as_deref().is_some_and(|f| !monitor::fatal_is_environment(f));
+            if let (Some(at), Some(f)) = (&w.stop_at, &fatal) {
+                if monitor::stop_before_consistency(f) {
+                    return Err(target_before_end(at, None, w.floor));
+                }
+            }
             return Err(Error::ServerDied {
                 message: fatal.unwrap_or_else(|| crate::server::last_log_lines(&pm.log, 5)),
                 log: pm.log.clone(),
@@ -674,11 +752,24 @@ fn watch_and_open<T>(
             // The point access may open at: the end target, and never below
             // the backup's own end point, whatever was asked for.
             let must_reach = w.end.max(w.floor);
-            let reached = match (must_reach, replay) {
+            let past_end = match (must_reach, replay) {
                 (Some(e), Some(r)) => r >= e,
                 (None, _) => true,
                 (Some(_), None) => false,
             };
+            // A target by time, xid or name is reached where replay stops
+            // for it: paused, or promoted. Stopped below the backup's end,
+            // it lies before the end: refused, and the gate stays shut.
+            let at_target = match &w.stop_at {
+                None => true,
+                Some(_) => !in_recovery || w.paused(),
+            };
+            if let (Some(at), true, Some(f), Some(r)) = (&w.stop_at, at_target, w.floor, replay) {
+                if r < f {
+                    return Err(target_before_end(at, Some(r), Some(f)));
+                }
+            }
+            let reached = past_end && at_target;
             if !in_recovery {
                 // Promoted (recovery_target_action = promote, or by hand).
                 // Recovery ended where replay stopped: below the backup's

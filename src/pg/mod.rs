@@ -7,6 +7,7 @@ pub mod label;
 pub mod lsn;
 pub mod manifest;
 pub mod pgpass;
+pub mod timestamp;
 pub mod version;
 pub mod wal;
 
