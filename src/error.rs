@@ -58,7 +58,7 @@ pub enum Error {
         source: ControlError,
     },
 
-    #[error("{path}: invalid file")]
+    #[error("{}: invalid {}", .path.display(), backup_file_kind(.path))]
     Label {
         path: PathBuf,
         #[source]
@@ -140,6 +140,17 @@ pub enum Error {
     GateInterrupted { pgdata: PathBuf },
 }
 
+/// Which of the backup's own files a path names, for messages.
+fn backup_file_kind(path: &std::path::Path) -> &'static str {
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some("backup_label") => "backup_label",
+        Some("end_location") => "end_location",
+        Some("tablespace_map") => "tablespace_map",
+        Some(n) if n.ends_with(".backup") => "backup history file",
+        _ => "backup label",
+    }
+}
+
 impl Error {
     pub fn usage(message: impl Into<String>, hint: impl Into<Option<String>>) -> Error {
         Error::Usage { message: message.into(), hint: hint.into() }
@@ -179,8 +190,13 @@ impl Error {
         }
     }
 
-    /// What the user should do about it.
+    /// What the user should do about it; `None` when there is no advice
+    /// (an empty hint prints no `hint:` line).
     pub fn hint(&self) -> Option<String> {
+        self.advice().filter(|h| !h.trim().is_empty())
+    }
+
+    fn advice(&self) -> Option<String> {
         Some(match self {
             Error::Usage { hint, .. } => return hint.clone(),
             Error::NotADataDir { .. } => {
@@ -239,5 +255,21 @@ impl Error {
             cur = e.source();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_hints_are_no_hints_and_label_errors_name_the_file() {
+        let e = Error::Precondition { message: "m".into(), hint: String::new() };
+        assert_eq!(e.hint(), None);
+        let e = Error::Label {
+            path: PathBuf::from("/b/end_location"),
+            source: LabelError::MissingLine { key: "x" },
+        };
+        assert_eq!(e.to_string(), "/b/end_location: invalid end_location");
     }
 }

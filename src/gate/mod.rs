@@ -686,7 +686,7 @@ struct Opened {
     timeline: Option<u32>,
 }
 
-/// Wait for the end target, act on `--then`, and open.
+/// Wait for the end target, act on `--then`, run the hook, and open.
 fn watch_and_open<T>(
     w: &mut Watch,
     pm: &mut Postmaster,
@@ -696,47 +696,52 @@ fn watch_and_open<T>(
     started: Instant,
     before_open: impl FnOnce(&Admitted) -> Result<(T, bool)>,
 ) -> Result<(Opened, T)> {
+    let reached = wait_for_target(w, pm, started)?;
+    let reached_secs = started.elapsed().as_secs_f64();
+    let reached_at = now_rfc3339();
+    let read_write =
+        if w.then == Then::Promote && !reached.read_write { wait_for_promotion(w, pm)? } else { reached.read_write };
+    let (opened_at, timeline) = w.where_it_stands(read_write);
+    let conn = w.connected_as.and_then(|i| w.conn_candidates.get(i).cloned()).ok_or_else(|| Error::Precondition {
+        message: "lost the connection to the restored server".into(),
+        hint: String::new(),
+    })?;
+    let (hook, may_open) = before_open(&Admitted { conn, read_write })?;
+    if may_open {
+        open(w, pm, dir, state, owner)?;
+    }
+    Ok((
+        Opened { at: opened_at.filter(|_| may_open), opened: may_open, read_write, reached_secs, reached_at, timeline },
+        hook,
+    ))
+}
+
+/// The target was reached; whether the server already left recovery.
+struct Reached {
+    read_write: bool,
+}
+
+/// Watch replay until it has reached the end target (and a target by time,
+/// xid or name), diagnosing stalls; fail closed on a dead server, a
+/// signal, a target before the backup's end, or the timeout.
+fn wait_for_target(w: &mut Watch, pm: &mut Postmaster, started: Instant) -> Result<Reached> {
     let total = w.end.and_then(|e| e.distance_from(w.start_lsn)).unwrap_or(0);
     let pb = if w.cfg.quiet { observe::Progress::hidden() } else { observe::start("replay", Unit::Wal, total) };
     let mut last_progress = (Instant::now(), Lsn(0));
     let mut stall_reported = false;
-    let mut read_write = false;
-    let reached_secs;
-    let reached_at;
     loop {
         if crate::signals::interrupted() {
             return Err(Error::GateInterrupted { pgdata: w.pgdata.to_path_buf() });
         }
         w.log.poll();
         if !pm.is_running() {
-            w.log.poll();
-            let fatal = monitor::fatal_lines(&w.log.text).into_iter().rev().find(|f| !monitor::fatal_is_client(f));
-            let consistency = fatal.as_deref().is_some_and(|f| !monitor::fatal_is_environment(f));
-            if let (Some(at), Some(f)) = (&w.stop_at, &fatal) {
-                if monitor::stop_before_consistency(f) {
-                    return Err(target_before_end(at, None, w.floor));
-                }
-            }
-            return Err(Error::ServerDied {
-                message: fatal.unwrap_or_else(|| crate::server::last_log_lines(&pm.log, 5)),
-                log: pm.log.clone(),
-                consistency,
-            });
+            return Err(w.server_died(pm));
         }
         // Connect only once the postmaster says connections are accepted,
         // so refused attempts do not fill the log.
         let ready = probe::pm_status(w.pgdata).is_some_and(|s| s == "ready" || s == "standby");
         let observed = if ready || w.client.is_some() { w.replay() } else { None };
-        let position = match observed {
-            Some((Some(l), _)) => Some(l),
-            Some((None, _)) => None,
-            None => match monitor::startup_activity(pm.pid) {
-                Some(StartupActivity::Recovering(s)) | Some(StartupActivity::Waiting(s)) => {
-                    SegmentName::parse(&s, w.seg).ok().map(|n| n.start_lsn(w.seg))
-                }
-                _ => None,
-            },
-        };
+        let position = w.position(observed, pm.pid);
         if let Some(p) = position {
             if p > last_progress.1 {
                 last_progress = (Instant::now(), p);
@@ -749,47 +754,9 @@ fn watch_and_open<T>(
             });
         }
         if let Some((replay, in_recovery)) = observed {
-            // The point access may open at: the end target, and never below
-            // the backup's own end point, whatever was asked for.
-            let must_reach = w.end.max(w.floor);
-            let past_end = match (must_reach, replay) {
-                (Some(e), Some(r)) => r >= e,
-                (None, _) => true,
-                (Some(_), None) => false,
-            };
-            // A target by time, xid or name is reached where replay stops
-            // for it: paused, or promoted. Stopped below the backup's end,
-            // it lies before the end: refused, and the gate stays shut.
-            let at_target = match &w.stop_at {
-                None => true,
-                Some(_) => !in_recovery || w.paused(),
-            };
-            if let (Some(at), true, Some(f), Some(r)) = (&w.stop_at, at_target, w.floor, replay) {
-                if r < f {
-                    return Err(target_before_end(at, Some(r), Some(f)));
-                }
-            }
-            let reached = past_end && at_target;
-            if !in_recovery {
-                // Promoted (recovery_target_action = promote, or by hand).
-                // Recovery ended where replay stopped: below the backup's
-                // end, the copy is torn, whoever promoted it.
-                if let (Some(f), Some(r)) = (w.floor, replay) {
-                    if r < f {
-                        return Err(Error::NotConsistent {
-                            message: format!(
-                                "the server left recovery at {r}, before the backup's end point {f}: the copy is not consistent"
-                            ),
-                            hint: "restore the backup again; do not promote a copy before the gate opens".into(),
-                        });
-                    }
-                }
-                read_write = true;
-            }
-            if reached || !in_recovery {
-                reached_secs = started.elapsed().as_secs_f64();
-                reached_at = now_rfc3339();
-                break;
+            if w.judge(replay, in_recovery)? {
+                pb.finish_and_clear();
+                return Ok(Reached { read_write: !in_recovery });
             }
         }
         if last_progress.0.elapsed() >= w.cfg.stall && !stall_reported {
@@ -810,78 +777,128 @@ fn watch_and_open<T>(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    pb.finish_and_clear();
+}
 
-    // --then promote: the recovery target promotes the server at the end;
-    // wait for it.
-    let mut timeline = None;
-    if w.then == Then::Promote {
-        let limit = Duration::from_secs(120).min(w.cfg.timeout);
-        let deadline = Instant::now() + limit;
-        while !read_write {
-            if crate::signals::interrupted() {
-                return Err(Error::GateInterrupted { pgdata: w.pgdata.to_path_buf() });
+/// `--then promote`: the recovery target promotes the server at the end;
+/// wait (bounded) until it is read-write.
+fn wait_for_promotion(w: &mut Watch, pm: &mut Postmaster) -> Result<bool> {
+    let limit = Duration::from_secs(120).min(w.cfg.timeout);
+    let deadline = Instant::now() + limit;
+    loop {
+        if crate::signals::interrupted() {
+            return Err(Error::GateInterrupted { pgdata: w.pgdata.to_path_buf() });
+        }
+        if !pm.is_running() {
+            return Err(Error::ServerDied {
+                message: w.last_fatal().unwrap_or_default(),
+                log: pm.log.clone(),
+                consistency: true,
+            });
+        }
+        if let Some((_, false)) = w.replay() {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                secs: limit.as_secs(),
+                message: format!(
+                    "replay reached the end target but the server did not promote: {}",
+                    w.diagnose(pm.pid, w.end).0
+                ),
+                hint: format!(
+                    "run `pgdrill gate --pgdata {} --then promote` again once more WAL is available",
+                    w.pgdata.display()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Watch<'_> {
+    /// The newest FATAL or PANIC that is not about a client turned away.
+    fn last_fatal(&self) -> Option<String> {
+        monitor::fatal_lines(&self.log.text).into_iter().rev().find(|f| !monitor::fatal_is_client(f))
+    }
+
+    /// The error for a server that stopped while the gate watched it.
+    fn server_died(&mut self, pm: &Postmaster) -> Error {
+        self.log.poll();
+        let fatal = self.last_fatal();
+        if let (Some(at), Some(f)) = (&self.stop_at, &fatal) {
+            if monitor::stop_before_consistency(f) {
+                return target_before_end(at, None, self.floor);
             }
-            if !pm.is_running() {
-                return Err(Error::ServerDied {
-                    message: monitor::fatal_lines(&w.log.text)
-                        .into_iter()
-                        .rev()
-                        .find(|f| !monitor::fatal_is_client(f))
-                        .unwrap_or_default(),
-                    log: pm.log.clone(),
-                    consistency: true,
-                });
-            }
-            if let Some((_, in_recovery)) = w.replay() {
-                read_write = !in_recovery;
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Timeout {
-                    secs: limit.as_secs(),
-                    message: format!(
-                        "replay reached the end target but the server did not promote: {}",
-                        w.diagnose(pm.pid, w.end).0
-                    ),
-                    hint: format!(
-                        "run `pgdrill gate --pgdata {} --then promote` again once more WAL is available",
-                        w.pgdata.display()
-                    ),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        }
+        let consistency = fatal.as_deref().is_some_and(|f| !monitor::fatal_is_environment(f));
+        Error::ServerDied {
+            message: fatal.unwrap_or_else(|| crate::server::last_log_lines(&pm.log, 5)),
+            log: pm.log.clone(),
+            consistency,
         }
     }
-    let opened_at = match w.connect() {
-        Some(c) => {
-            let sql = if read_write {
-                "SELECT pg_current_wal_lsn()::text, timeline_id::text FROM pg_control_checkpoint()"
-            } else {
-                "SELECT pg_last_wal_replay_lsn()::text, NULL::text"
-            };
-            match c.query_one(sql, &[]) {
-                Ok(r) => {
-                    timeline = r.get::<_, Option<String>>(1).and_then(|t| t.parse().ok());
-                    r.get::<_, Option<String>>(0).and_then(|l| l.parse().ok())
+
+    /// Where replay is: from the connection once it can be had, else from
+    /// the startup process's title.
+    fn position(&self, observed: Option<(Option<Lsn>, bool)>, pid: i32) -> Option<Lsn> {
+        match observed {
+            Some((replay, _)) => replay,
+            None => match monitor::startup_activity(pid) {
+                Some(StartupActivity::Recovering(s)) | Some(StartupActivity::Waiting(s)) => {
+                    SegmentName::parse(&s, self.seg).ok().map(|n| n.start_lsn(self.seg))
                 }
-                Err(_) => None,
-            }
+                _ => None,
+            },
         }
-        None => None,
-    };
-
-    let conn = w.connected_as.and_then(|i| w.conn_candidates.get(i).cloned()).ok_or_else(|| Error::Precondition {
-        message: "lost the connection to the restored server".into(),
-        hint: String::new(),
-    })?;
-    let (hook, may_open) = before_open(&Admitted { conn, read_write })?;
-    if may_open {
-        open(w, pm, dir, state, owner)?;
     }
-    Ok((
-        Opened { at: opened_at.filter(|_| may_open), opened: may_open, read_write, reached_secs, reached_at, timeline },
-        hook,
-    ))
+
+    /// Whether access may open now. Access opens at the end target and
+    /// never below the backup's own end point; a target by time, xid or
+    /// name is reached where replay stops for it (paused, or promoted). A
+    /// stop below the backup's end is an error: the copy would be torn.
+    fn judge(&mut self, replay: Option<Lsn>, in_recovery: bool) -> Result<bool> {
+        let past_end = match (self.end.max(self.floor), replay) {
+            (Some(e), Some(r)) => r >= e,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        let at_target = self.stop_at.is_none() || !in_recovery || self.paused();
+        let below_floor = matches!((self.floor, replay), (Some(f), Some(r)) if r < f);
+        if let (Some(at), true, true) = (&self.stop_at, at_target, below_floor) {
+            return Err(target_before_end(at, replay, self.floor));
+        }
+        if !in_recovery && below_floor {
+            // Promoted (by hand) below the backup's end: whoever promoted it,
+            // the copy is torn.
+            return Err(Error::NotConsistent {
+                message: format!(
+                    "the server left recovery at {}, before the backup's end point {}: the copy is not consistent",
+                    crate::report::opt(&replay),
+                    crate::report::opt(&self.floor)
+                ),
+                hint: "restore the backup again; do not promote a copy before the gate opens".into(),
+            });
+        }
+        // Promoted at the target (recovery_target_action = promote).
+        Ok((past_end && at_target) || !in_recovery)
+    }
+
+    /// Where the server stands when access opens: the replay LSN, or after
+    /// promotion the insert LSN and the new timeline.
+    fn where_it_stands(&mut self, read_write: bool) -> (Option<Lsn>, Option<u32>) {
+        let sql = if read_write {
+            "SELECT pg_current_wal_lsn()::text, timeline_id::text FROM pg_control_checkpoint()"
+        } else {
+            "SELECT pg_last_wal_replay_lsn()::text, NULL::text"
+        };
+        match self.connect().map(|c| c.query_one(sql, &[])) {
+            Some(Ok(r)) => (
+                r.get::<_, Option<String>>(0).and_then(|l| l.parse().ok()),
+                r.get::<_, Option<String>>(1).and_then(|t| t.parse().ok()),
+            ),
+            _ => (None, None),
+        }
+    }
 }
 
 /// Put the original access rules back and make the server load them.
