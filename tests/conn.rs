@@ -302,7 +302,8 @@ fn tls_standby_backup_drill_service_files_and_hosts() {
     let o = pgdrill_env(&h, &svc_env, &["preflight", "--standby", "service=standby", "--json"]);
     assert_eq!(code(&o), 0, "{}\n{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     let o = pgdrill_env(&h, &svc_env, &["preflight", "--standby", &format!("service=standby port={pport}")]);
-    assert_eq!(code(&o), 3, "the primary is no standby: {}", stderr(&o));
+    // The explicit port wins: it reached the primary, which is no standby.
+    assert_eq!(code(&o), 1, "{}\n{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     // PGSERVICE, and ~/.pg_service.conf.
     std::fs::copy(&svc, h.join(".pg_service.conf")).unwrap();
     let o = pgdrill_env(&h, &[("PGSERVICE", "standby")], &["preflight", "--standby", "", "--json"]);

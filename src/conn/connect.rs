@@ -112,6 +112,63 @@ fn attempt(
     want: SessionAttrs,
     tls: &mut Tls,
 ) -> Result<std::result::Result<Client, Failure>> {
+    let given_db = spec.settings.dbname.as_deref();
+    let mut result = connect_once(spec, t, enc, given_db, tls)?;
+    // No dbname given: libpq's default is the user's name. A role such as
+    // pg_basebackup -R's replication user often has no such database, and
+    // pgdrill's queries work in any: fall back to postgres.
+    let missing_db = |r: &std::result::Result<Client, Failure>| matches!(r, Err(Failure::Refused(e)) if e.code() == Some(&postgres::error::SqlState::INVALID_CATALOG_NAME));
+    if given_db.is_none() && missing_db(&result) {
+        result = connect_once(spec, t, enc, Some("postgres"), tls)?;
+    }
+    let mut client = match result {
+        Ok(c) => c,
+        Err(f) => return Ok(Err(f)),
+    };
+    Ok(match session_mismatch(&mut client, want) {
+        Ok(None) => Ok(client),
+        Ok(Some(why)) => Err(Failure::WrongSession(why)),
+        Err(e) => Err(Failure::Other(e)),
+    })
+}
+
+/// Connect once to one server with one encryption.
+fn connect_once(
+    spec: &ConnSpec,
+    t: &Target,
+    enc: Encryption,
+    dbname: Option<&str>,
+    tls: &mut Tls,
+) -> Result<std::result::Result<Client, Failure>> {
+    let s = &spec.settings;
+    let mut cfg = config(spec, t, dbname);
+    Ok(match enc {
+        Encryption::Plain => {
+            cfg.ssl_mode(postgres::config::SslMode::Disable);
+            run(cfg, NoTls, s.connect_timeout)
+        }
+        Encryption::TlsIfOffered | Encryption::TlsRequired => {
+            if tls.made.is_none() {
+                let made =
+                    tls::connector(&s.tls, s.sslmode, spec.home.as_deref()).map_err(|e| tls_setup_error(spec, e))?;
+                tls.made = Some(made);
+            }
+            let Some((connector, _)) = &tls.made else { unreachable!("made above") };
+            cfg.ssl_mode(if enc == Encryption::TlsRequired {
+                postgres::config::SslMode::Require
+            } else {
+                postgres::config::SslMode::Prefer
+            });
+            if s.tls.direct {
+                cfg.ssl_negotiation(postgres::config::SslNegotiation::Direct);
+            }
+            run(cfg, connector.clone(), s.connect_timeout)
+        }
+    })
+}
+
+/// The postgres crate's configuration for one server (no TLS yet).
+fn config(spec: &ConnSpec, t: &Target, dbname: Option<&str>) -> postgres::Config {
     let s = &spec.settings;
     let mut cfg = postgres::Config::new();
     match (&t.host, t.hostaddr) {
@@ -130,7 +187,7 @@ fn attempt(
         }
     }
     cfg.port(t.port).user(spec.user()).application_name(s.application_name.as_deref().unwrap_or("pgdrill"));
-    if let Some(db) = &s.dbname {
+    if let Some(db) = dbname {
         cfg.dbname(db);
     }
     if let Some(pw) = spec.password_for(t) {
@@ -160,38 +217,7 @@ fn attempt(
         ChannelBinding::Prefer => postgres::config::ChannelBinding::Prefer,
         ChannelBinding::Require => postgres::config::ChannelBinding::Require,
     });
-    let result = match enc {
-        Encryption::Plain => {
-            cfg.ssl_mode(postgres::config::SslMode::Disable);
-            run(cfg, NoTls, s.connect_timeout)
-        }
-        Encryption::TlsIfOffered | Encryption::TlsRequired => {
-            if tls.made.is_none() {
-                let made =
-                    tls::connector(&s.tls, s.sslmode, spec.home.as_deref()).map_err(|e| tls_setup_error(spec, e))?;
-                tls.made = Some(made);
-            }
-            let Some((connector, _)) = &tls.made else { unreachable!("made above") };
-            cfg.ssl_mode(if enc == Encryption::TlsRequired {
-                postgres::config::SslMode::Require
-            } else {
-                postgres::config::SslMode::Prefer
-            });
-            if s.tls.direct {
-                cfg.ssl_negotiation(postgres::config::SslNegotiation::Direct);
-            }
-            run(cfg, connector.clone(), s.connect_timeout)
-        }
-    };
-    let mut client = match result {
-        Ok(c) => c,
-        Err(f) => return Ok(Err(f)),
-    };
-    Ok(match session_mismatch(&mut client, want) {
-        Ok(None) => Ok(client),
-        Ok(Some(why)) => Err(Failure::WrongSession(why)),
-        Err(e) => Err(Failure::Other(e)),
-    })
+    cfg
 }
 
 fn tls_setup_error(spec: &ConnSpec, e: tls::TlsSetupError) -> Error {
