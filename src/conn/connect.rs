@@ -295,16 +295,31 @@ fn session_mismatch(
     })
 }
 
-/// The full text of an error and its causes.
+/// The text of an error and its causes, each cause shown once (the
+/// postgres and openssl errors repeat their causes in their own text).
 fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
         cur = c.source();
     }
     s
+}
+
+/// An attempt's details, as one message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Detail(String);
+
+/// What OpenSSL said of the server's certificate: postgres-openssl ends
+/// its message with the verification result after `: `.
+fn verify_result(text: &str) -> &str {
+    text.rsplit(":: ").next().filter(|r| !r.is_empty()).unwrap_or(text)
 }
 
 fn describe(spec: &ConnSpec, t: &Target, enc: Encryption, f: Failure, policy: Option<&TlsPolicy>) -> ConnectAttempt {
@@ -317,9 +332,10 @@ fn describe(spec: &ConnSpec, t: &Target, enc: Encryption, f: Failure, policy: Op
         Failure::WrongSession(why) => (why.to_string(), None),
         Failure::TimedOut(d) => (format!("timed out after {} s (connect_timeout)", d.as_secs()), None),
         Failure::Refused(e) | Failure::Other(e) => {
-            let text = chain_text(&e);
+            let mut text = chain_text(&e);
             let reason = if text.contains("certificate verify failed") {
                 let roots = policy.and_then(|p| p.roots.clone()).unwrap_or_default();
+                text = format!("certificate verify failed: {}", verify_result(&text));
                 format!(
                     "the server's certificate was not accepted (sslmode={}, sslrootcert={roots})",
                     spec.settings.sslmode.as_str()
@@ -339,7 +355,7 @@ fn describe(spec: &ConnSpec, t: &Target, enc: Encryption, f: Failure, policy: Op
             } else {
                 "connection failed".to_string()
             };
-            (reason, Some(Box::new(e) as Box<dyn std::error::Error + Send + Sync>))
+            (reason, Some(Box::new(Detail(text)) as Box<dyn std::error::Error + Send + Sync>))
         }
     };
     ConnectAttempt { server, reason, source }
@@ -348,7 +364,7 @@ fn describe(spec: &ConnSpec, t: &Target, enc: Encryption, f: Failure, policy: Op
 /// Advice for the most telling failure.
 fn hint_for(spec: &ConnSpec, attempts: &[ConnectAttempt], policy: Option<&TlsPolicy>) -> Option<String> {
     let has = |needle: &str| attempts.iter().any(|a| a.reason.contains(needle));
-    let full = |a: &ConnectAttempt| a.source.as_deref().map(|s| chain_text(s)).unwrap_or_default();
+    let full = |a: &ConnectAttempt| a.source.as_ref().map(|s| s.to_string()).unwrap_or_default();
     if has("certificate was not accepted") {
         let roots = policy.and_then(|p| p.roots.clone()).unwrap_or_else(|| "~/.postgresql/root.crt".into());
         let host_mismatch = attempts.iter().any(|a| full(a).to_ascii_lowercase().contains("hostname mismatch"));
@@ -365,6 +381,11 @@ fn hint_for(spec: &ConnSpec, attempts: &[ConnectAttempt], policy: Option<&TlsPol
     }
     if has("does not accept TLS") {
         return Some("turn on ssl in the server's postgresql.conf, or use sslmode=prefer or allow".into());
+    }
+    if has("password authentication failed") && spec.settings.password.is_some() {
+        return Some(
+            "the password given (password= or PGPASSWORD) was refused: check it, and pg_hba.conf on the server".into(),
+        );
     }
     if has("password") {
         let file = spec.passfile_path().map(|p| p.display().to_string()).unwrap_or_else(|| "~/.pgpass".into());

@@ -541,7 +541,7 @@ mod tests {
         assert_eq!(s.tls.key_password.as_deref(), Some("pw"));
         assert!(!s.tls.sni);
         assert!(settings("sslcertmode=disable").unwrap().tls.no_client_cert);
-        assert!(matches!(settings("ssl_min_protocol_version=TLSv1.3 ssl_max_protocol_version=TLSv1.2"), Err(_)));
+        assert!(settings("ssl_min_protocol_version=TLSv1.3 ssl_max_protocol_version=TLSv1.2").is_err());
         assert!(matches!(settings("sslnegotiation=direct"), Err(ConninfoError::Conflict { .. })));
         assert!(settings("sslnegotiation=direct sslmode=require").unwrap().tls.direct);
         assert!(matches!(settings("sslmode=disable channel_binding=require"), Err(ConninfoError::Conflict { .. })));
