@@ -214,6 +214,31 @@ fn sslmodes_files_and_passwords_against_a_hostssl_server() {
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
 
+    // libpq's defaults in ~/.postgresql/ and ~/.pgpass, and the PGSSL*
+    // variables.
+    let home2 = g.dir.join("home2");
+    let dotpg = home2.join(".postgresql");
+    std::fs::create_dir_all(&dotpg).unwrap();
+    std::fs::copy(&pki.ca, dotpg.join("root.crt")).unwrap();
+    std::fs::copy(&pki.client_cert, dotpg.join("postgresql.crt")).unwrap();
+    std::fs::copy(&pki.client_key, dotpg.join("postgresql.key")).unwrap();
+    std::fs::set_permissions(dotpg.join("postgresql.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::copy(&pass, home2.join(".pgpass")).unwrap();
+    let plain = format!("host=localhost port={port} user={ROLE} dbname=postgres");
+    let o = pgdrill_env(&home2, &[], &["preflight", "--standby", &format!("{plain} sslmode=verify-full")]);
+    assert_eq!(code(&o), 1, "reached the server (a primary, so preflight fails): {}", stderr(&o));
+    let env = [("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", pki.ca.to_str().unwrap())];
+    let o = pgdrill_env(&h, &env, &["preflight", "--standby", &format!("{plain} passfile={}", pass.display())]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let certuser_plain = format!("host=localhost port={port} user=certuser dbname=postgres sslmode=verify-full");
+    let o = pgdrill_env(&home2, &[], &["preflight", "--standby", &certuser_plain]);
+    assert_eq!(code(&o), 1, "the default client certificate: {}", stderr(&o));
+    // With another CA as ~/.postgresql/root.crt, even sslmode=require fails.
+    std::fs::copy(&pki.other_ca, dotpg.join("root.crt")).unwrap();
+    let o = pgdrill_env(&home2, &[], &["preflight", "--standby", &format!("{plain} sslmode=require")]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("certificate verify failed"), "{}", stderr(&o));
+
     // Keywords pgdrill cannot honour are named, exit 2.
     for (kw, named) in [
         ("gssencmode=require", "gssencmode=require"),
