@@ -456,3 +456,27 @@ fn basebackup_primary_conninfo(g: &Ground, pki: &Pki, pass: &Path, h: &Path, bac
     assert!(!text.contains(PASSWORD), "{text}");
     assert!(pc.contains(&format!("passfile={}", pass.display())) && pc.contains("sslmode=verify-full"), "{pc}");
 }
+
+/// A server that accepts TCP and then says nothing: each attempt gives up
+/// after connect_timeout (the TLS request and authentication included),
+/// and the next host is tried.
+#[test]
+fn connect_timeout_bounds_a_silent_server() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let refused = pgdrill::ground::free_port();
+    for mode in ["require", "disable"] {
+        let started = std::time::Instant::now();
+        let e = connect(&format!(
+            "host=127.0.0.1,127.0.0.1 port={port},{refused} user=x dbname=x connect_timeout=2 sslmode={mode}"
+        ))
+        .err()
+        .expect("nobody answers");
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(8), "{mode}: took {took:?}");
+        let text = e.chain().join(": ");
+        assert!(text.contains("timed out after 2 s (connect_timeout)"), "{mode}: {text}");
+        assert!(text.contains(&format!("127.0.0.1:{refused}")), "the second host was tried too: {text}");
+    }
+    drop(silent);
+}

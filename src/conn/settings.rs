@@ -600,4 +600,22 @@ mod tests {
         )
         .unwrap();
     }
+
+    mod prop {
+        use super::super::*;
+        use crate::pg::conninfo::{parse, KEYWORDS};
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Any value for any keyword: an error or settings, never a panic.
+            #[test]
+            fn never_panics(pairs in proptest::collection::vec((0..KEYWORDS.len(), "\\PC{0,20}"), 0..6)) {
+                let mut o = parse("").unwrap();
+                for (k, v) in pairs {
+                    o.set(KEYWORDS[k].name, v).unwrap();
+                }
+                let _ = Settings::from_options(&o, "/tmp");
+            }
+        }
+    }
 }
