@@ -380,6 +380,13 @@ fn hosts_and_session_attrs(g: &Ground, pki: &Pki, pass: &Path) {
             sport
         );
     }
+    // application_name, else fallback_application_name, else pgdrill.
+    for (extra, want) in
+        [("application_name=conn-test", "conn-test"), ("fallback_application_name=fb", "fb"), ("", "pgdrill")]
+    {
+        let mut c = connect(&both(&ports, extra)).unwrap();
+        assert_eq!(one(&mut c, "SELECT current_setting('application_name')"), want);
+    }
     // A URI with several hosts.
     let uri = format!(
         "postgresql://{ROLE}@localhost:{pport},localhost:{sport}/postgres?target_session_attrs=standby&sslmode=verify-full&sslrootcert={}&passfile={}",
