@@ -93,14 +93,9 @@ impl ConnSpec {
 
     /// A Unix-socket connection (used for servers pgdrill runs itself).
     pub fn socket(dir: &Path, port: u16, user: &str, dbname: &str) -> ConnSpec {
-        let mut settings = Settings::from_options(&Options::new(), &dir.display().to_string())
-            .expect("the default settings are valid");
-        settings.targets = vec![Target { host: Some(dir.display().to_string()), hostaddr: None, port }];
-        settings.user = Some(user.to_string());
-        settings.dbname = Some(dbname.to_string());
+        let mut settings = Settings::unix_socket(&dir.display().to_string(), port, user, dbname);
         settings.application_name = Some("pgdrill".into());
         settings.connect_timeout = Some(Duration::from_secs(5));
-        settings.sslmode = SslMode::Disable;
         ConnSpec { settings, given: Options::new(), passfile: None, home: None, warnings: Vec::new() }
     }
 
@@ -295,6 +290,16 @@ mod tests {
         let again = ConnSpec::parse(&c.to_server_conninfo()).unwrap();
         assert_eq!(again.settings().targets, c.settings().targets);
         assert_eq!(again.settings().sslmode, SslMode::VerifyFull);
+    }
+
+    #[test]
+    fn socket_specs() {
+        let c = ConnSpec::socket(Path::new("/run/pg dir"), 5433, "postgres", "db");
+        assert_eq!(c.to_string(), "host=/run/pg dir port=5433 user=postgres dbname=db");
+        assert_eq!(c.to_server_conninfo(), "host='/run/pg dir' port=5433 user=postgres dbname=db");
+        assert_eq!(c.settings().sslmode, SslMode::Disable);
+        assert!(c.settings().targets[0].is_unix());
+        assert!(!c.has_password());
     }
 
     #[test]

@@ -209,6 +209,30 @@ fn split_list(v: Option<&str>) -> Vec<String> {
 }
 
 impl Settings {
+    /// A plain Unix-socket connection with libpq's defaults otherwise.
+    pub fn unix_socket(dir: &str, port: u16, user: &str, dbname: &str) -> Settings {
+        Settings {
+            targets: vec![Target { host: Some(dir.to_string()), hostaddr: None, port }],
+            user: Some(user.to_string()),
+            dbname: Some(dbname.to_string()),
+            password: None,
+            passfile: None,
+            connect_timeout: None,
+            application_name: None,
+            options: None,
+            keepalives: true,
+            keepalives_idle: None,
+            keepalives_interval: None,
+            keepalives_count: None,
+            tcp_user_timeout: None,
+            sslmode: SslMode::Disable,
+            tls: TlsSettings { sni: true, min_version: Some(TlsVersion::Tls1_2), ..TlsSettings::default() },
+            channel_binding: ChannelBinding::Prefer,
+            session_attrs: SessionAttrs::Any,
+            load_balance: false,
+        }
+    }
+
     /// Check and type resolved options. `default_host` is the socket
     /// directory used when no host is given.
     pub fn from_options(o: &Options, default_host: &str) -> Result<Settings, ConninfoError> {
