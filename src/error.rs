@@ -141,6 +141,9 @@ pub enum Error {
 
     #[error("interrupted by signal")]
     Interrupted,
+
+    #[error("interrupted by signal; the server of {} was stopped and access never opened", pgdata.display())]
+    GateInterrupted { pgdata: PathBuf },
 }
 
 /// Why a connection could not be made: what happened at each server
@@ -223,7 +226,8 @@ impl Error {
             | Error::StandbyPromoted { .. }
             | Error::Program { .. }
             | Error::ServerDied { .. }
-            | Error::Interrupted => EXIT_RUNTIME,
+            | Error::Interrupted
+            | Error::GateInterrupted { .. } => EXIT_RUNTIME,
         }
     }
 
@@ -273,6 +277,9 @@ impl Error {
             Error::NotConsistent { hint, .. } => hint.clone(),
             Error::Timeout { hint, .. } => hint.clone(),
             Error::Interrupted => "run the command again".into(),
+            Error::GateInterrupted { pgdata } => {
+                format!("the copy stays locked; run `pgdrill gate --pgdata {}` to resume", pgdata.display())
+            }
         })
     }
 

@@ -36,6 +36,12 @@ fn positive_jobs(jobs: Option<usize>) -> Result<usize> {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Show no progress and no notes on stderr (errors and warnings still).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Show more notes on stderr (what each step does).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,15 +101,29 @@ pub struct DemoArgs {
 
 impl DemoArgs {
     pub fn to_config(&self) -> DemoConfig {
-        DemoConfig { dir: self.dir.clone(), pg_bin: self.pg_bin.clone(), keep: self.keep, quiet: self.json }
+        DemoConfig { dir: self.dir.clone(), pg_bin: self.pg_bin.clone(), keep: self.keep, quiet: false }
     }
 }
 
-/// `--then` for a drill: a drill never follows production as a standby.
+/// `--then`: what the restored server does at the end target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum DrillThen {
+pub enum ThenArg {
+    /// Stop exactly at the end target, paused, open read-only.
     Pause,
+    /// End recovery at the end target, promote, open read-write.
     Promote,
+    /// Keep following the WAL source, open read-only once past the end.
+    Standby,
+}
+
+impl From<ThenArg> for Then {
+    fn from(t: ThenArg) -> Then {
+        match t {
+            ThenArg::Pause => Then::Pause,
+            ThenArg::Promote => Then::Promote,
+            ThenArg::Standby => Then::Standby,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -137,7 +157,7 @@ pub struct DrillArgs {
     /// What the restored copy does at the end target: stay paused
     /// (read-only) or promote (read-write; lets amcheck install itself).
     #[arg(long, value_enum, default_value = "pause")]
-    pub then: DrillThen,
+    pub then: ThenArg,
     /// Port of the restored copy (default: a free one).
     #[arg(long)]
     pub port: Option<u16>,
@@ -191,8 +211,14 @@ impl DrillArgs {
             check_db: self.check_db.clone(),
             amcheck: self.amcheck,
             then: match self.then {
-                DrillThen::Pause => Then::Pause,
-                DrillThen::Promote => Then::Promote,
+                // A drill never follows production as a standby.
+                ThenArg::Standby => {
+                    return Err(Error::usage(
+                        "drill --then standby: a drill never follows production",
+                        Some("use --then pause or --then promote".into()),
+                    ))
+                }
+                t => t.into(),
             },
             port: Some(self.port.unwrap_or_else(crate::ground::free_port)),
             timeout: std::time::Duration::from_secs(self.timeout),
@@ -207,7 +233,8 @@ impl DrillArgs {
                 .map(crate::copy::parse_rate)
                 .transpose()
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
-            quiet: self.json,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
         })
     }
 }
@@ -347,7 +374,8 @@ impl BackupArgs {
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
             wal_archive: self.wal_archive.clone(),
             sync: !self.no_sync,
-            quiet: self.json,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
             allow_primary: false,
         })
     }
@@ -388,7 +416,7 @@ pub struct GateOptions {
     /// What to do at the end target [default: pause; for `gate`, what an
     /// unfinished gate on the directory saved].
     #[arg(long, value_enum)]
-    pub then: Option<Then>,
+    pub then: Option<ThenArg>,
     /// Give up after this many seconds: exit 4, server stopped, access
     /// never opened.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
@@ -454,6 +482,11 @@ pub struct RestoreArgs {
     /// Do not fsync the copy.
     #[arg(long)]
     pub no_sync: bool,
+    /// Restore without comparing the backup with its backup_manifest (file
+    /// list, sizes, checksums, the manifest's own checksum). By default a
+    /// backup that does not match is refused with exit 1.
+    #[arg(long)]
+    pub skip_manifest_check: bool,
     #[command(flatten)]
     pub gate: GateOptions,
     #[arg(long)]
@@ -490,7 +523,7 @@ impl RestoreArgs {
             wal_archive: self.wal_archive.clone(),
             restore_command: self.restore_command.clone(),
             primary_conninfo: self.primary_conninfo.as_deref().map(ConnSpec::parse).transpose()?,
-            then: self.gate.then.unwrap_or(Then::Pause),
+            then: self.gate.then.map_or(Then::Pause, Then::from),
             port: self.port,
             timeout: std::time::Duration::from_secs(self.gate.timeout),
             stall: std::time::Duration::from_secs(self.gate.stall_secs),
@@ -501,7 +534,9 @@ impl RestoreArgs {
             jobs: positive_jobs(self.jobs)?,
             tablespace_map: map,
             sync: !self.no_sync,
-            quiet: self.json,
+            skip_manifest_check: self.skip_manifest_check,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
         })
     }
 }
@@ -535,14 +570,15 @@ impl GateArgs {
         Ok(GateConfig {
             pgdata: self.pgdata.clone(),
             end_lsn,
-            then: self.gate.then,
+            then: self.gate.then.map(Then::from),
             timeout: std::time::Duration::from_secs(self.gate.timeout),
             stall: std::time::Duration::from_secs(self.gate.stall_secs),
             pg_bin: self.gate.pg_bin.clone(),
             os_user: self.gate.os_user.clone(),
             db_user: self.gate.db_user.clone(),
             wal_archive: self.wal_archive.clone(),
-            quiet: self.json,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
         })
     }
 }

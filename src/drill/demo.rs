@@ -44,7 +44,7 @@ impl DemoReport {
 
 fn say(quiet: bool, msg: &str) {
     if !quiet {
-        eprintln!("demo: {msg}");
+        crate::observe::note(crate::observe::Level::Info, &format!("demo: {msg}"));
     }
 }
 

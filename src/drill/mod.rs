@@ -242,6 +242,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             jobs: cfg.jobs,
             tablespace_map: Vec::new(),
             sync: true,
+            skip_manifest_check: false,
             quiet: cfg.quiet,
         })?;
         let detail = format!("{} files copied, {} checked against the manifest", r.files, r.manifest_checked);
@@ -311,6 +312,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     }
 
     // Clean up: stop the copy and remove the work copy unless kept.
+    let _cleaning = crate::signals::cleaning();
     let cleanup_started = Instant::now();
     let mut cleanup_detail = String::new();
     if let Some(mut pm) = Postmaster::attach(&target, target.join("log/pgdrill-postmaster.log")) {

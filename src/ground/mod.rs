@@ -25,7 +25,7 @@ use crate::backup::{self, BackupConfig, Method};
 use crate::conn::ConnSpec;
 use crate::error::{Error, Result};
 use crate::pg::Lsn;
-use crate::restore::recovery::{self, RecoveryPlan, TimelineChoice};
+use crate::recovery::{self, RecoveryPlan, TimelineChoice};
 use crate::server::{OsUser, PgBin, Postmaster, ServerSpec};
 
 /// The database role of every ground cluster.
@@ -393,8 +393,10 @@ impl Ground {
             crate::pg::version::by_major(self.bin.major).ok_or_else(|| Error::usage("unsupported major", None))?;
         self.relocate_tablespaces(&pgdata, name, version)?;
         let port = free_port();
+        let dir =
+            crate::safefs::Dir::open(&pgdata).map_err(|e| Error::ReadInput { path: pgdata.clone(), source: e })?;
         recovery::write(
-            &pgdata,
+            &dir,
             version,
             &RecoveryPlan {
                 standby_mode: true,
@@ -524,7 +526,7 @@ impl Drop for Ground {
         // PGDRILL_KEEP_GROUND=1 keeps the directory (servers still stop).
         if std::env::var_os("PGDRILL_KEEP_GROUND").is_some() {
             let kept = self.keep();
-            eprintln!("pgdrill: kept the test ground in {}", kept.display());
+            crate::observe::note(crate::observe::Level::Warn, &format!("kept the test ground in {}", kept.display()));
         }
         if let Some(s) = &mut self.standby {
             s.stop();

@@ -9,14 +9,19 @@
 //!   would still apply, so we override each of them explicitly.
 //!
 //! postgresql.auto.conf is read after postgresql.conf, so its values win.
+//!
+//! Restore, the gate and the test ground all write recovery settings, so this
+//! module sits below them. Every file operation goes through a
+//! [`Dir`](crate::safefs::Dir) handle: the data directory belongs to the
+//! server's OS user, and root must not follow a link planted there.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::pg::conf;
 use crate::pg::version::{PgVersion, RecoveryStyle};
 use crate::pg::{Lsn, TimelineId};
+use crate::safefs::Dir;
 use crate::server::OsUser;
 
 /// Files that carry recovery state from the source and must go.
@@ -193,88 +198,87 @@ pub fn render(version: &PgVersion, plan: &RecoveryPlan) -> Rendered {
     }
 }
 
-fn write_owned(path: &Path, text: &str, owner: Option<&OsUser>) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = path.with_extension("pgdrill-tmp");
-    fs::write(&tmp, text).map_err(|e| Error::io(&tmp, "write", e))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(&tmp, "chmod", e))?;
-    if let Some(u) = owner {
-        u.chown(&tmp)?;
-    }
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, "replace", e))
+fn write_owned(dir: &Dir, name: &str, text: &str, owner: Option<&OsUser>) -> Result<()> {
+    dir.replace(Path::new(name), text.as_bytes(), 0o600, owner)
+        .map_err(|e| Error::io(dir.path().join(name), "write", e))
 }
 
-/// Remove recovery files that came with the backup.
-pub fn clear(pgdata: &Path) -> Result<Vec<PathBuf>> {
+/// A configuration file's text, or `default` if it does not exist.
+fn read_or(dir: &Dir, name: &str, default: &str) -> Result<String> {
+    match dir.read_optional(Path::new(name)) {
+        Ok(Some(b)) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Ok(None) => Ok(default.to_string()),
+        Err(e) => Err(Error::ReadInput { path: dir.path().join(name), source: e }),
+    }
+}
+
+/// Remove recovery files that came with the backup; returns their names.
+pub fn clear(dir: &Dir) -> Result<Vec<&'static str>> {
     let mut removed = Vec::new();
     for f in RECOVERY_FILES {
-        let p = pgdata.join(f);
-        match fs::remove_file(&p) {
-            Ok(()) => removed.push(p),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&p, "remove", e)),
+        let exists = dir.meta_optional(Path::new(f)).map_err(|e| Error::io(dir.path().join(f), "stat", e))?;
+        if exists.is_some() {
+            dir.remove_file(Path::new(f)).map_err(|e| Error::io(dir.path().join(f), "remove", e))?;
+            removed.push(*f);
         }
     }
     Ok(removed)
 }
 
-/// Write the recovery configuration of `plan` into `pgdata`.
-pub fn write(pgdata: &Path, version: &PgVersion, plan: &RecoveryPlan, owner: Option<&OsUser>) -> Result<()> {
-    clear(pgdata)?;
+/// Write the recovery configuration of `plan` into the data directory `dir`.
+pub fn write(dir: &Dir, version: &PgVersion, plan: &RecoveryPlan, owner: Option<&OsUser>) -> Result<()> {
+    clear(dir)?;
     let r = render(version, plan);
-    let auto = pgdata.join("postgresql.auto.conf");
-    let current = match fs::read_to_string(&auto) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => conf::AUTO_CONF_HEADER.to_string(),
-        Err(e) => return Err(Error::ReadInput { path: auto, source: e }),
-    };
+    let current = read_or(dir, "postgresql.auto.conf", conf::AUTO_CONF_HEADER)?;
     let text = conf::replace_settings(&current, &r.auto_remove, &r.auto_add, "recovery settings written by pgdrill");
-    write_owned(&auto, &text, owner)?;
+    write_owned(dir, "postgresql.auto.conf", &text, owner)?;
     if let Some(rc) = &r.recovery_conf {
-        write_owned(&pgdata.join("recovery.conf"), rc, owner)?;
+        write_owned(dir, "recovery.conf", rc, owner)?;
     }
     if let Some(sig) = r.signal {
-        write_owned(&pgdata.join(sig), "", owner)?;
+        write_owned(dir, sig, "", owner)?;
     }
     Ok(())
 }
 
+/// Settings the gate pins in postgresql.auto.conf on every major: the gate
+/// reads the server's log, so its messages must be PostgreSQL's own English
+/// whatever language the backup's configuration chose.
+pub const GATE_SETTINGS: &[(&str, &str)] = &[("lc_messages", "C")];
+
 /// Set only the recovery target (and timeline), keeping the WAL sources
 /// someone else configured; make sure recovery runs in standby mode if no
-/// recovery file is present. Used by the gate on restored directories.
+/// recovery file is present; pin [`GATE_SETTINGS`]. Used by the gate on
+/// restored directories.
 pub fn set_target(
-    pgdata: &Path,
+    dir: &Dir,
     version: &PgVersion,
     target: Option<Target>,
     timeline: TimelineChoice,
     owner: Option<&OsUser>,
 ) -> Result<()> {
     let add = target_settings(target, timeline);
-    let remove: [&str; 0] = [];
+    let pinned: Vec<(&str, String)> = GATE_SETTINGS.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let auto = read_or(dir, "postgresql.auto.conf", conf::AUTO_CONF_HEADER)?;
     match version.recovery {
         RecoveryStyle::RecoveryConf => {
-            let path = pgdata.join("recovery.conf");
-            let current = match fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "standby_mode = 'on'\n".to_string(),
-                Err(e) => return Err(Error::ReadInput { path, source: e }),
-            };
+            let current = read_or(dir, "recovery.conf", "standby_mode = 'on'\n")?;
             // recovery.conf rejects empty targets: leave unset ones out.
             let add: Vec<(&str, String)> = add.into_iter().filter(|(_, v)| !v.is_empty()).collect();
             let text = conf::replace_settings(&current, TARGET_KEYS, &add, "recovery target set by the pgdrill gate");
-            write_owned(&path, &text, owner)
+            write_owned(dir, "recovery.conf", &text, owner)?;
+            let auto = conf::replace_settings(&auto, &[], &pinned, "set by the pgdrill gate");
+            write_owned(dir, "postgresql.auto.conf", &auto, owner)
         }
         RecoveryStyle::SignalFiles => {
-            let auto = pgdata.join("postgresql.auto.conf");
-            let current = match fs::read_to_string(&auto) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => conf::AUTO_CONF_HEADER.to_string(),
-                Err(e) => return Err(Error::ReadInput { path: auto, source: e }),
-            };
-            let text = conf::replace_settings(&current, &remove, &add, "recovery target set by the pgdrill gate");
-            write_owned(&auto, &text, owner)?;
-            if !pgdata.join("standby.signal").exists() && !pgdata.join("recovery.signal").exists() {
-                write_owned(&pgdata.join("standby.signal"), "", owner)?;
+            let mut all = add;
+            all.extend(pinned);
+            let text = conf::replace_settings(&auto, &[], &all, "recovery target set by the pgdrill gate");
+            write_owned(dir, "postgresql.auto.conf", &text, owner)?;
+            let signal = |n: &str| dir.meta_optional(Path::new(n)).map(|m| m.is_some());
+            let has_signal = signal("standby.signal").and_then(|a| signal("recovery.signal").map(|b| a || b));
+            if !has_signal.map_err(|e| Error::io(dir.path(), "stat", e))? {
+                write_owned(dir, "standby.signal", "", owner)?;
             }
             Ok(())
         }
@@ -285,6 +289,7 @@ pub fn set_target(
 mod tests {
     use super::*;
     use crate::pg::version::by_major;
+    use std::fs;
 
     fn plan() -> RecoveryPlan {
         RecoveryPlan {
@@ -344,7 +349,7 @@ mod tests {
         fs::write(d.path().join("postgresql.auto.conf"), "primary_conninfo = 'host=prod'\nwork_mem = '8MB'\n").unwrap();
         let mut p = plan();
         p.standby_mode = false;
-        write(d.path(), by_major(14).unwrap(), &p, None).unwrap();
+        write(&Dir::open(d.path()).unwrap(), by_major(14).unwrap(), &p, None).unwrap();
         assert!(!d.path().join("standby.signal").exists());
         assert!(!d.path().join("recovery.done").exists());
         assert!(d.path().join("recovery.signal").exists());
@@ -363,12 +368,14 @@ mod tests {
         )
         .unwrap();
         let t = Target { lsn: Lsn(0x300), inclusive: false, action: TargetAction::Pause };
-        set_target(d.path(), by_major(16).unwrap(), Some(t), TimelineChoice::Latest, None).unwrap();
+        set_target(&Dir::open(d.path()).unwrap(), by_major(16).unwrap(), Some(t), TimelineChoice::Latest, None)
+            .unwrap();
         let auto = fs::read_to_string(d.path().join("postgresql.auto.conf")).unwrap();
         assert_eq!(conf::get(&auto, "restore_command").as_deref(), Some("cp /a/%f %p"));
         assert_eq!(conf::get(&auto, "recovery_target_xid").as_deref(), Some(""));
         assert_eq!(conf::get(&auto, "recovery_target_lsn").as_deref(), Some("0/300"));
         assert!(d.path().join("standby.signal").exists());
+        assert_eq!(conf::get(&auto, "lc_messages").as_deref(), Some("C"));
         // 10-11: the target lands in recovery.conf, sources stay.
         let d = tempfile::tempdir().unwrap();
         fs::write(
@@ -376,11 +383,20 @@ mod tests {
             "standby_mode = 'on'\nrestore_command = 'x'\nrecovery_target_name = 'n'\n",
         )
         .unwrap();
-        set_target(d.path(), by_major(10).unwrap(), Some(t), TimelineChoice::Id(TimelineId(2)), None).unwrap();
+        set_target(
+            &Dir::open(d.path()).unwrap(),
+            by_major(10).unwrap(),
+            Some(t),
+            TimelineChoice::Id(TimelineId(2)),
+            None,
+        )
+        .unwrap();
         let rc = fs::read_to_string(d.path().join("recovery.conf")).unwrap();
         assert_eq!(conf::get(&rc, "restore_command").as_deref(), Some("x"));
         assert_eq!(conf::get(&rc, "recovery_target_name"), None);
         assert_eq!(conf::get(&rc, "recovery_target_lsn").as_deref(), Some("0/300"));
         assert_eq!(conf::get(&rc, "recovery_target_timeline").as_deref(), Some("2"));
+        let auto = fs::read_to_string(d.path().join("postgresql.auto.conf")).unwrap();
+        assert_eq!(conf::get(&auto, "lc_messages").as_deref(), Some("C"));
     }
 }
