@@ -11,7 +11,6 @@ use pgdrill::report;
 
 fn main() -> ExitCode {
     pgdrill::signals::install();
-    pgdrill::conn::on_warning(report::warning);
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -11,9 +11,8 @@
 //! Passwords are never shown: [`ConnSpec`]'s `Display` and `Debug` omit
 //! them, and [`ConnSpec::to_server_conninfo`] never writes one.
 //!
-//! Warnings libpq prints on stderr (a password file others can read) are
-//! handed to the function set with [`on_warning`]; the binary sets one in
-//! `report`, and each [`ConnSpec`] also keeps its own.
+//! Warnings libpq prints on stderr (a password file others can read) go to
+//! [`crate::observe::note`], and each [`ConnSpec`] also keeps its own.
 
 mod connect;
 mod resolve;
@@ -22,7 +21,7 @@ pub mod tls;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::Client;
@@ -51,16 +50,17 @@ struct PassFile {
     entries: Vec<PgpassEntry>,
 }
 
-static WARNING_SINK: OnceLock<fn(&str)> = OnceLock::new();
-
-/// Where warnings go (the binary passes `report::warning`). Set once.
-pub fn on_warning(sink: fn(&str)) {
-    let _ = WARNING_SINK.set(sink);
-}
-
+/// Tell the user, once per process, as libpq would on stderr: through
+/// [`crate::observe`], whose sink the binary installs.
 fn warn(message: &str) {
-    if let Some(sink) = WARNING_SINK.get() {
-        sink(message);
+    static WARNED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut warned = match WARNED.lock() {
+        Ok(w) => w,
+        Err(e) => e.into_inner(),
+    };
+    if !warned.iter().any(|w| w == message) {
+        warned.push(message.to_string());
+        crate::observe::note(crate::observe::Level::Warn, &format!("WARNING: {message}"));
     }
 }
 

@@ -38,21 +38,6 @@ pub fn emit<T: Serialize + Render>(value: &T, json: bool) {
     let _ = out.flush();
 }
 
-/// A warning on stderr, as libpq prints it (`WARNING: ...`), each text
-/// once per run.
-pub fn warning(message: &str) {
-    static SHOWN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-    let mut shown = match SHOWN.lock() {
-        Ok(s) => s,
-        Err(e) => e.into_inner(),
-    };
-    if shown.iter().any(|m| m == message) {
-        return;
-    }
-    shown.push(message.to_string());
-    let _ = std::io::stderr().write_all(format!("WARNING: {message}\n").as_bytes());
-}
-
 /// The JSON object printed for a failed command with `--json`.
 #[derive(Serialize)]
 pub struct ErrorReport {
