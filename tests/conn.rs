@@ -170,6 +170,18 @@ fn sslmodes_files_and_passwords_against_a_hostssl_server() {
     // sslcertmode=disable sends no certificate: cert authentication fails.
     assert!(connect(&format!("{certuser} sslkey={} sslcertmode=disable", pki.client_key.display())).is_err());
 
+    // sslkeylogfile gets the session's keys; sslsni=0 still connects.
+    let keylog = g.dir.join("keys.log");
+    connect(&format!("{ca} sslkeylogfile={} sslsni=0", keylog.display())).unwrap();
+    let keys = std::fs::read_to_string(&keylog).unwrap();
+    assert!(keys.contains("CLIENT_") || keys.contains("CLIENT_RANDOM"), "{keys}");
+    assert_eq!(std::fs::metadata(&keylog).unwrap().permissions().mode() & 0o077, 0);
+    // Direct TLS negotiation (PostgreSQL 17+), with the ALPN libpq sends.
+    if g.bin.major >= 17 {
+        let mut c = connect(&format!("{ca} sslnegotiation=direct")).unwrap();
+        assert!(tls_in_use(&mut c));
+    }
+
     // channel_binding=require works over TLS (SCRAM-SHA-256-PLUS).
     connect(&format!("{ca} channel_binding=require")).unwrap();
 
