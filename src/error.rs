@@ -15,6 +15,7 @@
 
 use std::path::PathBuf;
 
+use crate::pg::conninfo::ConninfoError;
 use crate::pg::control::ControlError;
 use crate::pg::history::HistoryError;
 use crate::pg::label::LabelError;
@@ -97,11 +98,16 @@ pub enum Error {
     #[error("PostgreSQL cannot run as root, and no other OS user owns {path}")]
     NeedOsUser { path: PathBuf },
 
+    /// Connection settings that are malformed, or ask for what pgdrill
+    /// cannot do (the message names the keyword).
+    #[error(transparent)]
+    Conninfo(#[from] ConninfoError),
+
     #[error("cannot connect to {target}")]
     Connect {
         target: String,
         #[source]
-        source: postgres::Error,
+        source: ConnectFailure,
     },
 
     #[error("{what} failed on {target}")]
@@ -151,6 +157,51 @@ fn backup_file_kind(path: &std::path::Path) -> &'static str {
     }
 }
 
+/// Why a connection could not be made: what happened at each server
+/// tried, in order.
+#[derive(Debug)]
+pub struct ConnectFailure {
+    pub attempts: Vec<ConnectAttempt>,
+    /// What to do, when the failure says more than "unreachable".
+    pub hint: Option<String>,
+}
+
+/// One server tried (`host:port`), and why it was not used.
+#[derive(Debug)]
+pub struct ConnectAttempt {
+    pub server: String,
+    pub reason: String,
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl std::fmt::Display for ConnectFailure {
+    /// One server: `server: reason` (the details follow as the cause).
+    /// Several: each with its details, separated by `; `.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let [one] = self.attempts.as_slice() {
+            return write!(f, "{}: {}", one.server, one.reason);
+        }
+        let parts: Vec<String> = self
+            .attempts
+            .iter()
+            .map(|a| match &a.source {
+                Some(s) => format!("{}: {}: {s}", a.server, a.reason),
+                None => format!("{}: {}", a.server, a.reason),
+            })
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl std::error::Error for ConnectFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self.attempts.as_slice() {
+            [one] => one.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static)),
+            _ => None,
+        }
+    }
+}
+
 impl Error {
     pub fn usage(message: impl Into<String>, hint: impl Into<Option<String>>) -> Error {
         Error::Usage { message: message.into(), hint: hint.into() }
@@ -173,7 +224,8 @@ impl Error {
             | Error::PostmasterRunning { .. }
             | Error::WrongBinaries { .. }
             | Error::NoSuchUser { .. }
-            | Error::NeedOsUser { .. } => EXIT_USAGE,
+            | Error::NeedOsUser { .. }
+            | Error::Conninfo(_) => EXIT_USAGE,
             Error::NotConsistent { .. } | Error::BackupDamaged { .. } => EXIT_FAILED,
             Error::ServerDied { consistency: true, .. } => EXIT_FAILED,
             Error::Timeout { .. } => EXIT_TIMEOUT,
@@ -227,9 +279,10 @@ impl Error {
             Error::WrongBinaries { wanted, .. } => format!("pass --pg-bin with PostgreSQL {wanted} binaries"),
             Error::NoSuchUser { .. } => "pass an existing user with --os-user".into(),
             Error::NeedOsUser { .. } => "pass --os-user USER (for example postgres)".into(),
-            Error::Connect { .. } => {
+            Error::Conninfo(e) => return e.hint(),
+            Error::Connect { source, .. } => source.hint.clone().unwrap_or_else(|| {
                 "check the conninfo, PGHOST/PGPORT/PGUSER and .pgpass, and that the server is running".into()
-            }
+            }),
             Error::Sql { .. } => "check the role's privileges (the backup functions need superuser or a grant)".into(),
             Error::Precondition { hint, .. } => hint.clone(),
             Error::StandbyPromoted { .. } => "take a new backup from a standby".into(),

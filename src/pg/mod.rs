@@ -1,6 +1,7 @@
 //! Pure parsers over PostgreSQL's bytes and text. Nothing here does I/O.
 
 pub mod conf;
+pub mod conninfo;
 pub mod control;
 pub mod history;
 pub mod label;

@@ -2,6 +2,8 @@
 //! from the test ground (`pgdrill::ground`); nothing is mocked.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
