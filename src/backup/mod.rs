@@ -38,13 +38,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::conn::ConnSpec;
-use crate::copy::{self, CopyJob, CopyOptions, Throttle};
+use crate::copy::{self, CopyJob, CopyOptions, Job, Throttle};
 use crate::datadir::{BACKUP_LABEL, BACKUP_MANIFEST, CONTROL_PATH, END_LOCATION, INCOMPLETE_MARKER, TABLESPACE_MAP};
 use crate::error::{Error, Result, EXIT_OK, EXIT_TIMEOUT};
+use crate::observe::{self, Level};
 use crate::pg::control::ControlFile;
 use crate::pg::history;
 use crate::pg::label::{self, BackupLabel};
@@ -321,7 +321,8 @@ pub fn run(cfg: &BackupConfig) -> Result<BackupReport> {
         Ok(r) => r,
         Err(e) => {
             // Never leave the standby in backup mode, nor anything that
-            // looks like a backup.
+            // looks like a backup (the signal watchdog waits for this).
+            let _cleaning = crate::signals::cleaning();
             src.session.abort_backup();
             let _ = fs::remove_dir_all(&staging);
             return Err(e);
@@ -368,23 +369,17 @@ fn start(cfg: &BackupConfig, src: &mut Source) -> Result<Started> {
             Ok(Started::Legacy(b, Box::new(c), m))
         }
         Method::Label => {
-            let spinner = spinner(cfg.quiet);
+            // Say what the wait is, then every half minute (notes reach a
+            // terminal and CI logs alike).
+            let mut last: Option<Instant> = None;
             let r = src.session.start_backup(&cfg.label, cfg.fast, &mut |msg| {
-                spinner.set_message(msg.to_string());
-                spinner.tick();
-            });
-            spinner.finish_and_clear();
-            Ok(Started::Label(r?))
+                if !cfg.quiet && last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                    observe::note(Level::Info, msg);
+                    last = Some(Instant::now());
+                }
+            })?;
+            Ok(Started::Label(r))
         }
-    }
-}
-
-fn spinner(quiet: bool) -> ProgressBar {
-    use std::io::IsTerminal;
-    if quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new_spinner()
     }
 }
 
@@ -509,9 +504,35 @@ fn copy_data(cfg: &BackupConfig, plan: &Plan, staging: &Path, owner: Option<&OsU
         vanish_ok: true,
         cancel: &cancel,
     };
-    let copied = copy::copy_files_with(&jobs, &opts, &|j| plan.sources.open_job(j, true))?;
+    let jobs: Vec<SourceJob> = jobs.into_iter().map(|job| SourceJob { job, sources: &plan.sources }).collect();
+    let copied = copy::copy_files(&jobs, &opts)?;
     pb.finish_and_clear();
     Ok(copied)
+}
+
+/// A file of the plan, opened through the plan's open directories, so no
+/// link planted after the listing is followed.
+struct SourceJob<'a> {
+    job: CopyJob,
+    sources: &'a Sources,
+}
+
+impl Job for SourceJob<'_> {
+    fn size_hint(&self) -> u64 {
+        self.job.size_hint
+    }
+    fn src_display(&self) -> PathBuf {
+        self.job.src.clone()
+    }
+    fn dst_display(&self) -> PathBuf {
+        self.job.dst.clone()
+    }
+    fn open_src(&self) -> std::io::Result<Option<std::fs::File>> {
+        self.sources.open(&self.job.src, true).map_err(|e| std::io::Error::other(e.chain().join(": ")))
+    }
+    fn create_dst(&self, mode: u32, owner: Option<&OsUser>) -> std::io::Result<std::fs::File> {
+        self.job.create_dst(mode, owner)
+    }
 }
 
 /// Where the backup starts and ends.

@@ -100,6 +100,21 @@ fn cancel_kind(e: &postgres::Error) -> Option<Cancel> {
     }
 }
 
+/// The server's message when it refused the connection because it takes
+/// none (SQLSTATE 57P03 cannot_connect_now): a standby with hot_standby =
+/// off ("the database system is not accepting connections" / "Hot standby
+/// mode is disabled." from 14, "the database system is starting up"
+/// before), or one still starting. The connection layer keeps the server's
+/// text, not its SQLSTATE, so the text decides.
+fn not_accepting(e: &Error) -> Option<String> {
+    let chain = e.chain();
+    let hit = |t: &String| {
+        let t = t.to_lowercase();
+        ["not accepting connections", "is starting up", "hot standby mode is disabled"].iter().any(|n| t.contains(n))
+    };
+    chain.iter().rev().find(|t| hit(t)).cloned()
+}
+
 /// Sleep in short steps, returning early with an error on SIGINT/SIGTERM.
 pub fn sleep_interruptibly(d: Duration) -> Result<()> {
     let until = Instant::now() + d;
@@ -177,15 +192,9 @@ impl Session {
     }
 
     fn open_client(spec: &ConnSpec, target: &str) -> Result<Client> {
-        spec.connect().map_err(|e| match e.sqlstate() {
-            // 57P03 cannot_connect_now: a standby with hot_standby = off
-            // ("the database system is not accepting connections", 14+;
-            // "... is starting up" before), or one still starting.
-            Some("57P03") => Error::NotAcceptingConnections {
-                target: target.to_string(),
-                message: e.chain().last().cloned().unwrap_or_default(),
-            },
-            _ => e,
+        spec.connect().map_err(|e| match not_accepting(&e) {
+            Some(message) => Error::NotAcceptingConnections { target: target.to_string(), message },
+            None => e,
         })
     }
 

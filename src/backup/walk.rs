@@ -25,7 +25,6 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 
-use crate::copy::CopyJob;
 use crate::error::{Error, Result};
 use crate::server::OsUser;
 
@@ -263,11 +262,6 @@ impl Sources {
             None if vanish_ok => Ok(None),
             None => Err(Error::ReadInput { path: src.to_path_buf(), source: std::io::ErrorKind::NotFound.into() }),
         }
-    }
-
-    /// The opener for [`crate::copy::copy_files_with`].
-    pub fn open_job(&self, job: &CopyJob, vanish_ok: bool) -> Result<Option<File>> {
-        self.open(&job.src, vanish_ok)
     }
 
     /// Read a whole (small) file below the data directory.

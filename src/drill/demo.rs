@@ -50,7 +50,7 @@ impl DemoReport {
 
 fn say(quiet: bool, msg: &str) {
     if !quiet {
-        eprintln!("demo: {msg}");
+        crate::observe::note(crate::observe::Level::Info, &format!("demo: {msg}"));
     }
 }
 
@@ -135,6 +135,8 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         max_rate: None,
         junit: None,
         quiet: cfg.quiet,
+        end_lsn: None,
+        stop_at: None,
     });
     let transfers = load.stop().transfers;
     let drill = drill?;
