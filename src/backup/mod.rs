@@ -394,6 +394,17 @@ fn take(
     let sources = std::mem::take(&mut src.sources);
     let session = &mut src.session;
     let plan = walk::plan(sources, &mut |oid| session.tablespace_location(oid))?;
+    for (rel, target) in &plan.symlinks {
+        observe::note(
+            Level::Warn,
+            &format!(
+                "{} is a symbolic link (to {}): copied as a link, never followed; a restore refuses backups \
+                 holding links other than pg_tblspc/<oid>",
+                rel.display(),
+                target.display()
+            ),
+        );
+    }
     create_tree(&plan, staging, owner)?;
     if src.session.version.has_wal_summaries {
         // pg_basebackup sends pg_wal/summaries (empty) from 17 on.

@@ -311,13 +311,7 @@ impl Session {
                     // A restartpoint made within this attempt, or the one
                     // waited for before it, or none at all.
                     let made_now = self.last_restartpoint()? != before;
-                    r.restartpoint = match (made_now, waited_for) {
-                        (true, _) if immediate => Restartpoint::Immediate,
-                        (true, _) => Restartpoint::Spread,
-                        (false, Some(true)) => Restartpoint::Immediate,
-                        (false, Some(false)) => Restartpoint::Spread,
-                        (false, None) => Restartpoint::Current,
-                    };
+                    r.restartpoint = which_restartpoint(made_now, immediate, waited_for);
                     r.seconds = started.elapsed().as_secs_f64();
                     return Ok(r);
                 }
@@ -537,6 +531,18 @@ impl Session {
     }
 }
 
+/// The restartpoint a successful start used: one made during the attempt
+/// (of the kind it asked for), the one waited for before it, or none.
+fn which_restartpoint(made_now: bool, immediate: bool, waited_for: Option<bool>) -> Restartpoint {
+    match (made_now, waited_for) {
+        (true, _) if immediate => Restartpoint::Immediate,
+        (true, _) => Restartpoint::Spread,
+        (false, Some(true)) => Restartpoint::Immediate,
+        (false, Some(false)) => Restartpoint::Spread,
+        (false, None) => Restartpoint::Current,
+    }
+}
+
 /// `300`, `5min`, `1h`, `30s` (as SHOW prints times) in seconds.
 fn parse_seconds(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -556,6 +562,15 @@ fn parse_seconds(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_restartpoint_is_named_by_what_happened() {
+        assert_eq!(which_restartpoint(false, false, None), Restartpoint::Current);
+        assert_eq!(which_restartpoint(false, true, Some(false)), Restartpoint::Spread);
+        assert_eq!(which_restartpoint(false, true, Some(true)), Restartpoint::Immediate);
+        assert_eq!(which_restartpoint(true, true, Some(false)), Restartpoint::Immediate);
+        assert_eq!(which_restartpoint(true, false, None), Restartpoint::Spread);
+    }
 
     #[test]
     fn show_times() {
