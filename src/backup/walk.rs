@@ -134,7 +134,37 @@ pub type TablespaceLookup<'a> = dyn FnMut(u32) -> Result<Option<String>> + 'a;
 #[derive(Debug, Default)]
 pub struct Sources {
     roots: Vec<(PathBuf, OwnedFd)>,
-    owner: Option<u32>,
+    owner: Option<Owner>,
+}
+
+/// The data directory's owner, as far as file permissions go.
+#[derive(Debug)]
+struct Owner {
+    uid: u32,
+    groups: Vec<u32>,
+}
+
+impl Owner {
+    fn of_uid(uid: u32) -> Owner {
+        let groups = OsUser::by_uid(uid)
+            .and_then(|u| {
+                let name = std::ffi::CString::new(u.name).ok()?;
+                nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(u.gid)).ok()
+            })
+            .map(|g| g.iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_default();
+        Owner { uid, groups }
+    }
+
+    /// Whether the owner could read this (list and search it, for a
+    /// directory) without root: its own, or open to its groups or to all.
+    fn may_read(&self, st: &FileStat, dir: bool) -> bool {
+        let need = if dir { 0o5 } else { 0o4 };
+        let mode = st.st_mode;
+        st.st_uid == self.uid
+            || mode & need == need
+            || (mode >> 3 & need == need && self.groups.contains(&st.st_gid))
+    }
 }
 
 fn unsafe_source(path: &Path, reason: impl Into<String>) -> Error {
@@ -156,7 +186,7 @@ impl Sources {
         let mut s = Sources::default();
         s.add_root(pgdata)?;
         if OsUser::running_as_root() {
-            s.owner = Some(s.root_stat(0)?.st_uid);
+            s.owner = Some(Owner::of_uid(s.root_stat(0)?.st_uid));
         }
         // pg_wal on another disk (initdb --waldir) is a link the
         // administrator made: read through it, as the owner's directory.
@@ -191,14 +221,18 @@ impl Sources {
         Ok(i)
     }
 
+    /// As root: refuse what the data directory's owner could not read
+    /// itself, so root's reach never leaks into a backup.
     fn check_owner(&self, st: &FileStat, path: &Path) -> Result<()> {
-        match self.owner {
-            Some(uid) if st.st_uid != uid => Err(unsafe_source(
+        match &self.owner {
+            Some(o) if !o.may_read(st, is_type(st, SFlag::S_IFDIR)) => Err(unsafe_source(
                 path,
                 format!(
-                    "it is owned by uid {}, not by the data directory's owner (uid {uid}); as root, pgdrill reads \
-                     only what that owner owns",
-                    st.st_uid
+                    "it belongs to uid {} (mode {:o}), and the data directory's owner (uid {}) could not read it; \
+                     as root, pgdrill reads only what that owner could",
+                    st.st_uid,
+                    st.st_mode & 0o7777,
+                    o.uid
                 ),
             )),
             _ => Ok(()),
@@ -622,7 +656,7 @@ mod tests {
     }
 
     #[test]
-    fn as_root_only_the_owners_files_are_read() {
+    fn as_root_only_what_the_owner_could_read_is_read() {
         if !OsUser::running_as_root() {
             return;
         }
@@ -632,12 +666,19 @@ mod tests {
             nobody.chown(p).unwrap();
         }
         nobody.chown(&root.join("global/pg_control")).unwrap();
-        // base/1/1259 stays root's: the owner could not have put it there
-        // readable, so it is not read.
+        // base/1/1259 stays root's and root-only: the owner could not read
+        // it, so it is not read.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(root.join("base/1/1259"), fs::Permissions::from_mode(0o600)).unwrap();
         let e = plan(open(&root), &mut no_tablespaces).unwrap_err();
         assert!(matches!(e, Error::UnsafeSource { .. }), "{e}");
         assert!(e.to_string().contains("base/1/1259"), "{e}");
+        // Root's but readable by all (a CA certificate copied in as root):
+        // the owner could read it anyway.
+        fs::set_permissions(root.join("base/1/1259"), fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(plan(open(&root), &mut no_tablespaces).is_ok());
         nobody.chown(&root.join("base/1/1259")).unwrap();
+        fs::set_permissions(root.join("base/1/1259"), fs::Permissions::from_mode(0o600)).unwrap();
         assert!(plan(open(&root), &mut no_tablespaces).is_ok());
     }
 }
