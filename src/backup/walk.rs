@@ -11,8 +11,9 @@
 //! link is never followed except the `pg_tblspc/<oid>` links of the
 //! tablespaces `pg_tablespace` lists (with the location
 //! `pg_tablespace_location()` reports), and as root only files and
-//! directories owned by the data directory's owner are read. Whatever root
-//! could read that the owner could not stays out of the backup.
+//! directories the data directory's owner could read itself (its own, or
+//! open to its groups or to all) are read. Whatever root could read that
+//! the owner could not stays out of the backup.
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
