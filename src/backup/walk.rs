@@ -162,9 +162,7 @@ impl Owner {
     fn may_read(&self, st: &FileStat, dir: bool) -> bool {
         let need = if dir { 0o5 } else { 0o4 };
         let mode = st.st_mode;
-        st.st_uid == self.uid
-            || mode & need == need
-            || (mode >> 3 & need == need && self.groups.contains(&st.st_gid))
+        st.st_uid == self.uid || mode & need == need || (mode >> 3 & need == need && self.groups.contains(&st.st_gid))
     }
 }
 
