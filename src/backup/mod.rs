@@ -398,8 +398,8 @@ fn take(
         observe::note(
             Level::Warn,
             &format!(
-                "{} is a symbolic link (to {}): copied as a link, never followed; a restore refuses backups \
-                 holding links other than pg_tblspc/<oid>",
+                "{} is a symbolic link (to {}): skipped, as pg_basebackup skips it; a backup holds links \
+                 only as tablespaces (restore refuses any other)",
                 rel.display(),
                 target.display()
             ),
@@ -469,19 +469,14 @@ fn take(
     Ok(Taken { report, end_segment, wal_seg_size: seg })
 }
 
-/// Directories (with the source's modes, as the owner may use them) and
-/// the links that are not tablespaces.
+/// Directories, with the source's modes as the owner may use them. Links
+/// that are not tablespaces are not recreated: like pg_basebackup
+/// ("skipping special file"), a backup holds no other links, so that a
+/// restore (which refuses them) can use it.
 fn create_tree(plan: &Plan, staging: &Path, owner: Option<&OsUser>) -> Result<()> {
     for (d, mode) in &plan.dirs {
         // Group access (0750) is kept; nothing more than the owner's.
         create_dirs(&staging.join(d), (mode & 0o750) | 0o700, owner)?;
-    }
-    for (rel, target) in &plan.symlinks {
-        let p = staging.join(rel);
-        std::os::unix::fs::symlink(target, &p).map_err(|e| Error::io(&p, "create symlink", e))?;
-        if let Some(u) = owner {
-            u.chown(&p)?;
-        }
     }
     Ok(())
 }
