@@ -312,14 +312,20 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// The trend over `records` (oldest first): the newest `last`, each against
-/// the median of up to `baseline` passing drills before it.
+/// the median of up to `baseline` passing drills of its cluster before it.
 pub fn trend(records: &[(usize, Record)], last: usize, baseline: usize, threshold_pct: f64) -> Vec<Row> {
     let first = records.len().saturating_sub(last);
     (first..records.len())
         .map(|i| {
             let (line, rec) = &records[i];
             let mut prev: Vec<f64> =
-                records[..i].iter().rev().filter(|(_, r)| r.ok).take(baseline).map(|(_, r)| r.rto.recovery).collect();
+                records[..i]
+                .iter()
+                .rev()
+                .filter(|(_, r)| r.ok && r.cluster == rec.cluster)
+                .take(baseline)
+                .map(|(_, r)| r.rto.recovery)
+                .collect();
             let baseline_runs = prev.len();
             let baseline_median = (!prev.is_empty()).then(|| median(&mut prev));
             let change_pct = match baseline_median {

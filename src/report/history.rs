@@ -8,28 +8,54 @@ fn secs(v: Option<f64>) -> String {
     v.map_or_else(|| "-".to_string(), |s| format!("{s:.1}"))
 }
 
-/// A date-time without the seconds' noise: `2025-01-31 02:17`.
+/// A date-time in UTC, short enough for the table: `01-31 02:17` (the
+/// title names the year span).
 fn when(rfc3339: &str) -> String {
     match chrono::DateTime::parse_from_rfc3339(rfc3339) {
-        Ok(t) => t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M").to_string(),
+        Ok(t) => t.with_timezone(&chrono::Utc).format("%m-%d %H:%M").to_string(),
         Err(_) => rfc3339.chars().take(16).collect(),
     }
 }
 
+fn year(rfc3339: &str) -> Option<String> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).ok().map(|t| t.with_timezone(&chrono::Utc).format("%Y").to_string())
+}
+
 fn change(r: &Row) -> String {
     match r.change_pct {
-        Some(c) if r.regression => format!("{c:+.0}% REGRESSION"),
         Some(c) => format!("{c:+.0}%"),
-        None if !r.record.ok => "-".into(),
-        None => "(no baseline)".into(),
+        None => "-".into(),
     }
 }
 
+/// `pass`, `SLOW` (a regression) or `FAIL step`.
 fn result(r: &Row) -> String {
-    if r.record.ok {
-        "pass".into()
-    } else {
-        format!("FAIL {} (exit {})", r.record.failed_step.as_deref().unwrap_or("?"), r.record.exit_code)
+    match (r.record.ok, r.regression) {
+        (true, false) => "pass".into(),
+        (true, true) => "SLOW".into(),
+        (false, _) => format!("FAIL {}", r.record.failed_step.as_deref().unwrap_or("?")),
+    }
+}
+
+/// Step times as `backup/verify/copy/replay`, whole seconds.
+fn steps(rec: &crate::drill::history::Record) -> String {
+    let s = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+    let ran = rec.step_secs("gate").is_some();
+    format!(
+        "{}/{}/{}/{}",
+        s(rec.step_secs("backup")),
+        s(rec.step_secs("verify")),
+        s(rec.step_secs("restore").map(|_| rec.rto.copy)),
+        s(ran.then_some(rec.rto.replay))
+    )
+}
+
+/// Bytes, short: `953.7M`.
+fn short_bytes(n: u64) -> String {
+    let b = bytes(n);
+    match b.split_once(' ') {
+        Some((v, unit)) => format!("{v}{}", &unit[..1]),
+        None => b,
     }
 }
 
@@ -47,56 +73,45 @@ impl Render for HistoryReport {
                 vec![
                     when(&rec.finished_at),
                     result(r),
-                    secs(rec.step_secs("backup")),
-                    secs(rec.step_secs("verify")),
-                    secs(ran.then_some(rec.rto.copy)),
-                    secs(ran.then_some(rec.rto.replay)),
+                    steps(rec),
                     secs(ran.then_some(rec.rto.recovery)),
-                    rec.backup_bytes.map_or("-".into(), bytes),
-                    rec.replay_rate.map_or("-".into(), |r| format!("{}/s", bytes(r as u64))),
+                    rec.backup_bytes.map_or("-".into(), short_bytes),
+                    rec.replay_rate.map_or("-".into(), |r| short_bytes(r as u64)),
                     change(r),
                 ]
             })
             .collect();
-        let title = match &self.cluster {
-            Some(c) => format!("drills of {c} ({} recorded in {})", self.total, self.file.display()),
-            None => format!("drills ({} recorded in {})", self.total, self.file.display()),
+        let years: std::collections::BTreeSet<String> =
+            self.drills.iter().filter_map(|r| year(&r.record.finished_at)).collect();
+        let years = years.into_iter().collect::<Vec<_>>().join("-");
+        let of = match &self.cluster {
+            Some(c) => format!(" of {c}"),
+            None => String::new(),
         };
+        let title = format!("the last {} drills{of} ({} recorded), UTC {years}", self.drills.len(), self.total);
         let mut out = section(
             &title,
-            &table(
-                &[
-                    "finished (UTC)",
-                    "result",
-                    "backup",
-                    "verify",
-                    "copy",
-                    "replay",
-                    "RTO",
-                    "size",
-                    "replay rate",
-                    "RTO vs median",
-                ],
-                &rows,
-            ),
+            &table(&["finished", "result", "steps", "RTO", "size", "replay/s", "change"], &rows),
         );
         let clusters: std::collections::BTreeSet<&str> =
             self.drills.iter().map(|r| r.record.cluster.as_str()).collect();
         if clusters.len() > 1 {
             out.push_str(&format!(
-                "Note: these drills are of {} clusters ({}); pass --cluster NAME to compare one.\n",
+                "Note: drills of {} clusters: {}.\nEach is compared with its own cluster's; --cluster NAME shows one.\n",
                 clusters.len(),
                 clusters.into_iter().collect::<Vec<_>>().join(", ")
             ));
         }
+        out.push_str("Seconds. steps: backup/verify/copy/replay. RTO: copy + replay + open.\n");
         out.push_str(&format!(
-            "Times in seconds; RTO = copy + replay + open; each passing drill is compared with the median of up to {} passing drills before it.\n",
-            self.baseline
+            "change: RTO against the median of up to {} passing drills before it.\n\
+             SLOW: more than {:.0}% over that median.\n",
+            self.baseline, self.threshold_pct
         ));
         let newest = self.drills.last().map(|r| (r.regression, r.change_pct));
         out.push_str(&match newest {
             Some((true, Some(c))) => format!(
-                "REGRESSION: the newest drill's recovery time is {c:+.0}% against the median (threshold {:.0}%).\n",
+                "REGRESSION: the newest drill's RTO is {c:+.0}% against the median (limit {:.0}%).\n",
                 self.threshold_pct
             ),
             _ => format!("No regression past {:.0}% in the newest drill.\n", self.threshold_pct),
