@@ -57,7 +57,17 @@ fn argument_errors_print_a_json_object_with_json() {
         assert!(stderr(&out).contains("error:"), "{args:?}");
     }
     // The enforced conflicts are what the JSON names.
-    let r = json(&pgdrill(&["restore", "--json", "--wal-archive", "/a", "--restore-command", "cp", "--target", "/t", "/b"]));
+    let r = json(&pgdrill(&[
+        "restore",
+        "--json",
+        "--wal-archive",
+        "/a",
+        "--restore-command",
+        "cp",
+        "--target",
+        "/t",
+        "/b",
+    ]));
     assert!(r["error"]["message"].as_str().unwrap().contains("cannot be used with"), "{r}");
     let r = json(&pgdrill(&["wal-keep", "/b", "--remove", "--json"]));
     assert!(r.to_string().contains("--archive"), "{r}");

@@ -318,8 +318,7 @@ pub fn trend(records: &[(usize, Record)], last: usize, baseline: usize, threshol
     (first..records.len())
         .map(|i| {
             let (line, rec) = &records[i];
-            let mut prev: Vec<f64> =
-                records[..i]
+            let mut prev: Vec<f64> = records[..i]
                 .iter()
                 .rev()
                 .filter(|(_, r)| r.ok && r.cluster == rec.cluster)

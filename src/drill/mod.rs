@@ -639,3 +639,35 @@ fn cleanup(
         causes: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recovery_slower_than_the_target_fails_the_drill() {
+        let mut run = Runner { steps: Vec::new(), failed: None };
+        rto_step(&mut run, Duration::from_secs(10), 12.5, 5.0, 7.0, 0.5, true);
+        assert_eq!(run.failed, Some(EXIT_FAILED));
+        let s = &run.steps[0];
+        assert_eq!((s.name, s.status), ("rto", StepStatus::Fail));
+        assert!(s.causes[0].contains("12.5 s is over the target of 10 s by 2.5 s"), "{:?}", s.causes);
+
+        let mut run = Runner { steps: Vec::new(), failed: None };
+        rto_step(&mut run, Duration::from_secs(10), 9.0, 4.0, 4.5, 0.5, true);
+        assert_eq!((run.failed, run.steps[0].status), (None, StepStatus::Pass));
+
+        // No gate, or an earlier failure: skipped, not judged.
+        let mut run = Runner { steps: Vec::new(), failed: None };
+        rto_step(&mut run, Duration::from_secs(10), 0.0, 0.0, 0.0, 0.0, false);
+        assert_eq!((run.failed, run.steps[0].status), (None, StepStatus::Skip));
+    }
+
+    #[test]
+    fn causes_are_bounded() {
+        let c = bounded((0..30).map(|i| i.to_string()));
+        assert_eq!(c.len(), MAX_CAUSES + 1);
+        assert_eq!(c[MAX_CAUSES], "... and 10 more");
+        assert_eq!(bounded(vec!["a".to_string()]), vec!["a"]);
+    }
+}

@@ -89,10 +89,8 @@ impl Render for HistoryReport {
             None => String::new(),
         };
         let title = format!("the last {} drills{of} ({} recorded), UTC {years}", self.drills.len(), self.total);
-        let mut out = section(
-            &title,
-            &table(&["finished", "result", "steps", "RTO", "size", "replay/s", "change"], &rows),
-        );
+        let mut out =
+            section(&title, &table(&["finished", "result", "steps", "RTO", "size", "replay/s", "change"], &rows));
         let clusters: std::collections::BTreeSet<&str> =
             self.drills.iter().map(|r| r.record.cluster.as_str()).collect();
         if clusters.len() > 1 {

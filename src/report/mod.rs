@@ -35,7 +35,7 @@ pub fn emit<T: Serialize + Render>(value: &T, json: bool) {
             Err(e) => format!("{{\"error\": {{\"message\": {:?}}}}}\n", e.to_string()),
         }
     } else {
-        trim_lines(&value.human())
+        fit(&value.human(), table_width())
     };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
@@ -129,6 +129,24 @@ fn finish(mut t: tabled::Table, width: Option<usize>) -> String {
     trim_lines(&t.to_string())
 }
 
+/// Human output as printed: tables already fit `width`; longer lines of
+/// prose are wrapped at word boundaries; no line ends in spaces.
+pub fn fit(text: &str, width: Option<usize>) -> String {
+    let Some(w) = width else { return trim_lines(text) };
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        if line.chars().count() > w {
+            out.push_str(&tabled::settings::width::Wrap::wrap(line, w, true));
+        } else {
+            out.push_str(line);
+        }
+    }
+    trim_lines(&out)
+}
+
 /// Remove trailing spaces from every line.
 pub fn trim_lines(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -210,5 +228,30 @@ pub fn bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_and_prose_fit_and_end_without_spaces() {
+        let long = "a detail long enough to need wrapping, with words to wrap between; ".repeat(3);
+        let rows = vec![vec!["step".to_string(), "pass".into(), long.clone()], vec!["x".into(), "".into(), "".into()]];
+        for w in [40, 80, 120] {
+            let t = table_width_of(&["name", "status", "detail"], &rows, Some(w));
+            let text = fit(&format!("{t}\n{long}\n"), Some(w));
+            for line in text.lines() {
+                assert!(line.chars().count() <= w, "{w}: {line:?}");
+                assert!(!line.ends_with(' '), "{line:?}");
+            }
+            // Words stay whole.
+            assert!(text.contains("wrapping,"), "{text}");
+        }
+        // No width: lines stay whole, still trimmed.
+        let t = table_width_of(&["a", "b"], &[vec!["x", ""]], None);
+        assert!(t.lines().all(|l| !l.ends_with(' ')), "{t:?}");
+        assert_eq!(fit("x  \ny", None), "x\ny");
     }
 }
