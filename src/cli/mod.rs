@@ -45,6 +45,8 @@ pub struct Cli {
     pub verbose: bool,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what a data directory or backup holds: pg_control, backup_label,

@@ -66,7 +66,7 @@ impl Render for DrillReport {
             .steps
             .iter()
             // verify's causes are its findings, shown in full below.
-            .filter(|s| !(s.name == "verify" && !self.findings.is_empty()))
+            .filter(|s| s.name != "verify" || self.findings.is_empty())
             .flat_map(|s| s.causes.iter().map(move |c| vec![s.name.to_string(), c.clone()]))
             .collect();
         if !causes.is_empty() {

@@ -25,7 +25,7 @@ pub fn xml_escape(s: &str) -> String {
 fn failure_body(detail: &str, causes: &[String]) -> String {
     let mut body = detail.to_string();
     for c in causes {
-        body.push_str("\n");
+        body.push('\n');
         body.push_str(c);
     }
     body
