@@ -155,7 +155,18 @@ fn run_drill(a: &DrillArgs) -> Result<u8, Error> {
         }
         report::junit::render_error(&e.chain().join(": "), &causes, e.exit_code(), started.elapsed().as_secs_f64())
     };
-    let cfg = match a.to_config() {
+    // The outputs are checked before any step: a drill whose outcome
+    // could not be recorded does not run.
+    let outputs = |c: &DrillConfig| -> Result<(), Error> {
+        if let Some(p) = &c.history {
+            metrics::check_output("--history", p)?;
+        }
+        if let Some(p) = &c.metrics {
+            metrics::check_output("--metrics", p)?;
+        }
+        Ok(())
+    };
+    let cfg = match a.to_config().and_then(|c| outputs(&c).map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             let _ = write_junit(early(&e));

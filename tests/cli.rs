@@ -279,3 +279,31 @@ fn a_damaged_history_file_is_a_clear_error() {
     assert_eq!(json(&out)["torn_last_line"], 2);
     assert!(stderr(&out).contains("cut short"));
 }
+
+#[test]
+fn a_drill_that_could_not_record_its_outcome_does_not_start() {
+    let d = tempfile::tempdir().unwrap();
+    let junit = d.path().join("j.xml");
+    for (opt, file) in [("--metrics", d.path().join("missing/m.prom")), ("--history", d.path().to_path_buf())] {
+        let out = pgdrill(&[
+            "drill",
+            "--standby",
+            "host=/nonexistent port=1",
+            "--work",
+            d.path().join("work").to_str().unwrap(),
+            "--wal-archive",
+            d.path().to_str().unwrap(),
+            opt,
+            file.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+            "--json",
+        ]);
+        // 2 before any step, not 3 from the unreachable standby.
+        assert_eq!(code(&out), 2, "{opt}: {}", stderr(&out));
+        assert!(json(&out)["error"]["message"].as_str().unwrap().starts_with(opt), "{}", stderr(&out));
+        assert!(!d.path().join("work").exists(), "nothing done");
+        let xml = std::fs::read_to_string(&junit).unwrap();
+        assert!(xml.contains("type=\"exit 2\""), "{xml}");
+    }
+}

@@ -109,6 +109,29 @@ pub fn cluster_label(
     format!("{}:{}", standby.host(), standby.port())
 }
 
+/// Check, before a drill starts, that `option`'s FILE can be written: its
+/// directory exists and is one, and FILE is not a directory. A drill that
+/// could not record its outcome should not run (exit 2, nothing done).
+pub fn check_output(option: &str, path: &Path) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let bad = |why: &str| {
+        Err(Error::usage(
+            format!("{option} {}: {why}", path.display()),
+            Some("pass a file in an existing directory you may write to".into()),
+        ))
+    };
+    if !dir.is_dir() {
+        return bad("its directory does not exist");
+    }
+    if path.is_dir() {
+        return bad("is a directory");
+    }
+    if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK).is_err() {
+        return bad("its directory is not writable");
+    }
+    Ok(())
+}
+
 /// Write `text` to `path` through a temporary file in the same directory
 /// and a rename, as the textfile collector requires.
 pub fn write_atomically(path: &Path, text: &str) -> Result<()> {
@@ -139,6 +162,16 @@ mod tests {
             parse_previous("pgdrill_drill_last_success_timestamp_seconds{cluster=\"a\"} NaN"),
             Previous::default()
         );
+    }
+
+    #[test]
+    fn outputs_are_checked_before_a_drill() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_output("--metrics", &dir.path().join("m.prom")).is_ok());
+        let e = check_output("--metrics", &dir.path().join("nope/m.prom")).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert!(check_output("--history", dir.path()).unwrap_err().to_string().contains("is a directory"));
     }
 
     #[test]

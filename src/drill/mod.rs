@@ -264,7 +264,12 @@ impl Runner {
         }
         crate::observe::note(crate::observe::Level::Info, &format!("drill: {name} ..."));
         let t = Instant::now();
-        let r = f();
+        let r = {
+            // Steps without a progress meter of their own say they are
+            // alive, so a CI log never goes quiet for long.
+            let _alive = (!METERED.contains(&name)).then(|| Heartbeat::start(name));
+            f()
+        };
         let seconds = t.elapsed().as_secs_f64();
         match r {
             Ok(o) => {
@@ -309,6 +314,68 @@ impl<T> Outcome<T> {
 
     fn new(value: T, ok: bool, detail: String, causes: Vec<String>) -> Outcome<T> {
         Outcome { value, ok, detail, causes }
+    }
+}
+
+/// Steps that report progress through a meter of their own (copy, replay).
+const METERED: [&str; 3] = ["backup", "restore", "gate"];
+/// How often a step without a meter says it is still running.
+const HEARTBEAT: Duration = Duration::from_secs(30);
+
+/// A note every [`HEARTBEAT`] while a step runs: `drill: verify still
+/// running (60 s)`. Stops when dropped.
+struct Heartbeat {
+    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(name: &'static str) -> Heartbeat {
+        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let theirs = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("pgdrill-heartbeat".into())
+            .spawn(move || {
+                let started = Instant::now();
+                let (lock, cv) = &*theirs;
+                let mut stopped = match lock.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                loop {
+                    let (g, timeout) = match cv.wait_timeout(stopped, HEARTBEAT) {
+                        Ok(r) => r,
+                        Err(p) => p.into_inner(),
+                    };
+                    stopped = g;
+                    if *stopped {
+                        return;
+                    }
+                    if timeout.timed_out() {
+                        let secs = started.elapsed().as_secs();
+                        crate::observe::note(
+                            crate::observe::Level::Info,
+                            &format!("drill: {name} still running ({secs} s)"),
+                        );
+                    }
+                }
+            })
+            .ok();
+        Heartbeat { stop, thread }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        match lock.lock() {
+            Ok(mut g) => *g = true,
+            Err(p) => *p.into_inner() = true,
+        }
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
