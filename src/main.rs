@@ -89,15 +89,16 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
         Command::Demo(a) => (
             a.json,
             pgdrill::drill::demo::run(&a.to_config()).map(|r| {
-                report::emit(&r, a.json);
-                r.exit_code()
+                let code = r.exit_code();
+                report::emit_ok(&r, code == EXIT_OK, a.json);
+                code
             }),
         ),
         Command::WalKeep(a) => (
             a.json,
             a.to_config().and_then(|c| pgdrill::drill::walkeep::run(&c)).map(|r| {
-                report::emit(&r, a.json);
-                0
+                report::emit_ok(&r, true, a.json);
+                EXIT_OK
             }),
         ),
         Command::History(a) => (

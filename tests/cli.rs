@@ -147,6 +147,13 @@ fn inspect_json_has_an_ok_key() {
     let r = json(&out);
     assert_eq!(r["ok"], true);
     assert_eq!(r["kind"], "data_directory", "the report's own keys stay: {r}");
+    // A damaged pg_control: exit 1 and ok false.
+    let mut bytes = std::fs::read(data.join("global/pg_control")).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(data.join("global/pg_control"), bytes).unwrap();
+    let out = pgdrill(&["inspect", "--json", data.to_str().unwrap()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(json(&out)["ok"], false);
 }
 
 #[test]

@@ -443,3 +443,52 @@ fn a_drill_restores_with_a_restore_command_and_checks_template1() {
     let checks = r["checks"].as_array().unwrap();
     assert!(checks.iter().any(|c| c["name"] == "amcheck template1" && c["status"] == "pass"), "{checks:?}");
 }
+
+#[test]
+fn backup_restore_and_gate_json_carry_ok() {
+    let g = with_standby();
+    let dest = g.dir.join("b");
+    let out = pgdrill(&[
+        "backup",
+        "--standby",
+        &g.standby().unwrap().conninfo(),
+        "--primary",
+        &g.primary.conninfo(),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--fast",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["ok"], true);
+    assert!(r["end_lsn"].is_string(), "the report's own keys stay: {r}");
+    let target = g.dir.join("r");
+    let port = pgdrill::ground::free_port().to_string();
+    let out = pgdrill(&[
+        "restore",
+        dest.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--port",
+        &port,
+        "--no-start",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["started"], false);
+    let out = pgdrill(&["gate", "--pgdata", target.to_str().unwrap(), "--timeout", "120", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["opened"], true);
+    if let Some(mut pm) = pgdrill::server::Postmaster::attach(&target, target.join("log/pgdrill-postmaster.log")) {
+        pm.stop(std::time::Duration::from_secs(30));
+    }
+}
