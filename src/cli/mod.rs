@@ -235,7 +235,8 @@ pub struct DrillArgs {
     #[arg(long, env = "PGDRILL_PG_BIN", value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
     /// OS user to run the restored server as when pgdrill runs as root
-    /// [default: the owner of the backup, else postgres].
+    /// [default: the owner of the backup, else postgres; not root: pgdrill's
+    /// own user].
     #[arg(long, value_name = "USER")]
     pub os_user: Option<String>,
     /// Database role pgdrill connects as to the restored copy while the
@@ -585,11 +586,12 @@ pub struct GateOptions {
     #[arg(long, env = "PGDRILL_PG_BIN", value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
     /// OS user to run the server as when pgdrill runs as root [default: the
-    /// owner of the backup or data directory, else postgres].
+    /// owner of the backup or data directory, else postgres; not root:
+    /// pgdrill's own user].
     #[arg(long, value_name = "USER")]
     pub os_user: Option<String>,
-    /// Database role pgdrill connects as while the gate is shut (default:
-    /// PGUSER, the server's OS user, postgres).
+    /// Database role pgdrill connects as while the gate is shut [default:
+    /// PGUSER, the server's OS user, postgres].
     #[arg(long, value_name = "ROLE")]
     pub db_user: Option<String>,
 }
