@@ -51,14 +51,16 @@ const RECOVERY_CONF_KEYS: &[&str] = &[
 const TARGET_KEYS: &[&str] =
     &["recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid"];
 
-/// The recovery target settings: every target emptied, then the LSN target
-/// last. PostgreSQL's assign hooks reject any `recovery_target*` assignment,
-/// even an empty one, made after another target is set ("multiple recovery
-/// targets specified"), so the real one must come after the empty ones.
-fn target_settings(target: Option<Target>, timeline: TimelineChoice) -> Vec<(&'static str, String)> {
+/// The recovery target settings: every other target emptied, then the one
+/// that applies last. PostgreSQL's assign hooks reject any
+/// `recovery_target*` assignment, even an empty one, made after another
+/// target is set ("multiple recovery targets specified"), so the real one
+/// must come after the empty ones.
+fn target_settings(target: Option<&Target>, timeline: TimelineChoice) -> Vec<(&'static str, String)> {
+    let (key, value) = target.map_or(("recovery_target_lsn", String::new()), |t| t.at.setting());
     let mut out: Vec<(&'static str, String)> =
-        TARGET_KEYS.iter().filter(|k| **k != "recovery_target_lsn").map(|k| (*k, String::new())).collect();
-    out.push(("recovery_target_lsn", target.map(|t| t.lsn.to_string()).unwrap_or_default()));
+        TARGET_KEYS.iter().filter(|k| **k != key).map(|k| (*k, String::new())).collect();
+    out.push((key, value));
     let (inclusive, action) = match target {
         Some(t) => (t.inclusive, t.action),
         None => (true, TargetAction::Pause),
@@ -93,11 +95,43 @@ impl TargetAction {
     }
 }
 
-/// Stop replay at an LSN.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where replay stops: one of PostgreSQL's recovery targets.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+pub enum StopAt {
+    /// `recovery_target_lsn`.
+    Lsn(Lsn),
+    /// `recovery_target_time`, as [`crate::pg::timestamp::render`] writes it.
+    Time(String),
+    /// `recovery_target_xid`.
+    Xid(u64),
+    /// `recovery_target_name`: a restore point.
+    Name(String),
+}
+
+impl StopAt {
+    /// The setting and its value.
+    pub fn setting(&self) -> (&'static str, String) {
+        match self {
+            StopAt::Lsn(l) => ("recovery_target_lsn", l.to_string()),
+            StopAt::Time(t) => ("recovery_target_time", t.clone()),
+            StopAt::Xid(x) => ("recovery_target_xid", x.to_string()),
+            StopAt::Name(n) => ("recovery_target_name", n.clone()),
+        }
+    }
+
+    /// For messages: `time 2026-11-29 14:04:05.000000+00:00`.
+    pub fn describe(&self) -> String {
+        let (k, v) = self.setting();
+        format!("{} {v}", k.trim_start_matches("recovery_target_"))
+    }
+}
+
+/// Stop replay at a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    pub lsn: Lsn,
-    /// Stop after (true) or before (false) the record at the LSN.
+    pub at: StopAt,
+    /// Stop after (true) or before (false) the target record.
     pub inclusive: bool,
     pub action: TargetAction,
 }
@@ -146,7 +180,7 @@ pub fn render(version: &PgVersion, plan: &RecoveryPlan) -> Rendered {
         ("recovery_end_command", String::new()),
         ("recovery_min_apply_delay", "0".into()),
     ];
-    rec.extend(target_settings(plan.target, plan.timeline));
+    rec.extend(target_settings(plan.target.as_ref(), plan.timeline));
     if let Some(trigger) = version.promote_trigger_setting {
         rec.push((trigger, String::new()));
     }
@@ -257,7 +291,7 @@ pub fn set_target(
     timeline: TimelineChoice,
     owner: Option<&OsUser>,
 ) -> Result<()> {
-    let add = target_settings(target, timeline);
+    let add = target_settings(target.as_ref(), timeline);
     let pinned: Vec<(&str, String)> = GATE_SETTINGS.iter().map(|(k, v)| (*k, v.to_string())).collect();
     let auto = read_or(dir, "postgresql.auto.conf", conf::AUTO_CONF_HEADER)?;
     match version.recovery {
@@ -296,7 +330,7 @@ mod tests {
             standby_mode: true,
             restore_command: Some("cp /archive/%f %p".into()),
             primary_conninfo: None,
-            target: Some(Target { lsn: Lsn(0x76D6CA8), inclusive: false, action: TargetAction::Pause }),
+            target: Some(Target { at: StopAt::Lsn(Lsn(0x76D6CA8)), inclusive: false, action: TargetAction::Pause }),
             timeline: TimelineChoice::Id(TimelineId(1)),
             sandbox: true,
             port: Some(6000),
@@ -342,6 +376,24 @@ mod tests {
     }
 
     #[test]
+    fn a_named_target_comes_after_every_emptied_one() {
+        let mut p = plan();
+        p.target =
+            Some(Target { at: StopAt::Name("before_drop".into()), inclusive: true, action: TargetAction::Pause });
+        let r = render(by_major(15).unwrap(), &p);
+        let pos = |k: &str| r.auto_add.iter().position(|(n, _)| *n == k).unwrap();
+        for k in TARGET_KEYS.iter().filter(|k| **k != "recovery_target_name") {
+            assert!(pos(k) < pos("recovery_target_name"), "{k}");
+            assert_eq!(r.auto_add[pos(k)].1, "", "{k} is emptied");
+        }
+        assert_eq!(r.auto_add[pos("recovery_target_name")].1, "before_drop");
+        assert_eq!(r.auto_add[pos("recovery_target_inclusive")].1, "on");
+        let rc = render(by_major(11).unwrap(), &p).recovery_conf.unwrap();
+        assert!(rc.contains("recovery_target_name = 'before_drop'"), "{rc}");
+        assert!(!rc.contains("recovery_target_lsn"), "{rc}");
+    }
+
+    #[test]
     fn writes_files_and_removes_stale_ones() {
         let d = tempfile::tempdir().unwrap();
         fs::write(d.path().join("standby.signal"), "").unwrap();
@@ -367,8 +419,8 @@ mod tests {
             "restore_command = 'cp /a/%f %p'\nrecovery_target_xid = '5'\n",
         )
         .unwrap();
-        let t = Target { lsn: Lsn(0x300), inclusive: false, action: TargetAction::Pause };
-        set_target(&Dir::open(d.path()).unwrap(), by_major(16).unwrap(), Some(t), TimelineChoice::Latest, None)
+        let t = Target { at: StopAt::Lsn(Lsn(0x300)), inclusive: false, action: TargetAction::Pause };
+        set_target(&Dir::open(d.path()).unwrap(), by_major(16).unwrap(), Some(t.clone()), TimelineChoice::Latest, None)
             .unwrap();
         let auto = fs::read_to_string(d.path().join("postgresql.auto.conf")).unwrap();
         assert_eq!(conf::get(&auto, "restore_command").as_deref(), Some("cp /a/%f %p"));

@@ -311,6 +311,7 @@ fn a_backup_configured_for_another_language_gates_as_in_english() {
     text.push_str("\nlc_messages = 'de_DE.UTF-8'\n");
     std::fs::write(&conf, text).unwrap();
     // The configuration was edited after the backup: the manifest agrees.
+    refresh_in_manifest(&b, "postgresql.conf");
     let target = g.dir.join("t");
     let port = free_port();
     let out = pgdrill(&[
@@ -324,7 +325,6 @@ fn a_backup_configured_for_another_language_gates_as_in_english() {
         &port.to_string(),
         "--timeout",
         "120",
-        "--skip-manifest-check",
         "--no-sync",
         "--json",
     ]);

@@ -14,6 +14,7 @@ use crate::drill::DrillConfig;
 use crate::error::{Error, Result};
 use crate::gate::{GateConfig, Then};
 use crate::pg::Lsn;
+use crate::recovery::StopAt;
 use crate::restore::RestoreConfig;
 use crate::verify::VerifyConfig;
 
@@ -250,6 +251,8 @@ pub struct DrillArgs {
     /// Limit the backup's copy to this many bytes per second (K, M, G).
     #[arg(long, value_name = "RATE")]
     pub max_rate: Option<String>,
+    #[command(flatten)]
+    pub stop: TargetArgs,
     /// Print one JSON object on stdout instead of tables (schema:
     /// docs/json.md); errors too.
     #[arg(long)]
@@ -258,6 +261,7 @@ pub struct DrillArgs {
 
 impl DrillArgs {
     pub fn to_config(&self) -> Result<DrillConfig> {
+        let (end_lsn, stop_at) = self.stop.to_targets()?;
         if self.timeout == 0 {
             return Err(Error::usage("--timeout must be at least 1 second", None));
         }
@@ -309,6 +313,8 @@ impl DrillArgs {
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
             // -q and -v reach the progress sink main installs.
             quiet: false,
+            end_lsn,
+            stop_at,
             restore_command: self.restore_command.clone(),
             stall: std::time::Duration::from_secs(self.stall_secs),
             tablespace_map: parse_tablespace_map(&self.tablespace_map)?,
@@ -572,6 +578,56 @@ impl VerifyArgs {
     }
 }
 
+/// A recovery target: where replay stops and the gate opens. Never below
+/// the backup's own end point (exit 2).
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct TargetArgs {
+    /// Stop replay at this LSN and open there.
+    #[arg(long, value_name = "LSN")]
+    pub target_lsn: Option<String>,
+    /// Stop replay at the first commit after this time (a zone is required:
+    /// `2026-11-29 14:04:05+00`, `2026-11-29T14:04:05Z`) and open there.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub target_time: Option<String>,
+    /// Stop replay after the commit of this transaction and open there.
+    #[arg(long, value_name = "XID")]
+    pub target_xid: Option<u64>,
+    /// Stop replay at this restore point (pg_create_restore_point) and open there.
+    #[arg(long, value_name = "NAME")]
+    pub target_name: Option<String>,
+}
+
+impl TargetArgs {
+    /// An LSN target, or a target by time, xid or name.
+    pub fn to_targets(&self) -> Result<(Option<Lsn>, Option<StopAt>)> {
+        if let Some(l) = &self.target_lsn {
+            let lsn = l.parse::<Lsn>().map_err(|e| Error::usage(format!("--target-lsn: {e}"), None))?;
+            return Ok((Some(lsn), None));
+        }
+        if let Some(t) = &self.target_time {
+            let ts = crate::pg::timestamp::parse(t).ok_or_else(|| {
+                Error::usage(
+                    format!("--target-time {t:?}: not a timestamp with a time zone"),
+                    Some("for example --target-time '2026-11-29 14:04:05+00'".into()),
+                )
+            })?;
+            return Ok((None, Some(StopAt::Time(crate::pg::timestamp::render(&ts)))));
+        }
+        if let Some(x) = self.target_xid {
+            return Ok((None, Some(StopAt::Xid(x))));
+        }
+        if let Some(n) = &self.target_name {
+            // MAXFNAMELEN: a restore point's name is shorter than 64 bytes.
+            if n.is_empty() || n.len() >= 64 {
+                return Err(Error::usage(format!("--target-name {n:?}: a restore point name has 1 to 63 bytes"), None));
+            }
+            return Ok((None, Some(StopAt::Name(n.clone()))));
+        }
+        Ok((None, None))
+    }
+}
+
 /// Options the gate shares with restore.
 #[derive(Debug, Args)]
 pub struct GateOptions {
@@ -652,6 +708,8 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub skip_manifest_check: bool,
     #[command(flatten)]
+    pub stop: TargetArgs,
+    #[command(flatten)]
     pub gate: GateOptions,
     /// Print one JSON object on stdout instead of tables (schema:
     /// docs/json.md); errors too.
@@ -662,6 +720,7 @@ pub struct RestoreArgs {
 impl RestoreArgs {
     pub fn to_config(&self) -> Result<RestoreConfig> {
         self.gate.check()?;
+        let (end_lsn, stop_at) = self.stop.to_targets()?;
         let map = parse_tablespace_map(&self.tablespace_map)?;
         if self.port == Some(0) {
             return Err(Error::usage("--port must be between 1 and 65535", None));
@@ -684,6 +743,8 @@ impl RestoreArgs {
             tablespace_map: map,
             sync: !self.no_sync,
             skip_manifest_check: self.skip_manifest_check,
+            end_lsn,
+            stop_at,
             // -q and -v reach the progress sink main installs.
             quiet: false,
         })
@@ -696,9 +757,12 @@ pub struct GateArgs {
     #[arg(long, value_name = "DIR")]
     pub pgdata: PathBuf,
     /// The end target [default: what an unfinished gate on the directory
-    /// saved, else end_location, else derived from backup_label].
-    #[arg(long, value_name = "LSN")]
+    /// saved, else end_location, else derived from backup_label]. The same
+    /// as --target-lsn.
+    #[arg(long, value_name = "LSN", conflicts_with_all = ["target_lsn", "target_time", "target_xid", "target_name"])]
     pub end_lsn: Option<String>,
+    #[command(flatten)]
+    pub stop: TargetArgs,
     /// The WAL archive the copy restores from, to name missing segments.
     #[arg(long, value_name = "DIR")]
     pub wal_archive: Option<PathBuf>,
@@ -722,9 +786,11 @@ impl GateArgs {
             .as_deref()
             .map(|s| s.parse::<Lsn>().map_err(|e| Error::usage(format!("--end-lsn: {e}"), None)))
             .transpose()?;
+        let (target_lsn, stop_at) = self.stop.to_targets()?;
         Ok(GateConfig {
             pgdata: self.pgdata.clone(),
-            end_lsn,
+            end_lsn: end_lsn.or(target_lsn),
+            stop_at,
             then: self.then.map(Then::from),
             timeout: std::time::Duration::from_secs(self.gate.timeout),
             stall: std::time::Duration::from_secs(self.gate.stall_secs),

@@ -126,6 +126,8 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         max_rate: None,
         quiet: cfg.quiet,
+        end_lsn: None,
+        stop_at: None,
         restore_command: None,
         stall: Duration::from_secs(10),
         tablespace_map: Vec::new(),

@@ -78,6 +78,10 @@ pub struct DrillConfig {
     pub history: Option<PathBuf>,
     /// Write the Prometheus textfile here.
     pub metrics: Option<PathBuf>,
+    /// Stop at this LSN instead of the backup's end (never below it).
+    pub end_lsn: Option<Lsn>,
+    /// Stop at a time, transaction or restore point (never below the end).
+    pub stop_at: Option<crate::recovery::StopAt>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -501,6 +505,8 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             tablespace_map: cfg.tablespace_map.clone(),
             sync: cfg.sync,
             skip_manifest_check: false,
+            end_lsn: cfg.end_lsn,
+            stop_at: cfg.stop_at.clone(),
             quiet: cfg.quiet,
         })?;
         let detail = format!("{} files copied, {} checked against the manifest; port {p}", r.files, r.manifest_checked);
@@ -512,6 +518,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     let check_cell: std::cell::RefCell<Vec<CheckResult>> = std::cell::RefCell::new(Vec::new());
     let gated = run.step("gate", || {
         let gcfg = GateConfig {
+            stop_at: cfg.stop_at.clone(),
             pgdata: target.clone(),
             end_lsn: restored.as_ref().and_then(|r| r.end_lsn),
             then: Some(cfg.then),

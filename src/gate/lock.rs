@@ -55,6 +55,10 @@ pub struct GateState {
     /// target below it is accepted, and the gate never opens below it.
     #[serde(default)]
     pub floor_lsn: Option<Lsn>,
+    /// A recovery target by time, transaction or restore point: the gate
+    /// opens where replay stops for it (never below the floor).
+    #[serde(default)]
+    pub stop_at: Option<crate::recovery::StopAt>,
 }
 
 /// An exclusive advisory lock on the data directory itself (no file is
@@ -224,6 +228,7 @@ mod tests {
             started_at: String::new(),
             server_started: false,
             floor_lsn: Some(Lsn(40)),
+            stop_at: None,
         };
         install(&dir, &st, None, false).unwrap();
         assert!(is_locked(&dir, &st));

@@ -29,7 +29,7 @@ use crate::observe::{self, Level, Unit};
 use crate::pg::label::BackupFrom;
 use crate::pg::wal::SegmentName;
 use crate::pg::{Lsn, TimelineId, WalSegSize};
-use crate::recovery::{self, Target, TargetAction, TimelineChoice};
+use crate::recovery::{self, StopAt, Target, TargetAction, TimelineChoice};
 use crate::safefs::Dir;
 use crate::server::{probe, OsUser, PgBin, Postmaster, ServerSpec};
 use lock::GateState;
@@ -71,6 +71,9 @@ impl Then {
 pub struct GateConfig {
     pub pgdata: PathBuf,
     pub end_lsn: Option<Lsn>,
+    /// A recovery target by time, transaction or restore point (an LSN
+    /// target is `end_lsn`): replay stops there, and the gate opens there.
+    pub stop_at: Option<StopAt>,
     /// `None`: what an unfinished gate on this directory saved, else pause.
     pub then: Option<Then>,
     pub timeout: Duration,
@@ -109,6 +112,8 @@ pub struct GateReport {
     /// Where the end target came from: `option`, `state`, `end_location`,
     /// `backup_label`, or `server` (PostgreSQL's own end-of-backup check).
     pub end_source: &'static str,
+    /// A recovery target by time, transaction or restore point, if any.
+    pub recovery_target: Option<StopAt>,
     /// Whether access opened (false when checks run before opening failed).
     pub opened: bool,
     /// The replay LSN when access opened (the insert LSN after promotion).
@@ -134,12 +139,30 @@ pub fn check_end_target(end: Option<Lsn>, floor: Option<Lsn>, source: &str) -> R
         (Some(e), Some(f)) if e < f => Err(Error::usage(
             format!("the end target {e} ({source}) is below the backup's own end point {f}"),
             Some(format!(
-                "a copy is consistent only from {f} on; give an end target at or after it, or omit --end-lsn"
+                "a copy is consistent only from {f} on; give a target at or after it, or none (the gate then opens at the backup's end)"
             )),
         )),
         (None, Some(f)) => Err(Error::usage(
             format!("no end target ({source}), but the backup's own end point is {f}"),
             Some("run pgdrill gate without --then standby overrides, or pass --end-lsn".into()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A target by time that lies before the backup's checkpoint lies before
+/// its end: refused up front (exit 2). Later times are checked where
+/// replay stops for them.
+pub fn check_stop_at(at: &StopAt, info: &DirInfo) -> Result<()> {
+    let StopAt::Time(t) = at else { return Ok(()) };
+    let checkpoint = info.control.checkpoint_time;
+    match crate::pg::timestamp::parse(t) {
+        Some(ts) if ts.timestamp() < checkpoint => Err(Error::usage(
+            format!(
+                "the recovery target time {t} is before the backup's checkpoint ({}): it lies before the backup's end",
+                chrono::DateTime::from_timestamp(checkpoint, 0).map_or(checkpoint.to_string(), |d| d.to_rfc3339())
+            ),
+            Some("choose a time after the backup was taken".into()),
         )),
         _ => Ok(()),
     }
@@ -197,6 +220,10 @@ struct Watch<'a> {
     end: Option<Lsn>,
     /// The backup's own end point: access never opens below it.
     floor: Option<Lsn>,
+    /// A target by time, xid or name: replay pauses (or promotes) there.
+    stop_at: Option<StopAt>,
+    /// SQL: is replay paused (the major's function).
+    paused_sql: &'static str,
     start_lsn: Lsn,
     conn_candidates: Vec<ConnSpec>,
     /// The candidate that connected.
@@ -233,6 +260,13 @@ impl Watch<'_> {
                 None
             }
         }
+    }
+
+    /// Whether replay is paused (at a recovery target, the only pause the
+    /// locked server can see: nobody else can connect to ask for one).
+    fn paused(&mut self) -> bool {
+        let sql = self.paused_sql;
+        self.connect().and_then(|c| c.query_one(sql, &[]).ok()).is_some_and(|r| r.get::<_, bool>(0))
     }
 
     /// Why replay is not moving, in one line, and what to do about it.
@@ -298,6 +332,8 @@ pub struct Prepared {
     pub then: Then,
     /// The backup's own end point.
     pub floor: Option<Lsn>,
+    /// A recovery target by time, xid or name.
+    pub stop_at: Option<StopAt>,
 }
 
 /// What the server's configuration says, from `postgres -C`.
@@ -383,11 +419,19 @@ pub fn prepare(
     if then != Then::Standby || end.is_some() {
         check_end_target(end, floor, "requested")?;
     }
-    let changed = existing.as_ref().is_some_and(|st| st.end_lsn != end || st.then != then.as_str());
+    let stop_at = cfg.stop_at.clone().or_else(|| existing.as_ref().and_then(|s| s.stop_at.clone()));
+    if stop_at.is_some() && then == Then::Standby {
+        return Err(Error::usage(
+            "--then standby keeps following the WAL source: it cannot stop at a recovery target",
+            Some("use --then pause or --then promote with a --target-*".into()),
+        ));
+    }
+    let changed =
+        existing.as_ref().is_some_and(|st| st.end_lsn != end || st.then != then.as_str() || st.stop_at != stop_at);
     if changed && running {
         return Err(Error::usage(
-            "the server of this unfinished gate is running with another end target or --then",
-            Some("run pgdrill gate with the same --end-lsn and --then, or stop the server first".into()),
+            "the server of this unfinished gate is running with another end target, recovery target or --then",
+            Some("run pgdrill gate with the same targets and --then, or stop the server first".into()),
         ));
     }
 
@@ -406,10 +450,12 @@ pub fn prepare(
         started_at: now_rfc3339(),
         server_started: false,
         floor_lsn: floor,
+        stop_at: stop_at.clone(),
     });
     state.end_lsn = end;
     state.then = then.as_str().into();
     state.floor_lsn = floor;
+    state.stop_at = stop_at.clone();
     // Whoever runs the gate now is the one the lock must admit.
     state.admit_os_user = admit.name.clone();
     for r in &roles {
@@ -424,20 +470,31 @@ pub fn prepare(
     // unchanged resume leaves the configuration alone: a copy that already
     // finished recovery (promoted at its target) must not be sent back.
     if !resumed || changed {
-        let target = match then {
-            Then::Standby => None,
-            Then::Pause | Then::Promote => end.map(|lsn| Target {
-                lsn,
-                inclusive: false,
-                action: if then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause },
-            }),
+        let action = if then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause };
+        let target = match (then, &stop_at) {
+            (Then::Standby, _) => None,
+            // PostgreSQL's default for these targets: stop after the record.
+            (_, Some(at)) => Some(Target { at: at.clone(), inclusive: true, action }),
+            // Our end points are record ends: stop before the next record.
+            (_, None) => end.map(|lsn| Target { at: StopAt::Lsn(lsn), inclusive: false, action }),
         };
         recovery::set_target(dir, version, target, TimelineChoice::Latest, owner)?;
     }
     if resumed {
         lock::save(dir, &state, owner)?;
     }
-    Ok(Prepared { bin, user, port: facts.port, socket_dir: facts.socket_dir, state, resumed, roles, then, floor })
+    Ok(Prepared {
+        bin,
+        user,
+        port: facts.port,
+        socket_dir: facts.socket_dir,
+        state,
+        resumed,
+        roles,
+        then,
+        floor,
+        stop_at,
+    })
 }
 
 /// What a hook run before opening gets: a connection spec the lock admits
@@ -477,10 +534,13 @@ pub fn run_with<T>(
     // what the directory says now.
     let floor = existing.as_ref().and_then(|s| s.floor_lsn).or_else(|| info.gate_target());
     let (end, end_source) = end_target(cfg, &info, existing.as_ref(), floor)?;
+    if let (Some(at), None) = (&cfg.stop_at, &existing) {
+        check_stop_at(at, &info)?;
+    }
     let prepared = prepare(&dir, info.control.version(), end, floor, cfg, running.is_some())?;
     let resumed = prepared.state.server_started;
     let mut pm = start_or_attach(&dir, &prepared, running.is_some())?;
-    let Prepared { user, port, socket_dir, state, roles, then, floor, .. } = prepared;
+    let Prepared { user, port, socket_dir, state, roles, then, floor, stop_at, .. } = prepared;
     let owner = OsUser::running_as_root().then_some(&user);
 
     let log_path = pm.log.clone();
@@ -503,6 +563,8 @@ pub fn run_with<T>(
         tli,
         end,
         floor,
+        stop_at: stop_at.clone(),
+        paused_sql: info.control.version().replay_paused_sql,
         start_lsn,
         conn_candidates: roles.iter().map(|r| ConnSpec::socket(&socket_dir, port, r, "postgres")).collect(),
         connected_as: None,
@@ -520,6 +582,7 @@ pub fn run_with<T>(
                 then,
                 end_lsn: end,
                 end_source,
+                recovery_target: stop_at,
                 opened: o.opened,
                 opened_at_lsn: o.at,
                 server_consistent_lsn: monitor::consistent_lsn(&w.log.text),
@@ -601,6 +664,16 @@ fn start_or_attach(dir: &Dir, p: &Prepared, running: bool) -> Result<Postmaster>
     )
 }
 
+/// A recovery target that lies before the backup's own end: refused.
+fn target_before_end(at: &StopAt, stopped: Option<Lsn>, floor: Option<Lsn>) -> Error {
+    let at_lsn = stopped.map_or(String::new(), |r| format!(" (replay stopped for it at {r})"));
+    let end = floor.map_or("its end point".to_string(), |f| f.to_string());
+    Error::usage(
+        format!("the recovery target {} lies before the backup's own end point {end}{at_lsn}", at.describe()),
+        Some("a copy is consistent only from the backup's end on; choose a later target".into()),
+    )
+}
+
 /// What happened between reaching the target and opening.
 struct Opened {
     /// Replay LSN (or insert LSN after promotion) when access opened.
@@ -613,7 +686,7 @@ struct Opened {
     timeline: Option<u32>,
 }
 
-/// Wait for the end target, act on `--then`, and open.
+/// Wait for the end target, act on `--then`, run the hook, and open.
 fn watch_and_open<T>(
     w: &mut Watch,
     pm: &mut Postmaster,
@@ -623,42 +696,52 @@ fn watch_and_open<T>(
     started: Instant,
     before_open: impl FnOnce(&Admitted) -> Result<(T, bool)>,
 ) -> Result<(Opened, T)> {
+    let reached = wait_for_target(w, pm, started)?;
+    let reached_secs = started.elapsed().as_secs_f64();
+    let reached_at = now_rfc3339();
+    let read_write =
+        if w.then == Then::Promote && !reached.read_write { wait_for_promotion(w, pm)? } else { reached.read_write };
+    let (opened_at, timeline) = w.where_it_stands(read_write);
+    let conn = w.connected_as.and_then(|i| w.conn_candidates.get(i).cloned()).ok_or_else(|| Error::Precondition {
+        message: "lost the connection to the restored server".into(),
+        hint: String::new(),
+    })?;
+    let (hook, may_open) = before_open(&Admitted { conn, read_write })?;
+    if may_open {
+        open(w, pm, dir, state, owner)?;
+    }
+    Ok((
+        Opened { at: opened_at.filter(|_| may_open), opened: may_open, read_write, reached_secs, reached_at, timeline },
+        hook,
+    ))
+}
+
+/// The target was reached; whether the server already left recovery.
+struct Reached {
+    read_write: bool,
+}
+
+/// Watch replay until it has reached the end target (and a target by time,
+/// xid or name), diagnosing stalls; fail closed on a dead server, a
+/// signal, a target before the backup's end, or the timeout.
+fn wait_for_target(w: &mut Watch, pm: &mut Postmaster, started: Instant) -> Result<Reached> {
     let total = w.end.and_then(|e| e.distance_from(w.start_lsn)).unwrap_or(0);
     let pb = if w.cfg.quiet { observe::Progress::hidden() } else { observe::start("replay", Unit::Wal, total) };
     let mut last_progress = (Instant::now(), Lsn(0));
     let mut stall_reported = false;
-    let mut read_write = false;
-    let reached_secs;
-    let reached_at;
     loop {
         if crate::signals::interrupted() {
             return Err(Error::GateInterrupted { pgdata: w.pgdata.to_path_buf() });
         }
         w.log.poll();
         if !pm.is_running() {
-            w.log.poll();
-            let fatal = monitor::fatal_lines(&w.log.text).into_iter().rev().find(|f| !monitor::fatal_is_client(f));
-            let consistency = fatal.as_deref().is_some_and(|f| !monitor::fatal_is_environment(f));
-            return Err(Error::ServerDied {
-                message: fatal.unwrap_or_else(|| crate::server::last_log_lines(&pm.log, 5)),
-                log: pm.log.clone(),
-                consistency,
-            });
+            return Err(w.server_died(pm));
         }
         // Connect only once the postmaster says connections are accepted,
         // so refused attempts do not fill the log.
         let ready = probe::pm_status(w.pgdata).is_some_and(|s| s == "ready" || s == "standby");
         let observed = if ready || w.client.is_some() { w.replay() } else { None };
-        let position = match observed {
-            Some((Some(l), _)) => Some(l),
-            Some((None, _)) => None,
-            None => match monitor::startup_activity(pm.pid) {
-                Some(StartupActivity::Recovering(s)) | Some(StartupActivity::Waiting(s)) => {
-                    SegmentName::parse(&s, w.seg).ok().map(|n| n.start_lsn(w.seg))
-                }
-                _ => None,
-            },
-        };
+        let position = w.position(observed, pm.pid);
         if let Some(p) = position {
             if p > last_progress.1 {
                 last_progress = (Instant::now(), p);
@@ -671,34 +754,9 @@ fn watch_and_open<T>(
             });
         }
         if let Some((replay, in_recovery)) = observed {
-            // The point access may open at: the end target, and never below
-            // the backup's own end point, whatever was asked for.
-            let must_reach = w.end.max(w.floor);
-            let reached = match (must_reach, replay) {
-                (Some(e), Some(r)) => r >= e,
-                (None, _) => true,
-                (Some(_), None) => false,
-            };
-            if !in_recovery {
-                // Promoted (recovery_target_action = promote, or by hand).
-                // Recovery ended where replay stopped: below the backup's
-                // end, the copy is torn, whoever promoted it.
-                if let (Some(f), Some(r)) = (w.floor, replay) {
-                    if r < f {
-                        return Err(Error::NotConsistent {
-                            message: format!(
-                                "the server left recovery at {r}, before the backup's end point {f}: the copy is not consistent"
-                            ),
-                            hint: "restore the backup again; do not promote a copy before the gate opens".into(),
-                        });
-                    }
-                }
-                read_write = true;
-            }
-            if reached || !in_recovery {
-                reached_secs = started.elapsed().as_secs_f64();
-                reached_at = now_rfc3339();
-                break;
+            if w.judge(replay, in_recovery)? {
+                pb.finish_and_clear();
+                return Ok(Reached { read_write: !in_recovery });
             }
         }
         if last_progress.0.elapsed() >= w.cfg.stall && !stall_reported {
@@ -719,78 +777,128 @@ fn watch_and_open<T>(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    pb.finish_and_clear();
+}
 
-    // --then promote: the recovery target promotes the server at the end;
-    // wait for it.
-    let mut timeline = None;
-    if w.then == Then::Promote {
-        let limit = Duration::from_secs(120).min(w.cfg.timeout);
-        let deadline = Instant::now() + limit;
-        while !read_write {
-            if crate::signals::interrupted() {
-                return Err(Error::GateInterrupted { pgdata: w.pgdata.to_path_buf() });
+/// `--then promote`: the recovery target promotes the server at the end;
+/// wait (bounded) until it is read-write.
+fn wait_for_promotion(w: &mut Watch, pm: &mut Postmaster) -> Result<bool> {
+    let limit = Duration::from_secs(120).min(w.cfg.timeout);
+    let deadline = Instant::now() + limit;
+    loop {
+        if crate::signals::interrupted() {
+            return Err(Error::GateInterrupted { pgdata: w.pgdata.to_path_buf() });
+        }
+        if !pm.is_running() {
+            return Err(Error::ServerDied {
+                message: w.last_fatal().unwrap_or_default(),
+                log: pm.log.clone(),
+                consistency: true,
+            });
+        }
+        if let Some((_, false)) = w.replay() {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                secs: limit.as_secs(),
+                message: format!(
+                    "replay reached the end target but the server did not promote: {}",
+                    w.diagnose(pm.pid, w.end).0
+                ),
+                hint: format!(
+                    "run `pgdrill gate --pgdata {} --then promote` again once more WAL is available",
+                    w.pgdata.display()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Watch<'_> {
+    /// The newest FATAL or PANIC that is not about a client turned away.
+    fn last_fatal(&self) -> Option<String> {
+        monitor::fatal_lines(&self.log.text).into_iter().rev().find(|f| !monitor::fatal_is_client(f))
+    }
+
+    /// The error for a server that stopped while the gate watched it.
+    fn server_died(&mut self, pm: &Postmaster) -> Error {
+        self.log.poll();
+        let fatal = self.last_fatal();
+        if let (Some(at), Some(f)) = (&self.stop_at, &fatal) {
+            if monitor::stop_before_consistency(f) {
+                return target_before_end(at, None, self.floor);
             }
-            if !pm.is_running() {
-                return Err(Error::ServerDied {
-                    message: monitor::fatal_lines(&w.log.text)
-                        .into_iter()
-                        .rev()
-                        .find(|f| !monitor::fatal_is_client(f))
-                        .unwrap_or_default(),
-                    log: pm.log.clone(),
-                    consistency: true,
-                });
-            }
-            if let Some((_, in_recovery)) = w.replay() {
-                read_write = !in_recovery;
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Timeout {
-                    secs: limit.as_secs(),
-                    message: format!(
-                        "replay reached the end target but the server did not promote: {}",
-                        w.diagnose(pm.pid, w.end).0
-                    ),
-                    hint: format!(
-                        "run `pgdrill gate --pgdata {} --then promote` again once more WAL is available",
-                        w.pgdata.display()
-                    ),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        }
+        let consistency = fatal.as_deref().is_some_and(|f| !monitor::fatal_is_environment(f));
+        Error::ServerDied {
+            message: fatal.unwrap_or_else(|| crate::server::last_log_lines(&pm.log, 5)),
+            log: pm.log.clone(),
+            consistency,
         }
     }
-    let opened_at = match w.connect() {
-        Some(c) => {
-            let sql = if read_write {
-                "SELECT pg_current_wal_lsn()::text, timeline_id::text FROM pg_control_checkpoint()"
-            } else {
-                "SELECT pg_last_wal_replay_lsn()::text, NULL::text"
-            };
-            match c.query_one(sql, &[]) {
-                Ok(r) => {
-                    timeline = r.get::<_, Option<String>>(1).and_then(|t| t.parse().ok());
-                    r.get::<_, Option<String>>(0).and_then(|l| l.parse().ok())
+
+    /// Where replay is: from the connection once it can be had, else from
+    /// the startup process's title.
+    fn position(&self, observed: Option<(Option<Lsn>, bool)>, pid: i32) -> Option<Lsn> {
+        match observed {
+            Some((replay, _)) => replay,
+            None => match monitor::startup_activity(pid) {
+                Some(StartupActivity::Recovering(s)) | Some(StartupActivity::Waiting(s)) => {
+                    SegmentName::parse(&s, self.seg).ok().map(|n| n.start_lsn(self.seg))
                 }
-                Err(_) => None,
-            }
+                _ => None,
+            },
         }
-        None => None,
-    };
-
-    let conn = w.connected_as.and_then(|i| w.conn_candidates.get(i).cloned()).ok_or_else(|| Error::Precondition {
-        message: "lost the connection to the restored server".into(),
-        hint: String::new(),
-    })?;
-    let (hook, may_open) = before_open(&Admitted { conn, read_write })?;
-    if may_open {
-        open(w, pm, dir, state, owner)?;
     }
-    Ok((
-        Opened { at: opened_at.filter(|_| may_open), opened: may_open, read_write, reached_secs, reached_at, timeline },
-        hook,
-    ))
+
+    /// Whether access may open now. Access opens at the end target and
+    /// never below the backup's own end point; a target by time, xid or
+    /// name is reached where replay stops for it (paused, or promoted). A
+    /// stop below the backup's end is an error: the copy would be torn.
+    fn judge(&mut self, replay: Option<Lsn>, in_recovery: bool) -> Result<bool> {
+        let past_end = match (self.end.max(self.floor), replay) {
+            (Some(e), Some(r)) => r >= e,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        let at_target = self.stop_at.is_none() || !in_recovery || self.paused();
+        let below_floor = matches!((self.floor, replay), (Some(f), Some(r)) if r < f);
+        if let (Some(at), true, true) = (&self.stop_at, at_target, below_floor) {
+            return Err(target_before_end(at, replay, self.floor));
+        }
+        if !in_recovery && below_floor {
+            // Promoted (by hand) below the backup's end: whoever promoted it,
+            // the copy is torn.
+            return Err(Error::NotConsistent {
+                message: format!(
+                    "the server left recovery at {}, before the backup's end point {}: the copy is not consistent",
+                    crate::report::opt(&replay),
+                    crate::report::opt(&self.floor)
+                ),
+                hint: "restore the backup again; do not promote a copy before the gate opens".into(),
+            });
+        }
+        // Promoted at the target (recovery_target_action = promote).
+        Ok((past_end && at_target) || !in_recovery)
+    }
+
+    /// Where the server stands when access opens: the replay LSN, or after
+    /// promotion the insert LSN and the new timeline.
+    fn where_it_stands(&mut self, read_write: bool) -> (Option<Lsn>, Option<u32>) {
+        let sql = if read_write {
+            "SELECT pg_current_wal_lsn()::text, timeline_id::text FROM pg_control_checkpoint()"
+        } else {
+            "SELECT pg_last_wal_replay_lsn()::text, NULL::text"
+        };
+        match self.connect().map(|c| c.query_one(sql, &[])) {
+            Some(Ok(r)) => (
+                r.get::<_, Option<String>>(0).and_then(|l| l.parse().ok()),
+                r.get::<_, Option<String>>(1).and_then(|t| t.parse().ok()),
+            ),
+            _ => (None, None),
+        }
+    }
 }
 
 /// Put the original access rules back and make the server load them.

@@ -177,6 +177,11 @@ pub fn missing_segment_from_log(log: &str) -> Option<String> {
     re.captures_iter(log).last().map(|c| c[1].to_string())
 }
 
+/// Whether a FATAL says a recovery target lies before consistency.
+pub fn stop_before_consistency(line: &str) -> bool {
+    line.contains("requested recovery stop point is before consistent recovery point")
+}
+
 /// FATAL and PANIC lines, newest last.
 pub fn fatal_lines(log: &str) -> Vec<String> {
     log.lines().filter(|l| l.contains("FATAL:") || l.contains("PANIC:")).map(|l| l.trim().to_string()).collect()

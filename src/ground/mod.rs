@@ -137,6 +137,37 @@ impl Cluster {
         Err(Error::Timeout { secs: 60, message: "the standby did not finish promotion".into(), hint: String::new() })
     }
 
+    /// Serve TLS with `cert` and `key` (copied into the data directory as
+    /// server.crt and server.key, mode 0600, owned by the server user) and
+    /// replace pg_hba.conf with `hba`. Takes effect at the next start or
+    /// [`Cluster::reload`]; a standby built afterwards inherits all of it.
+    pub fn serve_tls(&self, cert: &Path, key: &Path, hba: &str) -> Result<()> {
+        for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = self.pgdata.join(name);
+            fs::copy(from, &to).map_err(|e| Error::io(&to, "copy", e))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(&to, "chmod", e))?;
+            self.user.chown(&to)?;
+        }
+        self.configure(&[
+            ("ssl", "on".into()),
+            ("ssl_cert_file", "server.crt".into()),
+            ("ssl_key_file", "server.key".into()),
+        ])?;
+        let path = self.pgdata.join("pg_hba.conf");
+        fs::write(&path, hba).map_err(|e| Error::io(&path, "write", e))?;
+        self.user.chown(&path)
+    }
+
+    /// Reload the configuration files.
+    pub fn reload(&self) -> Result<()> {
+        let sql = "SELECT pg_reload_conf()";
+        self.client()?.batch_execute(sql).map_err(|e| Error::Sql {
+            target: self.name.clone(),
+            what: crate::conn::first_words(sql),
+            source: e,
+        })
+    }
+
     /// Append settings to postgresql.conf.
     pub fn configure(&self, settings: &[(&str, String)]) -> Result<()> {
         let path = self.pgdata.join("postgresql.conf");

@@ -1,12 +1,14 @@
 //! Pure parsers over PostgreSQL's bytes and text. Nothing here does I/O.
 
 pub mod conf;
+pub mod conninfo;
 pub mod control;
 pub mod history;
 pub mod label;
 pub mod lsn;
 pub mod manifest;
 pub mod pgpass;
+pub mod timestamp;
 pub mod version;
 pub mod wal;
 

@@ -296,10 +296,16 @@ pub struct PgVersion {
     pub manifest_version: u32,
     /// `initdb --wal-segsize` exists (11+).
     pub configurable_wal_segsize: bool,
+    /// SQL returning true while replay is paused (at a recovery target with
+    /// `recovery_target_action = pause`): `pg_get_wal_replay_pause_state()`
+    /// from 14, `pg_is_wal_replay_paused()` before.
+    pub replay_paused_sql: &'static str,
 }
 
 const START_OLD: &str = "SELECT pg_start_backup($1, $2, false)::text";
 const STOP_OLD: &str = "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)";
+const PAUSED_STATE: &str = "SELECT pg_get_wal_replay_pause_state() = 'paused'";
+const PAUSED_OLD: &str = "SELECT pg_is_wal_replay_paused()";
 const START_NEW: &str = "SELECT pg_backup_start($1, $2)::text";
 const STOP_NEW: &str = "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)";
 
@@ -322,6 +328,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 2,
         configurable_wal_segsize: true,
+        replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
         major: 17,
@@ -340,6 +347,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 2,
         configurable_wal_segsize: true,
+        replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
         major: 16,
@@ -358,6 +366,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
         major: 15,
@@ -376,6 +385,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
         major: 14,
@@ -394,6 +404,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
         major: 13,
@@ -412,6 +423,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        replay_paused_sql: PAUSED_OLD,
     },
     PgVersion {
         major: 12,
@@ -430,6 +442,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        replay_paused_sql: PAUSED_OLD,
     },
     PgVersion {
         major: 11,
@@ -448,6 +461,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: false,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        replay_paused_sql: PAUSED_OLD,
     },
     PgVersion {
         major: 10,
@@ -466,6 +480,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: false,
         manifest_version: 1,
         configurable_wal_segsize: false,
+        replay_paused_sql: PAUSED_OLD,
     },
 ];
 

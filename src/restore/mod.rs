@@ -66,6 +66,10 @@ pub struct RestoreConfig {
     pub sync: bool,
     /// Restore without comparing the backup with its manifest.
     pub skip_manifest_check: bool,
+    /// Stop at this LSN instead of the backup's end (never below it).
+    pub end_lsn: Option<Lsn>,
+    /// Stop at a time, transaction or restore point (never below the end).
+    pub stop_at: Option<crate::recovery::StopAt>,
     pub quiet: bool,
 }
 
@@ -511,6 +515,12 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
     if !listing.refused.is_empty() {
         return Err(refuse(&cfg.backup, "the backup holds what no backup may", &listing.refused));
     }
+    // A target below the backup's own end is refused before anything is
+    // written (the gate checks again, for resumes).
+    gate::check_end_target(cfg.end_lsn.or(info.gate_target()), info.gate_target(), "--target-lsn")?;
+    if let Some(at) = &cfg.stop_at {
+        gate::check_stop_at(at, &info)?;
+    }
     if !cfg.skip_manifest_check {
         let problems = check_against_manifest(&info, &listing);
         if !problems.is_empty() {
@@ -821,10 +831,12 @@ fn restore_into(
     let (notes, restore_command) = configure(cfg, plan, target, &tablespaces)?;
 
     // Lock before pg_control exists; then pg_control, last.
-    let end = info.gate_target();
+    let floor = info.gate_target();
+    let end = cfg.end_lsn.or(floor);
     let gate_cfg = GateConfig {
         pgdata: target.path().to_path_buf(),
         end_lsn: end,
+        stop_at: cfg.stop_at.clone(),
         then: Some(cfg.then),
         timeout: cfg.timeout,
         stall: cfg.stall,
@@ -834,7 +846,7 @@ fn restore_into(
         wal_archive: cfg.wal_archive.clone(),
         quiet: cfg.quiet,
     };
-    let prepared = gate::prepare(target, version, end, end, &gate_cfg, false)?;
+    let prepared = gate::prepare(target, version, end, floor, &gate_cfg, false)?;
     if cfg.sync {
         copy::sync_filesystem(target.path())?;
     }

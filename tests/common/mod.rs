@@ -2,6 +2,8 @@
 //! from the test ground (`pgdrill::ground`); nothing is mocked.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -334,4 +336,20 @@ pub fn knock_once(g: &Ground, host: &str, port: u16) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
+}
+
+/// Make a backup's manifest agree with a file edited after the backup (its
+/// size and CRC-32C), with a valid manifest checksum.
+pub fn refresh_in_manifest(backup: &Path, name: &str) {
+    use pgdrill::pg::manifest::{ChecksumAlgorithm, Manifest};
+    let path = backup.join("backup_manifest");
+    let m = Manifest::parse(&std::fs::read(&path).unwrap()).unwrap();
+    let bytes = std::fs::read(backup.join(name)).unwrap();
+    let mut files = m.files.clone();
+    for f in files.iter_mut().filter(|f| f.path == name.as_bytes()) {
+        f.size = bytes.len() as u64;
+        f.checksum = Some((ChecksumAlgorithm::Crc32c, crc32c::crc32c(&bytes).to_le_bytes().to_vec()));
+    }
+    let text = Manifest::render(m.version, m.system_identifier.unwrap_or(0), &files, &m.wal_ranges);
+    std::fs::write(&path, text).unwrap();
 }
