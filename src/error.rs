@@ -242,6 +242,9 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         match self {
+            // An input this user may not read is the environment (run as
+            // root or as its owner), not bad input.
+            Error::ReadInput { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => EXIT_RUNTIME,
             Error::Usage { .. }
             | Error::NotADataDir { .. }
             | Error::ReadInput { .. }
@@ -288,6 +291,9 @@ impl Error {
             Error::Usage { hint, .. } => return hint.clone(),
             Error::NotADataDir { .. } => {
                 "point at a data directory or a backup directory (one that holds global/pg_control)".into()
+            }
+            Error::ReadInput { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                "run pgdrill as root or as the owner of the files".into()
             }
             Error::ReadInput { .. } => "check the path and that this user may read it".into(),
             Error::Io { .. } => "check free space and permissions".into(),

@@ -65,11 +65,14 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         },
         other => other,
     })?;
+    // Whether the demo created --dir (then it removes it again).
+    let mut created = false;
     let (tmp, dir) = match &cfg.dir {
         Some(d) => {
             if std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some()) {
                 return Err(Error::TargetNotEmpty { path: d.clone() });
             }
+            created = !d.exists();
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, "create directory", e))?;
             (None, d.clone())
         }
@@ -119,7 +122,7 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         primary: Some(ground.primary.conn()),
         pgdata: Some(standby.pgdata.clone()),
         work: dir.join("work"),
-        wal_archive: ground.archive.clone(),
+        wal_archive: Some(ground.archive.clone()),
         method: Method::Label,
         check_sql: Some(check_sql),
         check_db: "postgres".into(),
@@ -137,9 +140,17 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         quiet: cfg.quiet,
         end_lsn: None,
         stop_at: None,
+        restore_command: None,
+        stall: Duration::from_secs(10),
+        tablespace_map: Vec::new(),
+        sync: true,
+        rto_target: None,
+        cluster: None,
+        history: None,
+        metrics: None,
     });
     let transfers = load.stop().transfers;
-    let drill = drill?;
+    let given_dir = tmp.is_none();
     if cfg.keep {
         ground.keep();
         if let Some(t) = tmp {
@@ -147,5 +158,27 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         }
     }
     drop(ground);
+    if !cfg.keep && given_dir {
+        // A --dir given without --keep: remove what the demo put there
+        // (servers, archive, backup, restored copy: hundreds of MB).
+        remove_contents(&dir);
+        if created {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+    let drill = drill?;
     Ok(DemoReport { postgres: bin.version, dir, kept: cfg.keep, transfers, drill })
+}
+
+/// Remove everything in `dir` (best effort: the demo's own files).
+fn remove_contents(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+    }
 }
