@@ -173,6 +173,31 @@ pub enum Error {
 
     #[error("{target} accepts no connections: {message}")]
     NotAcceptingConnections { target: String, message: String },
+
+    #[error("{url}: not a valid object storage URL")]
+    BadS3Url {
+        url: String,
+        #[source]
+        source: crate::objstore::UrlError,
+    },
+
+    /// A request to object storage failed after the client's retries.
+    #[error("{url}: {action} failed")]
+    ObjectStore {
+        url: String,
+        action: &'static str,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("object storage: {message}")]
+    ObjectStoreSetup { message: String },
+
+    #[error("s3://{bucket}: no such bucket")]
+    NoSuchBucket { bucket: String },
+
+    #[error("{url}: the object is {size} bytes, more than the {limit} this file may have")]
+    ObjectTooLarge { url: String, size: u64, limit: u64 },
 }
 
 /// Which of the backup's own files a path names, for messages.
@@ -259,7 +284,11 @@ impl Error {
             | Error::NeedOsUser { .. }
             | Error::Conninfo(_)
             | Error::WrongDataDirectory { .. }
-            | Error::IncompleteBackup { .. } => EXIT_USAGE,
+            | Error::IncompleteBackup { .. }
+            | Error::BadS3Url { .. }
+            | Error::NoSuchBucket { .. }
+            | Error::ObjectTooLarge { .. }
+            | Error::ObjectStore { source: object_store::Error::NotFound { .. }, .. } => EXIT_USAGE,
             Error::NotConsistent { .. } | Error::BackupDamaged { .. } => EXIT_FAILED,
             Error::ServerDied { consistency: true, .. } => EXIT_FAILED,
             Error::Timeout { .. } => EXIT_TIMEOUT,
@@ -276,7 +305,9 @@ impl Error {
             | Error::RecoveryConflict { .. }
             | Error::UnsafeSource { .. }
             | Error::MissingPrivileges { .. }
-            | Error::NotAcceptingConnections { .. } => EXIT_RUNTIME,
+            | Error::NotAcceptingConnections { .. }
+            | Error::ObjectStore { .. }
+            | Error::ObjectStoreSetup { .. } => EXIT_RUNTIME,
         }
     }
 
@@ -358,6 +389,15 @@ impl Error {
             Error::NotAcceptingConnections { .. } => "if it is a standby, set hot_standby = on in its configuration \
                  and restart it; otherwise wait until it has finished starting up"
                 .into(),
+            Error::BadS3Url { .. } => "write s3://BUCKET/PREFIX (credentials come from the environment, \
+                 the AWS profile or the instance's role, never from the URL)"
+                .into(),
+            Error::ObjectStore { source, .. } => return object_store_hint(source),
+            Error::ObjectStoreSetup { .. } => "check --s3-endpoint (or AWS_ENDPOINT_URL) and --s3-region".into(),
+            Error::NoSuchBucket { .. } => "check the bucket's name, and --s3-endpoint and --s3-region (or \
+                 AWS_ENDPOINT_URL and AWS_REGION): another store or region may hold it"
+                .into(),
+            Error::ObjectTooLarge { .. } => "the backup is damaged or is not a backup; use another one".into(),
         })
     }
 
@@ -379,6 +419,26 @@ impl Error {
         }
         out
     }
+}
+
+/// Advice for a failed object-storage request, by what the store answered.
+fn object_store_hint(source: &object_store::Error) -> Option<String> {
+    use object_store::Error as E;
+    Some(match source {
+        E::NotFound { .. } => "check the bucket and prefix (`aws s3 ls` with the same endpoint lists them)".into(),
+        E::PermissionDenied { .. } => "the credentials lack a permission: docs/fleet.md lists the IAM actions each \
+                                       command needs (s3:ListBucket, s3:GetObject; s3:PutObject and \
+                                       s3:AbortMultipartUpload to write; s3:DeleteObject for wal-keep --remove)"
+            .into(),
+        E::Unauthenticated { .. } => "the store refused the credentials: check AWS_ACCESS_KEY_ID and \
+                                      AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the role, and the clock"
+            .into(),
+        E::Precondition { .. } => "the object changed while it was read; run the command again".into(),
+        _ => "check that the store is reachable (--s3-endpoint or AWS_ENDPOINT_URL, proxies), the bucket exists \
+              and the credentials are valid (environment, AWS_PROFILE, or the instance or container role); \
+              requests were retried with backoff before giving up"
+            .into(),
+    })
 }
 
 /// Advice for a failed statement, by its SQLSTATE: what a privilege error

@@ -5,6 +5,7 @@
 //! - [`pg`]: pure parsers of PostgreSQL's files (no I/O);
 //! - [`datadir`], [`conn`], [`copy`], [`server`]: reading directories,
 //!   connecting, copying files, supervising postgres processes;
+//! - [`objstore`]: S3 and S3-compatible object storage, as a blocking API;
 //! - one module per capability: [`inspect`], [`backup`], [`restore`],
 //!   [`gate`], [`verify`], [`drill`];
 //! - [`report`]: tables and JSON;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod gate;
 pub mod ground;
 pub mod inspect;
+pub mod objstore;
 pub mod observe;
 pub mod pg;
 pub mod recovery;

@@ -13,6 +13,7 @@ use crate::drill::walkeep::WalKeepConfig;
 use crate::drill::DrillConfig;
 use crate::error::{Error, Result};
 use crate::gate::{GateConfig, Then};
+use crate::objstore::S3Config;
 use crate::pg::Lsn;
 use crate::recovery::StopAt;
 use crate::restore::RestoreConfig;
@@ -474,6 +475,44 @@ impl PreflightArgs {
             method: self.method,
             copies: 1,
         })
+    }
+}
+
+/// Where object storage is, for the commands that take `s3://` URLs.
+/// Credentials never go here: they come from the environment, the AWS
+/// profile, or the instance or container role.
+#[derive(Clone, Debug, Default, Args)]
+pub struct S3Args {
+    /// An S3-compatible store (MinIO, Ceph RGW, ...), addressed path-style
+    /// [default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's
+    /// endpoint_url, else AWS].
+    #[arg(long, value_name = "URL", help_heading = "Object storage")]
+    pub s3_endpoint: Option<String>,
+    /// The bucket's region [default: AWS_REGION, AWS_DEFAULT_REGION, the
+    /// profile, the instance's; us-east-1 with a custom endpoint].
+    #[arg(long, value_name = "REGION", help_heading = "Object storage")]
+    pub s3_region: Option<String>,
+}
+
+impl S3Args {
+    pub fn to_config(&self) -> Result<S3Config> {
+        if let Some(e) = &self.s3_endpoint {
+            crate::objstore::url::check_endpoint(e).map_err(|err| {
+                Error::usage(
+                    format!("--s3-endpoint: {err}"),
+                    Some("for example --s3-endpoint http://127.0.0.1:9000".into()),
+                )
+            })?;
+        }
+        if let Some(r) = &self.s3_region {
+            if r.is_empty() || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(Error::usage(
+                    format!("--s3-region {r:?} is not a region name"),
+                    Some("for example --s3-region eu-west-1".into()),
+                ));
+            }
+        }
+        Ok(S3Config { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone() })
     }
 }
 

@@ -2,6 +2,7 @@
 //! from the test ground (`pgdrill::ground`); nothing is mocked.
 #![allow(dead_code)]
 
+pub mod s3;
 pub mod tls;
 
 use std::path::Path;
