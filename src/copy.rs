@@ -41,7 +41,15 @@ pub trait Job: Sync {
     /// Open the source for reading; `Ok(None)` if it does not exist.
     fn open_src(&self) -> std::io::Result<Option<File>>;
     /// Create the destination (it must not exist) with `mode`, owned by `owner`.
-    fn create_dst(&self, mode: u32, owner: Option<&OsUser>) -> std::io::Result<File>;
+    fn create_dst(&self, _mode: u32, _owner: Option<&OsUser>) -> std::io::Result<File> {
+        Err(std::io::Error::new(ErrorKind::Unsupported, "this copy writes no local file"))
+    }
+    /// Where the bytes go: the file [`Job::create_dst`] makes, or another
+    /// sink (an object in object storage).
+    fn create_sink(&self, mode: u32, owner: Option<&OsUser>) -> Result<Box<dyn Sink + '_>> {
+        let f = self.create_dst(mode, owner).map_err(|e| Error::io(self.dst_display(), "create file", e))?;
+        Ok(Box::new(f))
+    }
     /// Also compute this manifest checksum of the bytes copied.
     fn checksum(&self) -> Option<ChecksumAlgorithm> {
         None
@@ -79,6 +87,25 @@ impl Job for CopyJob {
             .open(&self.dst)?;
         crate::safefs::set_owner_mode(&f, owner, Some(mode))?;
         Ok(f)
+    }
+}
+
+/// A destination of copied bytes, made complete by [`Sink::finish`].
+pub trait Sink: Write {
+    /// Everything is written: make it whole (an upload is completed here;
+    /// a sink dropped unfinished leaves nothing behind where it can).
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+impl Sink for File {
+    fn finish(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for crate::objstore::ObjectWriter {
+    fn finish(self: Box<Self>) -> Result<()> {
+        crate::objstore::ObjectWriter::finish(*self).map(|_| ())
     }
 }
 
@@ -169,7 +196,7 @@ pub fn copy_one(job: &impl Job, opts: &CopyOptions, buf: &mut [u8]) -> Result<Co
         });
     }
     let mode = opts.mode.unwrap_or(meta.mode() & 0o777);
-    let mut dst = job.create_dst(mode, opts.owner).map_err(|e| Error::io(job.dst_display(), "create file", e))?;
+    let mut dst = job.create_sink(mode, opts.owner)?;
     let mut crc = 0u32;
     let mut sum = job.checksum().map(Checksummer::new);
     let mut size = 0u64;
@@ -190,10 +217,14 @@ pub fn copy_one(job: &impl Job, opts: &CopyOptions, buf: &mut [u8]) -> Result<Co
         if let Some(s) = sum.as_mut() {
             s.update(&buf[..n]);
         }
-        dst.write_all(&buf[..n]).map_err(|e| Error::io(job.dst_display(), "write", e))?;
+        dst.write_all(&buf[..n]).map_err(|e| match crate::objstore::take_error(e) {
+            Ok(ours) => ours,
+            Err(e) => Error::io(job.dst_display(), "write", e),
+        })?;
         size += n as u64;
         opts.progress.inc(n as u64);
     }
+    dst.finish()?;
     Ok(Copied { size, crc32c: crc, digest: sum.map(Checksummer::finish), mtime: meta.mtime(), vanished: false })
 }
 

@@ -25,6 +25,7 @@
 //! ([`session`]). Whatever fails after the start stops the backup on the
 //! server and removes the staging directory.
 
+pub mod dest;
 pub mod identity;
 pub mod preflight;
 pub mod privileges;
@@ -52,6 +53,8 @@ use crate::pg::manifest::{self, ChecksumAlgorithm, Manifest, ManifestFile, WalRa
 use crate::pg::wal::{history_file_name, SegmentName};
 use crate::pg::{Lsn, TimelineId};
 use crate::server::OsUser;
+pub use dest::S3Dest;
+use dest::{Dest, Target};
 use privileges::On;
 use session::{Session, StartReport};
 use walk::{Plan, Sources};
@@ -75,6 +78,9 @@ pub struct BackupConfig {
     pub standby: ConnSpec,
     pub primary: Option<ConnSpec>,
     pub dest: PathBuf,
+    /// Write to object storage instead of `dest` (which then only names
+    /// it in reports).
+    pub s3: Option<S3Dest>,
     pub pgdata: Option<PathBuf>,
     pub method: Method,
     pub label: String,
@@ -307,7 +313,13 @@ pub fn wal_ranges(
 /// Take a backup.
 pub fn run(cfg: &BackupConfig) -> Result<BackupReport> {
     let started = Instant::now();
-    check_dest(&cfg.dest)?;
+    let s3_store = match &cfg.s3 {
+        Some(d) => Some(Dest::check_s3(d)?),
+        None => {
+            check_dest(&cfg.dest)?;
+            None
+        }
+    };
     let session = Session::connect(&cfg.standby)?;
     let needs = privileges::needs(session.version, cfg.method, cfg.primary.is_some());
     let mut src = open_source(cfg, session, &needs)?;
@@ -315,8 +327,16 @@ pub fn run(cfg: &BackupConfig) -> Result<BackupReport> {
     let mut primary = cfg.primary.as_ref().map(|p| open_primary(p, &needs, sysid)).transpose()?;
     // As root, everything written belongs to the data directory's owner.
     let owner = if OsUser::running_as_root() { OsUser::by_uid(src.sources.data_directory_uid()?) } else { None };
-    let staging = prepare_staging(&cfg.dest, owner.as_ref())?;
-    let result = take(cfg, &mut src, &staging, owner.as_ref(), started);
+    let dest = match s3_store {
+        Some(store) => Dest::prepare_s3(store)?,
+        None => Dest::Local {
+            staging: prepare_staging(&cfg.dest, owner.as_ref())?,
+            dest: cfg.dest.clone(),
+            owner: owner.as_ref(),
+            sync: cfg.sync,
+        },
+    };
+    let result = take(cfg, &mut src, &dest, started);
     let mut report = match result {
         Ok(r) => r,
         Err(e) => {
@@ -324,7 +344,7 @@ pub fn run(cfg: &BackupConfig) -> Result<BackupReport> {
             // looks like a backup (the signal watchdog waits for this).
             let _cleaning = crate::signals::cleaning();
             src.session.abort_backup();
-            let _ = fs::remove_dir_all(&staging);
+            dest.abort();
             return Err(e);
         }
     };
@@ -383,13 +403,7 @@ fn start(cfg: &BackupConfig, src: &mut Source) -> Result<Started> {
     }
 }
 
-fn take(
-    cfg: &BackupConfig,
-    src: &mut Source,
-    staging: &Path,
-    owner: Option<&OsUser>,
-    started: Instant,
-) -> Result<Taken> {
+fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> Result<Taken> {
     let begun = start(cfg, src)?;
     let sources = std::mem::take(&mut src.sources);
     let session = &mut src.session;
@@ -405,12 +419,16 @@ fn take(
             ),
         );
     }
-    create_tree(&plan, staging, owner)?;
+    // Links that are not tablespaces are not recreated: like pg_basebackup
+    // ("skipping special file"), a backup holds no other links, so that a
+    // restore (which refuses them) can use it.
+    let mut dirs = plan.dirs.clone();
     if src.session.version.has_wal_summaries {
         // pg_basebackup sends pg_wal/summaries (empty) from 17 on.
-        create_dirs(&staging.join("pg_wal/summaries"), 0o700, owner)?;
+        dirs.push((PathBuf::from("pg_wal/summaries"), 0o700));
     }
-    let copied = copy_data(cfg, &plan, staging, owner)?;
+    dest.create_tree(&dirs)?;
+    let copied = copy_data(cfg, &plan, dest)?;
 
     // pg_control: the legacy copy taken first, or a fresh read now, last.
     let (control_bytes, control, control_mtime, start_report) = match begun {
@@ -420,7 +438,7 @@ fn take(
             (b, c, m, Some(r))
         }
     };
-    write_file(&staging.join(CONTROL_PATH), &control_bytes, 0o600, owner)?;
+    dest.write_file(Path::new(CONTROL_PATH), &control_bytes)?;
     if crate::signals::interrupted() {
         return Err(Error::Interrupted);
     }
@@ -429,18 +447,20 @@ fn take(
 
     let extra = our_files(&end);
     for (name, bytes) in &extra {
-        write_file(&staging.join(name), bytes, 0o600, owner)?;
+        dest.write_file(Path::new(name), bytes)?;
     }
     let (files, bytes, vanished) = manifest_files(&plan, &copied, &control_bytes, control_mtime, &extra);
     let manifest_version = src.session.version.manifest_version;
     let text = Manifest::render(manifest_version, control.system_identifier, &files, &ranges);
-    write_file(&staging.join(BACKUP_MANIFEST), text.as_bytes(), 0o600, owner)?;
-    complete(staging, &cfg.dest, cfg.sync)?;
+    // The manifest is the backup's last file: in object storage, where
+    // nothing is renamed, it is what makes the backup count.
+    dest.write_file(Path::new(BACKUP_MANIFEST), text.as_bytes())?;
+    dest.complete()?;
 
     let seg = control.wal_seg_size().unwrap_or(crate::pg::WalSegSize::DEFAULT);
     let report = BackupReport {
         exit_code: EXIT_OK,
-        dest: cfg.dest.clone(),
+        dest: dest.display(),
         method: cfg.method,
         pg_major: src.session.version.major,
         system_identifier: control.system_identifier.to_string(),
@@ -469,18 +489,6 @@ fn take(
     Ok(Taken { report, end_segment, wal_seg_size: seg })
 }
 
-/// Directories, with the source's modes as the owner may use them. Links
-/// that are not tablespaces are not recreated: like pg_basebackup
-/// ("skipping special file"), a backup holds no other links, so that a
-/// restore (which refuses them) can use it.
-fn create_tree(plan: &Plan, staging: &Path, owner: Option<&OsUser>) -> Result<()> {
-    for (d, mode) in &plan.dirs {
-        // Group access (0750) is kept; nothing more than the owner's.
-        create_dirs(&staging.join(d), (mode & 0o750) | 0o700, owner)?;
-    }
-    Ok(())
-}
-
 fn create_dirs(p: &Path, mode: u32, owner: Option<&OsUser>) -> Result<()> {
     fs::DirBuilder::new().mode(mode).recursive(true).create(p).map_err(|e| Error::io(p, "create directory", e))?;
     if let Some(u) = owner {
@@ -490,14 +498,21 @@ fn create_dirs(p: &Path, mode: u32, owner: Option<&OsUser>) -> Result<()> {
 }
 
 /// Copy every file but pg_control, each opened without following links.
-fn copy_data(cfg: &BackupConfig, plan: &Plan, staging: &Path, owner: Option<&OsUser>) -> Result<Vec<copy::Copied>> {
+fn copy_data(cfg: &BackupConfig, plan: &Plan, dest: &Dest) -> Result<Vec<copy::Copied>> {
     let control_rel = Path::new(CONTROL_PATH);
-    let jobs: Vec<CopyJob> = plan
-        .files
-        .iter()
-        .filter(|(_, rel, _)| rel != control_rel)
-        .map(|(src_path, rel, size)| CopyJob { src: src_path.clone(), dst: staging.join(rel), size_hint: *size })
-        .collect();
+    let mut jobs = Vec::with_capacity(plan.files.len());
+    for (src_path, rel, size) in plan.files.iter().filter(|(_, rel, _)| rel != control_rel) {
+        let (dst, s3) = match dest.target(rel)? {
+            Target::Local(p) => (p, None),
+            Target::S3(store, key) => (PathBuf::from(store.url_of(&key)), Some((store, key))),
+        };
+        let job = CopyJob { src: src_path.clone(), dst, size_hint: *size };
+        jobs.push(SourceJob { job, s3, sources: &plan.sources });
+    }
+    let owner = match dest {
+        Dest::Local { owner, .. } => *owner,
+        Dest::S3(_) => None,
+    };
     let throttle = cfg.max_rate.map(Throttle::new);
     let pb = copy::progress_bar(plan.total_bytes(), "backup", cfg.quiet);
     let cancel = AtomicBool::new(false);
@@ -510,7 +525,6 @@ fn copy_data(cfg: &BackupConfig, plan: &Plan, staging: &Path, owner: Option<&OsU
         vanish_ok: true,
         cancel: &cancel,
     };
-    let jobs: Vec<SourceJob> = jobs.into_iter().map(|job| SourceJob { job, sources: &plan.sources }).collect();
     let copied = copy::copy_files(&jobs, &opts)?;
     pb.finish_and_clear();
     Ok(copied)
@@ -520,6 +534,8 @@ fn copy_data(cfg: &BackupConfig, plan: &Plan, staging: &Path, owner: Option<&OsU
 /// link planted after the listing is followed.
 struct SourceJob<'a> {
     job: CopyJob,
+    /// The object it goes to, when the backup goes to object storage.
+    s3: Option<(&'a crate::objstore::Store, String)>,
     sources: &'a Sources,
 }
 
@@ -538,6 +554,12 @@ impl Job for SourceJob<'_> {
     }
     fn create_dst(&self, mode: u32, owner: Option<&OsUser>) -> std::io::Result<std::fs::File> {
         self.job.create_dst(mode, owner)
+    }
+    fn create_sink(&self, mode: u32, owner: Option<&OsUser>) -> Result<Box<dyn copy::Sink + '_>> {
+        match &self.s3 {
+            Some((store, key)) => Ok(Box::new(store.writer(key, Some(self.job.size_hint))?)),
+            None => Ok(Box::new(self.create_dst(mode, owner).map_err(|e| Error::io(&self.job.dst, "create file", e))?)),
+        }
     }
 }
 

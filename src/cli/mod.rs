@@ -521,8 +521,10 @@ pub struct BackupArgs {
     /// The standby to back up: a conninfo string or URI.
     #[arg(long, env = "PGDRILL_STANDBY", value_name = "CONNINFO")]
     pub standby: String,
-    /// Where to write the backup (must not exist, or be empty).
-    #[arg(long, value_name = "DIR")]
+    /// Where to write the backup (must not exist, or be empty): a
+    /// directory, or s3://BUCKET/PREFIX (an empty prefix; the manifest is
+    /// written last).
+    #[arg(long, value_name = "DIR|URL")]
     pub dest: PathBuf,
     /// The standby's data directory (default: ask the server).
     #[arg(long, value_name = "DIR")]
@@ -558,10 +560,23 @@ pub struct BackupArgs {
     /// Do not fsync the backup.
     #[arg(long)]
     pub no_sync: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Print one JSON object on stdout instead of tables (schema:
     /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
+}
+
+/// An `s3://` URL given where a path may be, parsed; `None` for a path.
+fn s3_location(option: &str, path: &std::path::Path) -> Result<Option<crate::objstore::S3Url>> {
+    let Some(text) = path.to_str().filter(|t| crate::objstore::is_s3(t)) else { return Ok(None) };
+    crate::objstore::S3Url::parse(text).map(Some).map_err(|e| {
+        Error::usage(
+            format!("{option} {text}: {e}"),
+            Some("write s3://BUCKET/PREFIX; credentials come from the environment, the AWS profile or the role".into()),
+        )
+    })
 }
 
 impl BackupArgs {
@@ -579,6 +594,9 @@ impl BackupArgs {
             standby: ConnSpec::parse(&self.standby)?,
             primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
             dest: self.dest.clone(),
+            s3: s3_location("--dest", &self.dest)?
+                .map(|url| -> Result<_> { Ok(crate::backup::S3Dest { url, config: self.s3.to_config()? }) })
+                .transpose()?,
             pgdata: self.pgdata.clone(),
             method: self.method,
             label: self.label.clone(),

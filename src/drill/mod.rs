@@ -495,6 +495,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
 
     let backup = run.step("backup", || {
         let r = backup::run(&BackupConfig {
+            s3: None,
             standby: cfg.standby.clone(),
             primary: cfg.primary.clone(),
             dest: backup_dir.clone(),

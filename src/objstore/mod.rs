@@ -281,6 +281,34 @@ impl Store {
         Ok(())
     }
 
+    /// Remove every object below the prefix, `last` at the very end. For
+    /// cleanup after a failure: it runs to its end after a signal too
+    /// (bounded), and the signal watchdog waits for it.
+    pub fn purge_for_cleanup(&self, last: &str) -> Result<()> {
+        const LIMIT: Duration = Duration::from_secs(60);
+        let timed_out = || Error::ObjectStoreSetup { message: format!("{}: cleanup took too long", self.url) };
+        let prefix = if self.url.prefix().is_empty() { None } else { Some(self.path("")?) };
+        let listed: Vec<object_store::ObjectMeta> =
+            block_on_cleanup(self.inner.list(prefix.as_ref()).try_collect(), LIMIT)
+                .ok_or_else(timed_out)?
+                .map_err(self.fail("", "listing"))?;
+        let last_path = self.path(last)?;
+        let (lasts, rest): (Vec<ObjPath>, Vec<ObjPath>) =
+            listed.into_iter().map(|m| m.location).partition(|p| *p == last_path);
+        for batch in [rest, lasts] {
+            let stream = self.inner.delete_stream(futures::stream::iter(batch.into_iter().map(Ok)).boxed());
+            let results: Vec<object_store::Result<ObjPath>> =
+                block_on_cleanup(stream.collect(), LIMIT).ok_or_else(timed_out)?;
+            for r in results {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(self.fail("", "removing objects below")(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn inner(&self) -> &Arc<dyn ObjectStore> {
         &self.inner
     }
