@@ -6,7 +6,9 @@ pub mod history;
 pub mod label;
 pub mod lsn;
 pub mod manifest;
+pub mod page;
 pub mod pgpass;
+pub mod relfile;
 pub mod version;
 pub mod wal;
 
