@@ -218,6 +218,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             wal_archive: Some(cfg.wal_archive.clone()),
             no_wal: false,
             jobs: cfg.jobs,
+            allow_missing_manifest: false,
         })?;
         let detail = format!("{} errors, {} warnings", r.errors, r.warnings);
         let ok = r.ok;

@@ -11,5 +11,6 @@ pub mod pgpass;
 pub mod relfile;
 pub mod version;
 pub mod wal;
+pub mod walrecord;
 
 pub use lsn::{Lsn, TimelineId, WalSegSize};

@@ -248,9 +248,30 @@ impl Findings {
         }
     }
 
+    /// Take over another collector's findings and counts.
+    pub fn append(&mut self, other: Findings) {
+        for (kind, n) in other.omitted {
+            *self.omitted.entry(kind).or_insert(0) += n;
+        }
+        self.extend(other.list);
+    }
+
     /// Whether any finding (listed or not) is an error.
     pub fn has_error(&self) -> bool {
-        self.list.iter().any(Finding::is_error)
+        self.list.iter().any(Finding::is_error) || self.omitted.keys().any(|k| k.severity() == Severity::Error)
+    }
+
+    /// Errors and warnings, listed or not.
+    pub fn counts(&self) -> (u64, u64) {
+        let mut errors = self.list.iter().filter(|f| f.is_error()).count() as u64;
+        let mut warnings = self.list.len() as u64 - errors;
+        for (k, n) in &self.omitted {
+            match k.severity() {
+                Severity::Error => errors += n,
+                Severity::Warning => warnings += n,
+            }
+        }
+        (errors, warnings)
     }
 
     pub fn listed(&self) -> &[Finding] {
