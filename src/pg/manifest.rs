@@ -497,7 +497,12 @@ impl<'de> Visitor<'de> for TopSeed<'_, '_> {
             *self.failure = Some(e);
             return Err(invalid(msg));
         }
-        let mut head = Head { version: version as u32, system_identifier: None, wal_ranges: Vec::new(), manifest_checksum: String::new() };
+        let mut head = Head {
+            version: version as u32,
+            system_identifier: None,
+            wal_ranges: Vec::new(),
+            manifest_checksum: String::new(),
+        };
         let (mut files, mut ranges, mut checksum) = (false, false, false);
         while let Some(key) = map.next_key::<String>()? {
             if checksum {
@@ -836,7 +841,9 @@ impl ManifestIndex {
     /// The position of `path`, if listed.
     pub fn find(&self, path: &[u8]) -> Option<usize> {
         self.files
-            .binary_search_by(|p| self.paths[p.path_at as usize..(p.path_at + u64::from(p.path_len)) as usize].cmp(path))
+            .binary_search_by(|p| {
+                self.paths[p.path_at as usize..(p.path_at + u64::from(p.path_len)) as usize].cmp(path)
+            })
             .ok()
     }
 

@@ -113,7 +113,8 @@ mod tests {
     /// checksums (see testdata/README.md): `(file, block in file, first block
     /// of the file in its fork)`.
     fn real_pages() -> Vec<(Vec<u8>, u64)> {
-        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/pages/pg18/pg_class.2blocks")).unwrap();
+        let bytes =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/pages/pg18/pg_class.2blocks")).unwrap();
         bytes.chunks_exact(8192).enumerate().map(|(i, p)| (p.to_vec(), i as u64)).collect()
     }
 

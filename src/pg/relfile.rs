@@ -100,19 +100,13 @@ pub fn relation_path(rel: &str) -> Option<RelFileName<'_>> {
 /// unlogged relations (those with an `_init` fork), other than the init
 /// forks themselves.
 pub fn unlogged_files<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Vec<&'a str> {
-    let unlogged: Vec<&str> = names
-        .clone()
-        .filter_map(RelFileName::parse)
-        .filter(|r| r.fork == Fork::Init)
-        .map(|r| r.node)
-        .collect();
+    let unlogged: Vec<&str> =
+        names.clone().filter_map(RelFileName::parse).filter(|r| r.fork == Fork::Init).map(|r| r.node).collect();
     if unlogged.is_empty() {
         return Vec::new();
     }
     names
-        .filter(|n| {
-            RelFileName::parse(n).is_some_and(|r| r.fork != Fork::Init && unlogged.contains(&r.node))
-        })
+        .filter(|n| RelFileName::parse(n).is_some_and(|r| r.fork != Fork::Init && unlogged.contains(&r.node)))
         .collect()
 }
 

@@ -50,15 +50,41 @@ pub enum BodyProblem {
     /// A fragment header or the data runs past the record's end, or the
     /// lengths do not add up ("record with invalid length").
     BadLength,
-    InvalidBlockId { id: u8 },
-    OutOfOrderBlockId { id: u8 },
-    DataFlagWithoutData { id: u8 },
-    DataWithoutFlag { id: u8, len: u16 },
-    HoleFlagButNoHole { id: u8, offset: u16, length: u16, image_len: u16 },
-    HoleWithoutFlag { id: u8, offset: u16, length: u16 },
-    CompressedFullImage { id: u8, image_len: u16 },
-    ImageLength { id: u8, image_len: u16 },
-    SameRelWithoutRel { id: u8 },
+    InvalidBlockId {
+        id: u8,
+    },
+    OutOfOrderBlockId {
+        id: u8,
+    },
+    DataFlagWithoutData {
+        id: u8,
+    },
+    DataWithoutFlag {
+        id: u8,
+        len: u16,
+    },
+    HoleFlagButNoHole {
+        id: u8,
+        offset: u16,
+        length: u16,
+        image_len: u16,
+    },
+    HoleWithoutFlag {
+        id: u8,
+        offset: u16,
+        length: u16,
+    },
+    CompressedFullImage {
+        id: u8,
+        image_len: u16,
+    },
+    ImageLength {
+        id: u8,
+        image_len: u16,
+    },
+    SameRelWithoutRel {
+        id: u8,
+    },
     /// More fragment headers than any record PostgreSQL writes.
     HeadersTooLong,
 }

@@ -188,7 +188,8 @@ fn visit(input: &FileCheck, plan: &mut Plan, v: Visit, findings: &mut Findings) 
         return;
     };
     let Some(i) = m.find(v.rel) else {
-        findings.push(Finding::new(FindingKind::FileExtra, "on disk but not listed in the manifest").at(display(v.rel)));
+        findings
+            .push(Finding::new(FindingKind::FileExtra, "on disk but not listed in the manifest").at(display(v.rel)));
         if scan {
             let target = plan.extra(v.rel);
             plan.jobs.push(Job { size: v.size, target, checksum: false, lsn_scan, page_checksums });
@@ -390,10 +391,7 @@ fn run_job(ctx: &ReadCtx, job: &Job, buf: &mut [u8], out: &mut WorkerResult) {
 fn page_scan(input: &FileCheck, job: &Job, rel: &[u8]) -> PageScan {
     let checksums = input.checksums.filter(|_| job.page_checksums).map(|c| {
         let name = std::str::from_utf8(rel).ok().and_then(relfile::relation_path);
-        ChecksumScan {
-            torn_from: c.torn_from,
-            first_block: name.map_or(0, |r| r.first_block(c.blocks_per_segment)),
-        }
+        ChecksumScan { torn_from: c.torn_from, first_block: name.map_or(0, |r| r.first_block(c.blocks_per_segment)) }
     });
     PageScan::new(input.page_bound.filter(|_| job.lsn_scan), checksums, input.block_size)
 }
@@ -487,7 +485,9 @@ fn report_missing(m: &ManifestIndex, seen: &[u64], found: &mut Findings) -> Resu
         }
         let f = m.get(i);
         if seen[i / 64] & (1 << (i % 64)) == 0 && !is_ignored(f.path) {
-            found.push(Finding::new(FindingKind::FileMissing, "listed in the manifest but not on disk").at(f.display_path()));
+            found.push(
+                Finding::new(FindingKind::FileMissing, "listed in the manifest but not on disk").at(f.display_path()),
+            );
         }
     }
     Ok(())

@@ -322,8 +322,7 @@ fn manifest_is_stale(s: &Subject) -> bool {
     if s.info.kind != DirKind::DataDirectory {
         return false;
     }
-    let label_renamed =
-        index.find(BACKUP_LABEL.as_bytes()).is_some() && s.info.path.join("backup_label.old").is_file();
+    let label_renamed = index.find(BACKUP_LABEL.as_bytes()).is_some() && s.info.path.join("backup_label.old").is_file();
     let wal_end = head.wal_ranges.iter().map(|r| r.end).max();
     let moved_on = s.control_trusted && wal_end.is_some_and(|end| s.info.control.redo_lsn > end);
     label_renamed || moved_on
