@@ -954,6 +954,8 @@ pub(crate) mod tests {
         pub records: Vec<(Lsn, Lsn)>,
         /// The exact end (last byte + 1) of every record.
         pub exact_ends: Vec<Lsn>,
+        /// The body of the next record, when not the default main data.
+        pub next_body: Option<Vec<u8>>,
     }
 
     impl FakeWal {
@@ -970,6 +972,7 @@ pub(crate) mod tests {
                 prev: 0,
                 records: Vec::new(),
                 exact_ends: Vec::new(),
+                next_body: None,
             };
             w.start_page(0);
             w
@@ -1018,7 +1021,10 @@ pub(crate) mod tests {
             // A body of main data only, so that it decodes:
             // XLR_BLOCK_ID_DATA_SHORT or _LONG and the length.
             let body = &mut rec[RECORD_HEADER_LEN..];
-            match body.len() {
+            if let Some(b) = self.next_body.take() {
+                body.copy_from_slice(&b);
+            } else {
+                match body.len() {
                 0 => {}
                 n @ 2..=256 => body[..2].copy_from_slice(&[255, (n - 2) as u8]),
                 n if n >= 5 => {
@@ -1026,6 +1032,7 @@ pub(crate) mod tests {
                     body[1..5].copy_from_slice(&((n - 5) as u32).to_le_bytes());
                 }
                 n => panic!("a fake record body of {n} bytes cannot be encoded"),
+                }
             }
             let crc = crc32c::crc32c_append(crc32c::crc32c(&rec[RECORD_HEADER_LEN..]), &rec[..RECORD_CRC_OFFSET]);
             rec[20..24].copy_from_slice(&crc.to_le_bytes());
@@ -1178,6 +1185,48 @@ pub(crate) mod tests {
         w.record(100, 1, 0);
         w.finish();
         assert_eq!(walk(&w).unwrap(), w.records[2].1);
+    }
+
+    /// Walk a WAL of three records whose middle one has resource manager
+    /// `rmid` and body `body`, with a valid CRC, for the rules of `major`.
+    fn walk_with(major: u32, rmid: u8, body: &[u8]) -> Result<Lsn, WalError> {
+        let seg = WalSegSize::new(1 << 20).unwrap();
+        let mut w = FakeWal::new(Lsn(0), seg, 8192, 0xD110);
+        w.record(100, 1, 0);
+        w.next_body = Some(body.to_vec());
+        w.record(body.len(), rmid, 0);
+        w.record(100, 1, 0);
+        w.finish();
+        let c = WalkConfig { rules: crate::pg::version::by_major(major).unwrap().wal_records, ..cfg(&w) };
+        let target = w.records.last().unwrap().1;
+        let mut walker = RecordWalker::new(c, w.base, target);
+        let mut last = w.base;
+        for chunk in w.bytes.chunks(w.page) {
+            last = walker.feed_page(chunk)?;
+        }
+        assert_eq!(w.records[1].0, Lsn(168));
+        Ok(last)
+    }
+
+    /// With the CRC right, what xlogreader.c rejects is still rejected.
+    #[test]
+    fn records_are_decoded_as_postgres_decodes_them() {
+        let at = |r: Result<Lsn, WalError>| r.map_err(|e| (e.lsn, e.problem));
+        let main = [255u8, 3, 1, 2, 3];
+        assert!(walk_with(15, 21, &main).is_ok());
+        // Resource managers: 22..127 exist on no major; 128..255 are custom
+        // ones from 15 on.
+        assert_eq!(at(walk_with(15, 22, &main)), Err((Lsn(168), WalProblem::InvalidResourceManager { rmid: 22 })));
+        assert!(walk_with(15, 130, &main).is_ok());
+        assert_eq!(at(walk_with(14, 130, &main)), Err((Lsn(168), WalProblem::InvalidResourceManager { rmid: 130 })));
+        // Block ids, lengths and flags.
+        for (body, problem) in [
+            (vec![40u8, 0, 0], BodyProblem::InvalidBlockId { id: 40 }),
+            (vec![255, 9, 1, 2], BodyProblem::BadLength),
+            (vec![0, 0x20, 0, 0, 255, 0], BodyProblem::DataFlagWithoutData { id: 0 }),
+        ] {
+            assert_eq!(at(walk_with(15, 10, &body)), Err((Lsn(168), WalProblem::RecordBody { body: problem })));
+        }
     }
 
     #[test]
