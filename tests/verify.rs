@@ -877,3 +877,115 @@ fn json_keys_are_documented(v: &Value) {
         }
     }
 }
+
+/// A data directory made by `pg_basebackup -R`, run as a standby and
+/// stopped (it keeps the stale backup_manifest pg_basebackup wrote).
+fn pg_basebackup_standby(g: &Ground) -> PathBuf {
+    let dir = g.dir.join("pgbb-standby");
+    let out = g
+        .user
+        .command("/usr/lib/postgresql/15/bin/pg_basebackup")
+        .arg("-D")
+        .arg(&dir)
+        .args(["-R", "-X", "stream", "-c", "fast", "-h"])
+        .arg(&g.primary.socket_dir)
+        .args(["-p", &g.primary.port.to_string(), "-U", "postgres"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_basebackup: {}", stderr(&out));
+    let port = pgdrill::ground::free_port();
+    let mut auto = std::fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap();
+    auto.push_str(&format!("\nport = {port}\nlisten_addresses = ''\narchive_mode = off\n"));
+    std::fs::write(dir.join("postgresql.auto.conf"), auto).unwrap();
+    let pg_ctl = g.bin.program("pg_ctl");
+    let log = g.dir.join("pgbb-standby.log");
+    let out = g.user.command(&pg_ctl).args(["start", "-w", "-t", "120", "-D"]).arg(&dir).arg("-l").arg(&log).output();
+    assert!(out.unwrap().status.success(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    g.primary_exec("CREATE TABLE after_standby AS SELECT g FROM generate_series(1, 5000) g").unwrap();
+    g.primary_exec("CHECKPOINT").unwrap();
+    sleep_ms(1500);
+    let out = g.user.command(&pg_ctl).args(["stop", "-w", "-m", "fast", "-D"]).arg(&dir).output().unwrap();
+    assert!(out.status.success());
+    dir
+}
+
+/// Data checksums of a stopped cluster that has them: clean as it is; a
+/// corrupt page with an LSN before the start is named with its block; a
+/// corrupt page at or after the start is a torn page replay rewrites.
+fn checksum_scenarios(g: &Ground, dir: &Path, rel: &str) {
+    let (c, v) = verify(dir, None, &[]);
+    assert_clean(c, &v, "a cluster with data checksums");
+    assert_eq!(v["page_checksums"]["checked"], true, "{v:#}");
+    let pages = v["checked"]["page_checksums"].as_u64().unwrap();
+    assert!(pages > 100, "{v:#}");
+    let torn = v["checked"]["torn_pages"].as_u64().unwrap();
+    let start = lsn(&v["page_checksums"]["torn_from"]);
+
+    let bad = g.dir.join("checksum-bad");
+    copy_tree(dir, &bad);
+    let page_lsn = |b: &[u8], blk: usize| {
+        let p = &b[blk * 8192..];
+        Lsn((u64::from(u32::from_le_bytes(p[0..4].try_into().unwrap())) << 32)
+            | u64::from(u32::from_le_bytes(p[4..8].try_into().unwrap())))
+    };
+    let b = std::fs::read(bad.join(rel)).unwrap();
+    assert!(page_lsn(&b, 1) < start, "block 1 was written after the start");
+    flip_byte(&bad.join(rel), 8192 + 4000);
+    let (c, v) = verify(&bad, None, &["--no-wal"]);
+    assert_flags(c, &v, "page_checksum", rel);
+    let f = v["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "page_checksum").unwrap();
+    assert!(f["message"].as_str().unwrap().starts_with("block 1 "), "{f}");
+
+    let torn_dir = g.dir.join("checksum-torn");
+    copy_tree(dir, &torn_dir);
+    let p = torn_dir.join(rel);
+    let mut b = std::fs::read(&p).unwrap();
+    b[2 * 8192..2 * 8192 + 4].copy_from_slice(&((start.0 >> 32) as u32).to_le_bytes());
+    b[2 * 8192 + 4..2 * 8192 + 8].copy_from_slice(&(start.0 as u32).to_le_bytes());
+    b[2 * 8192 + 5000] ^= 0x5A;
+    std::fs::write(&p, b).unwrap();
+    let (c, v) = verify(&torn_dir, None, &["--no-wal"]);
+    assert_clean(c, &v, "a torn page");
+    assert_eq!(v["checked"]["torn_pages"].as_u64().unwrap(), torn + 1);
+}
+
+/// A stopped standby made by `pg_basebackup -R` verifies as the data
+/// directory it is (its backup_manifest is stale and not applied); data
+/// page checksums are verified offline, with the torn-page rule.
+#[test]
+fn a_stopped_standby_and_data_checksums() {
+    let mut g = primary();
+    let major = g.bin.major;
+    g.primary_exec("CREATE TABLE ck AS SELECT g, repeat('c', 200) AS pad FROM generate_series(1, 20000) g").unwrap();
+    g.primary_exec("CHECKPOINT").unwrap();
+    let rel = one(&mut g.primary.client().unwrap(), "SELECT pg_relation_filepath('ck')");
+    if major == 15 {
+        let dir = pg_basebackup_standby(&g);
+        assert!(dir.join("backup_manifest").exists() && dir.join("backup_label.old").exists());
+        let (c, v) = verify(&dir, None, &[]);
+        assert_clean(c, &v, "a stopped pg_basebackup -R standby");
+        assert_eq!(v["kind"], "data_directory");
+        assert_eq!(v["manifest_status"], "stale");
+        assert_eq!(error_kinds(&v), BTreeSet::new());
+        assert!(findings(&v).iter().any(|f| f.1 == "manifest_stale"), "{:#?}", findings(&v));
+        assert_eq!(v["wal"]["checked"], true);
+        // Debian's pg_checksums turns data checksums on in the stopped copy.
+        let out = g
+            .user
+            .command("/usr/lib/postgresql/15/bin/pg_checksums")
+            .args(["--enable", "--no-sync", "-D"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_checksums: {}", stderr(&out));
+        checksum_scenarios(&g, &dir, &rel);
+    }
+    g.primary.stop();
+    let (_, v) = verify(&g.primary.pgdata, None, &[]);
+    if v["page_checksums"]["checked"] == true {
+        checksum_scenarios(&g, &g.primary.pgdata, &rel);
+    } else {
+        assert_eq!(v["page_checksums"]["skipped"], "the cluster has no data checksums");
+        eprintln!("PostgreSQL {major}'s initdb made no data checksums here");
+    }
+}
