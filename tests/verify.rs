@@ -989,3 +989,96 @@ fn a_stopped_standby_and_data_checksums() {
         eprintln!("PostgreSQL {major}'s initdb made no data checksums here");
     }
 }
+
+/// Start `pgdrill verify` on `dir`, wait until it has a file open whose
+/// path contains `marker` (so it is in the phase that reads it), send
+/// `signal`, and return the exit code and how long it took to stop.
+fn interrupt_when_reading(dir: &Path, extra: &[&str], marker: &str, signal: nix::sys::signal::Signal) -> (i32, Duration) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pgdrill"))
+        .arg("verify")
+        .arg(dir)
+        .args(extra)
+        .arg("--json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let fds = PathBuf::from(format!("/proc/{pid}/fd"));
+    let mut reading = false;
+    for _ in 0..3000 {
+        reading = std::fs::read_dir(&fds)
+            .map(|rd| rd.flatten().any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains(marker))))
+            .unwrap_or(false);
+        if reading || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(reading, "verify never read {marker} (it exited {:?})", child.try_wait().unwrap());
+    let sent = std::time::Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+    let status = child.wait().unwrap();
+    (status.code().unwrap_or(-1), sent.elapsed())
+}
+
+/// The first SIGINT or SIGTERM stops verify promptly with exit 3 in each
+/// long phase: reading the manifest, reading the files, walking the WAL.
+#[test]
+fn an_interrupt_stops_every_phase() {
+    use nix::sys::signal::Signal;
+    let g = with_standby();
+    let label = take_backup(&g, "legacy", "i-legacy");
+    // WAL to walk: written after the backup started, reached through a
+    // later end_location.
+    g.primary_exec("CREATE TABLE i_t AS SELECT g, repeat('i', 800) AS pad FROM generate_series(1, 150000) g")
+        .unwrap();
+    let end = one(&mut g.primary.client().unwrap(), "SELECT pg_current_wal_lsn()::text");
+    g.primary_exec("SELECT pg_switch_wal()").unwrap();
+    let end: Lsn = end.parse().unwrap();
+    let last = pgdrill::pg::wal::SegmentName::new(pgdrill::pg::TimelineId(1), end.prev_segment_number(WalSegSize::DEFAULT))
+        .file_name(WalSegSize::DEFAULT);
+    for _ in 0..600 {
+        if g.archive.join(&last).exists() {
+            break;
+        }
+        sleep_ms(100);
+    }
+    let archive = g.archive.to_str().unwrap().to_string();
+
+    // The manifest: a copy with a manifest of two million lines.
+    let big = g.dir.join("interrupt-manifest");
+    copy_tree(&label, &big);
+    {
+        use std::io::Write;
+        let f = std::fs::File::create(big.join("backup_manifest")).unwrap();
+        let mut w = std::io::BufWriter::new(f);
+        writeln!(w, "{{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [").unwrap();
+        for i in 0..2_000_000u32 {
+            writeln!(w, "{{ \"Path\": \"base/1/{i}\", \"Size\": 0, \"Last-Modified\": \"2026-11-21 07:28:38 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"00000000\" }},").unwrap();
+        }
+        writeln!(w, "{{ \"Path\": \"x\", \"Size\": 0 }}\n],\n\"Manifest-Checksum\": \"{}\"}}", "0".repeat(64)).unwrap();
+    }
+    let (c, took) = interrupt_when_reading(&big, &["--no-wal"], "backup_manifest", Signal::SIGINT);
+    assert_eq!(c, 3, "manifest phase");
+    assert!(took < Duration::from_secs(3), "the manifest phase took {took:?} to stop");
+
+    // The files: a big relation file (sparse: it costs no disk).
+    let files = g.dir.join("interrupt-files");
+    copy_tree(&label, &files);
+    let db = std::fs::read_dir(files.join("base")).unwrap().flatten().map(|e| e.path()).max().unwrap();
+    let f = std::fs::File::create(db.join("999999")).unwrap();
+    f.set_len(60 << 30).unwrap();
+    let (c, took) = interrupt_when_reading(&files, &["--no-wal"], "999999", Signal::SIGTERM);
+    assert_eq!(c, 3, "file phase");
+    assert!(took < Duration::from_secs(3), "the file phase took {took:?} to stop");
+
+    // The WAL: one walker, from the backup's start to the later end.
+    let wal = g.dir.join("interrupt-wal");
+    copy_tree(&label, &wal);
+    std::fs::write(wal.join("end_location"), format!("{end}\n")).unwrap();
+    let extra = ["--wal-archive", archive.as_str(), "--jobs", "1"];
+    let (c, took) = interrupt_when_reading(&wal, &extra, "00000001000000000000000", Signal::SIGINT);
+    assert_eq!(c, 3, "WAL phase");
+    assert!(took < Duration::from_secs(3), "the WAL phase took {took:?} to stop");
+}
