@@ -210,10 +210,12 @@ fn real_wal_of_every_major_decodes() {
         let info: serde_json::Value =
             serde_json::from_slice(&std::fs::read(e.path().join("info.json")).unwrap()).unwrap();
         let major = info["major"].as_u64().unwrap() as u32;
-        let magic = u16::from_str_radix(info["xlog_page_magic_hex"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        let magic =
+            u16::from_str_radix(info["xlog_page_magic_hex"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
         let head = std::fs::read(e.path().join(format!("{}.head", info["segment"].as_str().unwrap()))).unwrap();
         let seg = WalSegSize::new(info["wal_segment_size"].as_u64().unwrap()).unwrap();
-        let start = pgdrill::pg::wal::SegmentName::parse(info["segment"].as_str().unwrap(), seg).unwrap().start_lsn(seg);
+        let start =
+            pgdrill::pg::wal::SegmentName::parse(info["segment"].as_str().unwrap(), seg).unwrap().start_lsn(seg);
         let c = WalkConfig {
             system_identifier: Some(info["system_identifier"].as_str().unwrap().parse().unwrap()),
             seg_size: seg,

@@ -162,15 +162,9 @@ fn damage(rng: &mut fastrand::Rng, s: &Subject, wal: &Path) -> (Vec<Undo>, bool,
         }
         // The files recovery and verify read first.
         3 => {
-            let rel = *[
-                "global/pg_control",
-                "backup_label",
-                "end_location",
-                "tablespace_map",
-                "PG_VERSION",
-            ]
-            .get(rng.usize(..5))
-            .unwrap();
+            let rel = *["global/pg_control", "backup_label", "end_location", "tablespace_map", "PG_VERSION"]
+                .get(rng.usize(..5))
+                .unwrap();
             let p = s.dir.join(rel);
             let u = keep(&p);
             let before = u.before.clone();
@@ -201,7 +195,8 @@ fn damage(rng: &mut fastrand::Rng, s: &Subject, wal: &Path) -> (Vec<Undo>, bool,
             let lines: Vec<&str> = text.lines().collect();
             let i = rng.usize(..lines.len());
             let mut line = lines[i].to_string();
-            let digits: Vec<usize> = line.char_indices().filter(|(_, c)| c.is_ascii_hexdigit()).map(|(i, _)| i).collect();
+            let digits: Vec<usize> =
+                line.char_indices().filter(|(_, c)| c.is_ascii_hexdigit()).map(|(i, _)| i).collect();
             if let Some(&at) = digits.get(rng.usize(..digits.len().max(1))) {
                 let c = *b"0123456789ABCDEF".get(rng.usize(..16)).unwrap() as char;
                 line.replace_range(at..at + 1, &c.to_string());
@@ -211,12 +206,21 @@ fn damage(rng: &mut fastrand::Rng, s: &Subject, wal: &Path) -> (Vec<Undo>, bool,
             write(&p, &reseal((all.join("\n") + "\n").as_bytes()));
             (vec![u], false, "manifest claim")
         }
-        // A file added, or one not listed changed.
+        // A file added, or any file on disk changed.
         7 => {
-            let p = s.dir.join(format!("base/{}", rng.u32(..)));
+            if rng.bool() {
+                let p = s.dir.join(format!("base/{}", rng.u32(..)));
+                let u = keep(&p);
+                write(&p, &[rng.u8(..); 8192]);
+                return (vec![u], false, "added file");
+            }
+            let rel = pick(rng, &s.files);
+            let p = s.dir.join(&rel);
             let u = keep(&p);
-            write(&p, &[rng.u8(..); 8192]);
-            (vec![u], false, "added file")
+            let before = u.before.clone().unwrap_or_default();
+            let after = damage_bytes(rng, &before);
+            write(&p, &after);
+            (vec![u], after != before && s.checksummed.contains(&rel), "any file")
         }
         // A WAL segment of the range.
         _ => {
@@ -284,7 +288,8 @@ fn run_verify(dir: &Path, wal: &Path, deadline: Duration) -> (Option<i32>, bool,
 #[test]
 fn mutation_run() {
     let execs: u64 = std::env::var("PGDRILL_FUZZ_EXECS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
-    let seed: u64 = std::env::var("PGDRILL_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+    let seed: u64 =
+        std::env::var("PGDRILL_FUZZ_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
     let g = with_standby();
     g.primary_exec("CREATE TABLE fz AS SELECT g, repeat('f', 100) AS pad FROM generate_series(1, 20000) g").unwrap();
@@ -300,7 +305,8 @@ fn mutation_run() {
     let mut wals = Vec::new();
     for s in &subjects {
         let (c, v) = {
-            let out = pgdrill(&["verify", s.dir.to_str().unwrap(), "--wal-archive", g.archive.to_str().unwrap(), "--json"]);
+            let out =
+                pgdrill(&["verify", s.dir.to_str().unwrap(), "--wal-archive", g.archive.to_str().unwrap(), "--json"]);
             (code(&out), json(&out))
         };
         assert_eq!(c, 0, "the undamaged backup fails: {v:#}");
@@ -315,7 +321,8 @@ fn mutation_run() {
         }
         wals.push(wal);
     }
-    let deadline = Duration::from_secs(std::env::var("PGDRILL_FUZZ_DEADLINE").ok().and_then(|v| v.parse().ok()).unwrap_or(120));
+    let deadline =
+        Duration::from_secs(std::env::var("PGDRILL_FUZZ_DEADLINE").ok().and_then(|v| v.parse().ok()).unwrap_or(120));
     let mut t = Tally::default();
     let started = Instant::now();
     for i in 0..execs {

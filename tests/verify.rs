@@ -443,6 +443,36 @@ fn pg_basebackup_from_standby_passes(g: &Ground) {
     assert_eq!(v["manifest"]["checksum_algorithms"][0], "CRC32C");
     assert!(lsn(&v["wal"]["reached"]) >= end);
     agrees_with_pg_verifybackup(&dir, 15, Some(&g.archive), c, &v);
+    // t/002_algorithm.pl and t/006_encoding.pl: every checksum algorithm,
+    // and every path hex-encoded.
+    for (i, extra) in [
+        &["--manifest-checksums=NONE"][..],
+        &["--manifest-checksums=SHA224"],
+        &["--manifest-checksums=SHA256"],
+        &["--manifest-checksums=SHA384"],
+        &["--manifest-checksums=SHA512"],
+        &["--manifest-force-encode"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = g.dir.join(format!("pgbb-{i}"));
+        let out = Command::new("/usr/lib/postgresql/15/bin/pg_basebackup")
+            .arg("-D")
+            .arg(&d)
+            .args(["-Fp", "-X", "none", "-c", "fast", "-h"])
+            .arg(&s.socket_dir)
+            .args(["-p", &s.port.to_string(), "-U", "postgres"])
+            .args(*extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "pg_basebackup {extra:?}: {}", stderr(&out));
+        let (c, v) = verify(&d, None, &["--no-wal"]);
+        assert_clean(c, &v, &format!("pg_basebackup {extra:?}"));
+        assert_eq!(v["manifest_status"], "applied");
+        let checked = v["checked"]["checksums"].as_u64().unwrap();
+        assert_eq!(checked == 0, extra[0].ends_with("NONE"), "{extra:?}: {checked} checksums compared");
+    }
     // Damage one of its files: both tools name it.
     let rel = relation_files(&dir).into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
     flip_byte(&rel, 100);
@@ -580,8 +610,7 @@ fn tamper_manifest_line(dir: &Path, rel: &str, edit: &dyn Fn(&str) -> String) {
     let p = dir.join("backup_manifest");
     let text = std::fs::read_to_string(&p).unwrap();
     let needle = format!("\"Path\": \"{rel}\"");
-    let out: Vec<String> =
-        text.lines().map(|l| if l.contains(&needle) { edit(l) } else { l.to_string() }).collect();
+    let out: Vec<String> = text.lines().map(|l| if l.contains(&needle) { edit(l) } else { l.to_string() }).collect();
     assert_ne!(out.join("\n") + "\n", text, "no manifest line for {rel}");
     std::fs::write(&p, reseal(&(out.join("\n") + "\n"))).unwrap();
 }
@@ -612,7 +641,12 @@ fn verify_bounded(path: &Path, archive: &Path) -> (i32, Value) {
     );
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
     let c = code(&out);
-    assert!(c == 0 || c == 1, "verify {}: exit {c} (134: aborted, 124: ran out of time)\n{}", path.display(), stderr(&out));
+    assert!(
+        c == 0 || c == 1,
+        "verify {}: exit {c} (134: aborted, 124: ran out of time)\n{}",
+        path.display(),
+        stderr(&out)
+    );
     (c, json(&out))
 }
 
@@ -801,7 +835,8 @@ fn strict_as_pg_verifybackup_bounded_and_honest() {
     let sysid: u64 = good["system_identifier"].as_str().unwrap().parse().unwrap();
     let d = copy("v2_without_sysid", &label);
     let v2 = Manifest::render(2, sysid, &m.files, &m.wal_ranges);
-    let without: String = v2.lines().filter(|l| !l.starts_with("\"System-Identifier\"")).map(|l| format!("{l}\n")).collect();
+    let without: String =
+        v2.lines().filter(|l| !l.starts_with("\"System-Identifier\"")).map(|l| format!("{l}\n")).collect();
     std::fs::write(d.join("backup_manifest"), reseal(&without)).unwrap();
     let (c, v) = verify(&d, None, &["--no-wal"]);
     assert_flags(c, &v, "manifest_invalid", "backup_manifest");
@@ -993,7 +1028,12 @@ fn a_stopped_standby_and_data_checksums() {
 /// Start `pgdrill verify` on `dir`, wait until it has a file open whose
 /// path contains `marker` (so it is in the phase that reads it), send
 /// `signal`, and return the exit code and how long it took to stop.
-fn interrupt_when_reading(dir: &Path, extra: &[&str], marker: &str, signal: nix::sys::signal::Signal) -> (i32, Duration) {
+fn interrupt_when_reading(
+    dir: &Path,
+    extra: &[&str],
+    marker: &str,
+    signal: nix::sys::signal::Signal,
+) -> (i32, Duration) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgdrill"))
         .arg("verify")
         .arg(dir)
@@ -1008,7 +1048,9 @@ fn interrupt_when_reading(dir: &Path, extra: &[&str], marker: &str, signal: nix:
     let mut reading = false;
     for _ in 0..3000 {
         reading = std::fs::read_dir(&fds)
-            .map(|rd| rd.flatten().any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains(marker))))
+            .map(|rd| {
+                rd.flatten().any(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains(marker)))
+            })
             .unwrap_or(false);
         if reading || child.try_wait().unwrap().is_some() {
             break;
@@ -1031,13 +1073,13 @@ fn an_interrupt_stops_every_phase() {
     let label = take_backup(&g, "legacy", "i-legacy");
     // WAL to walk: written after the backup started, reached through a
     // later end_location.
-    g.primary_exec("CREATE TABLE i_t AS SELECT g, repeat('i', 800) AS pad FROM generate_series(1, 150000) g")
-        .unwrap();
+    g.primary_exec("CREATE TABLE i_t AS SELECT g, repeat('i', 800) AS pad FROM generate_series(1, 150000) g").unwrap();
     let end = one(&mut g.primary.client().unwrap(), "SELECT pg_current_wal_lsn()::text");
     g.primary_exec("SELECT pg_switch_wal()").unwrap();
     let end: Lsn = end.parse().unwrap();
-    let last = pgdrill::pg::wal::SegmentName::new(pgdrill::pg::TimelineId(1), end.prev_segment_number(WalSegSize::DEFAULT))
-        .file_name(WalSegSize::DEFAULT);
+    let last =
+        pgdrill::pg::wal::SegmentName::new(pgdrill::pg::TimelineId(1), end.prev_segment_number(WalSegSize::DEFAULT))
+            .file_name(WalSegSize::DEFAULT);
     for _ in 0..600 {
         if g.archive.join(&last).exists() {
             break;

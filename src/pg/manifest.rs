@@ -570,7 +570,7 @@ impl<'de> Visitor<'de> for FilesSeed<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(mut raw) = seq.next_element::<RawFile>()? {
             let mut path_buf = Vec::new();
-            let entry = raw.entry(&mut path_buf).map_err(|e| invalid::<A::Error>(e))?;
+            let entry = raw.entry(&mut path_buf).map_err(invalid::<A::Error>)?;
             if let Err(e) = self.sink.file(entry) {
                 let msg = e.to_string();
                 *self.failure = Some(e);

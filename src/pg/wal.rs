@@ -1025,13 +1025,13 @@ pub(crate) mod tests {
                 body.copy_from_slice(&b);
             } else {
                 match body.len() {
-                0 => {}
-                n @ 2..=256 => body[..2].copy_from_slice(&[255, (n - 2) as u8]),
-                n if n >= 5 => {
-                    body[0] = 254;
-                    body[1..5].copy_from_slice(&((n - 5) as u32).to_le_bytes());
-                }
-                n => panic!("a fake record body of {n} bytes cannot be encoded"),
+                    0 => {}
+                    n @ 2..=256 => body[..2].copy_from_slice(&[255, (n - 2) as u8]),
+                    n if n >= 5 => {
+                        body[0] = 254;
+                        body[1..5].copy_from_slice(&((n - 5) as u32).to_le_bytes());
+                    }
+                    n => panic!("a fake record body of {n} bytes cannot be encoded"),
                 }
             }
             let crc = crc32c::crc32c_append(crc32c::crc32c(&rec[RECORD_HEADER_LEN..]), &rec[..RECORD_CRC_OFFSET]);
