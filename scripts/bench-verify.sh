@@ -133,7 +133,7 @@ until [ "$(psql1 "$P2" "SELECT pg_last_wal_replay_lsn() >= '$target'::pg_lsn")" 
 log "pgdrill backup"
 "$PGDRILL" backup --standby "host=$WORK port=$P2 user=postgres dbname=postgres" \
     --primary "host=$WORK port=$P1 user=postgres dbname=postgres" --wal-archive "$ARCH" \
-    --dest "$WORK/backup" --fast --no-sync --json >"$WORK/backup.json"
+    --dest "$WORK/backup" --fast --no-sync --json >"$WORK/backup.json" || { cat "$WORK/backup.json" >&2; exit 1; }
 
 # The servers are not needed any more; stopped, they leave the cores alone.
 as_pg "$PGBIN/pg_ctl" stop -m fast -D "$WORK/standby" >/dev/null

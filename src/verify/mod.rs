@@ -214,9 +214,12 @@ impl Subject {
         }
     }
 
-    /// The manifest's WAL ranges, newest first.
+    /// The manifest's WAL ranges, newest first; none from a stale manifest.
     fn wal_ranges(&self) -> &[crate::pg::manifest::WalRange] {
-        self.manifest().map_or(&[], |(h, _)| &h.wal_ranges)
+        match self.manifest() {
+            Some((h, _)) if !manifest_is_stale(self) => &h.wal_ranges,
+            _ => &[],
+        }
     }
 
     /// The timeline the end point lies on: the manifest's newest range,
