@@ -12,12 +12,14 @@
 //!
 //! Memory: the manifest is a packed [`ManifestIndex`]; the walk matches
 //! each file on disk against it as it goes (a bit per listed file says it
-//! was seen) and keeps 24 bytes per file to read, so the whole check needs
+//! was seen) and keeps 32 bytes per file to read, so the whole check needs
 //! less than the manifest's own size.
 //!
-//! Files are read in parallel (`--jobs`), largest first, each in 1 MiB
-//! chunks: the manifest checksum (hardware CRC-32C, or SHA-2) and, for
-//! relation files, the page checks of [`super::pages`] use the same bytes.
+//! Files are read in parallel (`--jobs`), largest first, each in 64 KiB
+//! chunks: small enough to stay in the CPU's cache from the read's copy to
+//! the checksums (1 MiB reads cost twice the system time). The manifest
+//! checksum (hardware CRC-32C, or SHA-2) and, for relation files, the page
+//! checks of [`super::pages`] use the same bytes.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -45,7 +47,7 @@ use crate::pg::Lsn;
 pub const IGNORED: &[&str] =
     &[BACKUP_MANIFEST, "pg_wal", "postgresql.auto.conf", "recovery.signal", "standby.signal", INCOMPLETE_MARKER];
 
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 1 << 16;
 
 /// Whether a relative path is one of [`IGNORED`] or lies below one.
 pub fn is_ignored(rel: &[u8]) -> bool {
@@ -121,7 +123,7 @@ enum Target {
     Extra(usize),
 }
 
-/// One file to read: 24 bytes, however many files there are.
+/// One file to read: 32 bytes, however many files there are.
 #[derive(Clone, Copy, Debug)]
 struct Job {
     size: u64,

@@ -14,7 +14,7 @@
 //! What is checked: every page header and every record CRC from the page
 //! holding the start LSN until a valid record ends at or after the end LSN,
 //! the way `xlogreader.c` (and pg_waldump) reads, with
-//! [`crate::pg::wal::RecordWalker`]. Each segment is streamed in 1 MiB reads
+//! [`crate::pg::wal::RecordWalker`]. Each segment is streamed in 64 KiB reads
 //! by a read-ahead thread, so memory stays flat whatever the size. A long
 //! range is cut at segment starts into stretches walked in parallel
 //! (`--jobs`); each stretch begins where PostgreSQL reading from that
@@ -41,7 +41,7 @@ use crate::pg::wal::{
 };
 use crate::pg::{Lsn, TimelineId, WalSegSize};
 
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 1 << 16;
 
 /// Where and what to walk.
 pub struct WalCheck<'a> {
@@ -231,7 +231,7 @@ struct Chunk {
 
 /// The walk's side of a read-ahead thread. Copying WAL out of the page cache
 /// costs about as much as checking it; a second thread does the copying
-/// while the walk checks the previous chunk. [`BUFFERS`] buffers of 1 MiB
+/// while the walk checks the previous chunk. [`BUFFERS`] buffers of 64 KiB
 /// circulate, so memory stays flat.
 struct ReadAhead {
     requests: mpsc::Sender<(u64, File)>,
