@@ -41,6 +41,12 @@ check:
     cargo clippy --all-targets -- -D warnings
     cargo test
 
+# Fault injection (docs/faults.md): RUNS gated restores of label and legacy
+# backups, each with one fault, under probes by three roles over TCP and the
+# socket. Early admissions must be zero. Needs root.
+faults RUNS="24":
+    PGDRILL_FAULT_RUNS={{RUNS}} cargo test --test faults -- --ignored --nocapture
+
 # Benchmarks against reference tools (not tests): backup, gate, verify, or all.
 # Figures go into docs/performance.md. Needs root and Debian's PostgreSQL 15.
 bench WHAT="all" *ARGS:

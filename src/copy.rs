@@ -5,21 +5,23 @@
 //! under us; replay repairs them) and by `restore`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, IsTerminal, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
 use crate::error::{Error, Result};
+use crate::observe::{self, Progress, Unit};
+use crate::pg::manifest::{ChecksumAlgorithm, Checksummer};
 use crate::server::OsUser;
 
 const BUF_SIZE: usize = 1 << 20;
 
-/// One file to copy.
+/// One file to copy, named by paths (backup: a live data directory the
+/// server's OS user controls, so the source is opened without following a
+/// link at its last component).
 #[derive(Clone, Debug)]
 pub struct CopyJob {
     pub src: PathBuf,
@@ -28,11 +30,65 @@ pub struct CopyJob {
     pub size_hint: u64,
 }
 
+/// What [`copy_files`] needs of a job: where the bytes come from and go.
+pub trait Job: Sync {
+    /// Size when listed; orders the work and feeds the progress bar.
+    fn size_hint(&self) -> u64;
+    /// The source, for messages.
+    fn src_display(&self) -> PathBuf;
+    /// The destination, for messages.
+    fn dst_display(&self) -> PathBuf;
+    /// Open the source for reading; `Ok(None)` if it does not exist.
+    fn open_src(&self) -> std::io::Result<Option<File>>;
+    /// Create the destination (it must not exist) with `mode`, owned by `owner`.
+    fn create_dst(&self, mode: u32, owner: Option<&OsUser>) -> std::io::Result<File>;
+    /// Also compute this manifest checksum of the bytes copied.
+    fn checksum(&self) -> Option<ChecksumAlgorithm> {
+        None
+    }
+    /// The source must be owned by this uid (reading as root from a place
+    /// another user controls: root's reach must not leak into the copy).
+    fn required_owner(&self) -> Option<u32> {
+        None
+    }
+}
+
+impl Job for CopyJob {
+    fn size_hint(&self) -> u64 {
+        self.size_hint
+    }
+    fn src_display(&self) -> PathBuf {
+        self.src.clone()
+    }
+    fn dst_display(&self) -> PathBuf {
+        self.dst.clone()
+    }
+    fn open_src(&self) -> std::io::Result<Option<File>> {
+        match OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(&self.src) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn create_dst(&self, mode: u32, owner: Option<&OsUser>) -> std::io::Result<File> {
+        let f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&self.dst)?;
+        crate::safefs::set_owner_mode(&f, owner, Some(mode))?;
+        Ok(f)
+    }
+}
+
 /// What was copied.
 #[derive(Clone, Debug, Default)]
 pub struct Copied {
     pub size: u64,
     pub crc32c: u32,
+    /// The job's [`Job::checksum`] of the bytes, when it asked for one.
+    pub digest: Option<Vec<u8>>,
     /// Source modification time, seconds since the epoch.
     pub mtime: i64,
     /// The source disappeared before it could be opened.
@@ -71,7 +127,7 @@ impl Throttle {
 pub struct CopyOptions<'a> {
     pub jobs: usize,
     pub throttle: Option<&'a Throttle>,
-    pub progress: &'a ProgressBar,
+    pub progress: &'a Progress,
     /// Owner for created files (root only).
     pub owner: Option<&'a OsUser>,
     /// File mode for created files; `None` keeps the source's.
@@ -81,40 +137,41 @@ pub struct CopyOptions<'a> {
     pub cancel: &'a AtomicBool,
 }
 
-/// A byte progress bar on stderr, hidden when stderr is not a terminal or
-/// when `quiet`.
-pub fn progress_bar(total: u64, what: &str, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
+/// Progress of copying `total` bytes (see [`crate::observe`]); hidden when
+/// `quiet`.
+pub fn progress_bar(total: u64, what: &str, quiet: bool) -> Progress {
+    if quiet {
+        return Progress::hidden();
     }
-    let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style =
-        ProgressStyle::with_template("{msg:>8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
-    pb.set_style(style);
-    pb.set_message(what.to_string());
-    pb
+    observe::start(what, Unit::Bytes, total)
 }
 
 /// Copy one file. `buf` is scratch space.
-pub fn copy_one(job: &CopyJob, opts: &CopyOptions, buf: &mut [u8]) -> Result<Copied> {
-    let mut src = match File::open(&job.src) {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound && opts.vanish_ok => {
-            return Ok(Copied { vanished: true, ..Copied::default() })
-        }
-        Err(e) => return Err(Error::ReadInput { path: job.src.clone(), source: e }),
+pub fn copy_one(job: &impl Job, opts: &CopyOptions, buf: &mut [u8]) -> Result<Copied> {
+    let read_err = |e| Error::ReadInput { path: job.src_display(), source: e };
+    let mut src = match job.open_src() {
+        Ok(Some(f)) => f,
+        Ok(None) if opts.vanish_ok => return Ok(Copied { vanished: true, ..Copied::default() }),
+        Ok(None) => return Err(read_err(std::io::Error::from(ErrorKind::NotFound))),
+        Err(e) => return Err(read_err(e)),
     };
-    let meta = src.metadata().map_err(|e| Error::ReadInput { path: job.src.clone(), source: e })?;
-    let mode = opts.mode.unwrap_or(meta.mode() & 0o7777);
-    let mut dst = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&job.dst)
-        .map_err(|e| Error::io(&job.dst, "create file", e))?;
+    let meta = src.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(read_err(std::io::Error::new(ErrorKind::InvalidInput, "not a regular file")));
+    }
+    if let Some(uid) = job.required_owner().filter(|u| meta.uid() != *u) {
+        return Err(Error::BackupDamaged {
+            path: job.src_display(),
+            detail: format!(
+                "owned by uid {}, not by the backup's owner (uid {uid}); as root pgdrill copies nobody else's files",
+                meta.uid()
+            ),
+        });
+    }
+    let mode = opts.mode.unwrap_or(meta.mode() & 0o777);
+    let mut dst = job.create_dst(mode, opts.owner).map_err(|e| Error::io(job.dst_display(), "create file", e))?;
     let mut crc = 0u32;
+    let mut sum = job.checksum().map(Checksummer::new);
     let mut size = 0u64;
     loop {
         if opts.cancel.load(Ordering::Relaxed) || crate::signals::interrupted() {
@@ -124,27 +181,27 @@ pub fn copy_one(job: &CopyJob, opts: &CopyOptions, buf: &mut [u8]) -> Result<Cop
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::ReadInput { path: job.src.clone(), source: e }),
+            Err(e) => return Err(read_err(e)),
         };
         if let Some(t) = opts.throttle {
             t.take(n as u64);
         }
         crc = crc32c::crc32c_append(crc, &buf[..n]);
-        dst.write_all(&buf[..n]).map_err(|e| Error::io(&job.dst, "write", e))?;
+        if let Some(s) = sum.as_mut() {
+            s.update(&buf[..n]);
+        }
+        dst.write_all(&buf[..n]).map_err(|e| Error::io(job.dst_display(), "write", e))?;
         size += n as u64;
         opts.progress.inc(n as u64);
     }
-    if let Some(u) = opts.owner {
-        u.chown(&job.dst)?;
-    }
-    Ok(Copied { size, crc32c: crc, mtime: meta.mtime(), vanished: false })
+    Ok(Copied { size, crc32c: crc, digest: sum.map(Checksummer::finish), mtime: meta.mtime(), vanished: false })
 }
 
 /// Copy all jobs with `opts.jobs` workers, largest first. Results are in the
 /// order of `jobs`. The first error stops the other workers.
-pub fn copy_files(jobs: &[CopyJob], opts: &CopyOptions) -> Result<Vec<Copied>> {
+pub fn copy_files<J: Job>(jobs: &[J], opts: &CopyOptions) -> Result<Vec<Copied>> {
     let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].size_hint));
+    order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].size_hint()));
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Copied>>> = Mutex::new(vec![None; jobs.len()]);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
@@ -250,7 +307,7 @@ mod tests {
         }
         jobs.push(CopyJob { src: dir.path().join("gone"), dst: dir.path().join("dgone"), size_hint: 0 });
         let cancel = AtomicBool::new(false);
-        let pb = ProgressBar::hidden();
+        let pb = Progress::hidden();
         let opts = CopyOptions {
             jobs: 3,
             throttle: None,

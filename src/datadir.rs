@@ -20,6 +20,7 @@ use crate::pg::label::{self, BackupFrom, BackupLabel, LabelFields, TablespaceEnt
 use crate::pg::manifest::Manifest;
 use crate::pg::wal::{SegmentName, WalFileKind};
 use crate::pg::{Lsn, TimelineId, WalSegSize};
+use crate::safefs::Dir;
 
 pub const CONTROL_PATH: &str = "global/pg_control";
 pub const BACKUP_LABEL: &str = "backup_label";
@@ -31,14 +32,20 @@ pub const INCOMPLETE_MARKER: &str = "pgdrill_backup_incomplete";
 
 /// Read `global/pg_control`, retrying a torn read as PostgreSQL's frontends
 /// do (`get_controlfile()`): up to 10 attempts 10 ms apart while the CRC is
-/// bad, stopping early when the same bad CRC comes back twice.
+/// bad, stopping early when the same bad CRC comes back twice. Links are not
+/// followed.
 pub fn read_control(dir: &Path) -> Result<(ControlFile, u64)> {
-    let path = dir.join(CONTROL_PATH);
+    let handle = Dir::open(dir).map_err(|e| Error::ReadInput { path: dir.to_path_buf(), source: e })?;
+    read_control_in(&handle)
+}
+
+fn read_control_in(dir: &Dir) -> Result<(ControlFile, u64)> {
+    let path = dir.path().join(CONTROL_PATH);
     let mut last_bad: Option<u32> = None;
     for attempt in 0..10 {
-        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+        let bytes = dir.read(Path::new(CONTROL_PATH)).map_err(|e| match e.kind() {
             ErrorKind::NotFound => {
-                Error::NotADataDir { path: dir.to_path_buf(), reason: format!("{CONTROL_PATH} is missing") }
+                Error::NotADataDir { path: dir.path().to_path_buf(), reason: format!("{CONTROL_PATH} is missing") }
             }
             _ => Error::ReadInput { path: path.clone(), source: e },
         })?;
@@ -52,12 +59,12 @@ pub fn read_control(dir: &Path) -> Result<(ControlFile, u64)> {
     unreachable!("the loop returns on its last attempt")
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>> {
-    match fs::read(path) {
-        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::ReadInput { path: path.to_path_buf(), source: e }),
-    }
+/// A file of the directory as text, or `None` if it is absent. A link is an
+/// error, not followed.
+fn read_optional(dir: &Dir, name: &str) -> Result<Option<String>> {
+    dir.read_optional(Path::new(name))
+        .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .map_err(|e| Error::ReadInput { path: dir.path().join(name), source: e })
 }
 
 /// What a directory is.
@@ -194,33 +201,37 @@ impl DirInfo {
         if !meta.is_dir() {
             return Err(Error::NotADataDir { path: path.to_path_buf(), reason: "not a directory".into() });
         }
-        let incomplete = path.join(INCOMPLETE_MARKER).exists();
-        let (control, control_size, control_problem) = match read_control(path) {
+        let dir = Dir::open(path).map_err(|e| Error::ReadInput { path: path.to_path_buf(), source: e })?;
+        let incomplete = dir
+            .meta_optional(Path::new(INCOMPLETE_MARKER))
+            .map_err(|e| Error::ReadInput { path: path.join(INCOMPLETE_MARKER), source: e })?
+            .is_some();
+        let (control, control_size, control_problem) = match read_control_in(&dir) {
             Ok((c, size)) => (c, size, None),
-            Err(e) if opts.tolerate_bad_control && is_evidently_backup(path) => {
-                let (c, size, why) = control_placeholder(path, e)?;
+            Err(e) if opts.tolerate_bad_control && is_evidently_backup(&dir) => {
+                let (c, size, why) = control_placeholder(&dir, e)?;
                 (c, size, Some(why))
             }
             Err(e) => return Err(e),
         };
         let label_path = path.join(BACKUP_LABEL);
-        let label = read_optional(&label_path)?
+        let label = read_optional(&dir, BACKUP_LABEL)?
             .map(|t| BackupLabel::parse(&t).map_err(|source| Error::Label { path: label_path.clone(), source }))
             .transpose()?;
         let end_path = path.join(END_LOCATION);
-        let end_location = read_optional(&end_path)?
+        let end_location = read_optional(&dir, END_LOCATION)?
             .map(|t| label::parse_end_location(&t).map_err(|source| Error::Label { path: end_path.clone(), source }))
             .transpose()?;
         let map_path = path.join(TABLESPACE_MAP);
         let escapes = control.version().tablespace_map_escapes;
-        let tablespace_map = read_optional(&map_path)?
+        let tablespace_map = read_optional(&dir, TABLESPACE_MAP)?
             .map(|t| {
                 label::parse_tablespace_map(&t, escapes)
                     .map_err(|source| Error::Label { path: map_path.clone(), source })
             })
             .transpose()?;
         let manifest_path = path.join(BACKUP_MANIFEST);
-        let manifest = match fs::read(&manifest_path) {
+        let manifest = match dir.read(Path::new(BACKUP_MANIFEST)) {
             _ if opts.skip_manifest => None,
             Ok(bytes) => {
                 let m = Manifest::parse(&bytes)
@@ -239,7 +250,7 @@ impl DirInfo {
             DirKind::DataDirectory
         };
         let backup_history_stop = match &label {
-            Some((_, f)) if !f.is_from_standby() => find_backup_history_stop(path, f),
+            Some((_, f)) if !f.is_from_standby() => find_backup_history_stop(&dir, f),
             _ => None,
         };
         let info = DirInfo {
@@ -331,31 +342,34 @@ impl DirInfo {
 }
 
 /// A directory that carries a backup's own files.
-fn is_evidently_backup(dir: &Path) -> bool {
-    [BACKUP_LABEL, END_LOCATION, BACKUP_MANIFEST].iter().any(|f| dir.join(f).is_file())
+fn is_evidently_backup(dir: &Dir) -> bool {
+    [BACKUP_LABEL, END_LOCATION, BACKUP_MANIFEST].iter().any(|f| dir.meta_optional(Path::new(f)).is_ok_and(|m| m.is_some()))
 }
 
 /// A placeholder pg_control for a backup whose own is unusable (`err`
 /// says why), of the major named by `PG_VERSION`; `err` itself when that
 /// names no supported major.
-fn control_placeholder(dir: &Path, err: Error) -> Result<(ControlFile, u64, String)> {
-    let major = fs::read_to_string(dir.join("PG_VERSION")).ok().and_then(|t| t.trim().parse::<u32>().ok());
+fn control_placeholder(dir: &Dir, err: Error) -> Result<(ControlFile, u64, String)> {
+    let major = dir
+        .read(Path::new("PG_VERSION"))
+        .ok()
+        .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok());
     let Some(v) = major.and_then(crate::pg::version::by_major) else { return Err(err) };
     let why = match &err {
         Error::Control { source, .. } => source.to_string(),
         Error::NotADataDir { .. } => format!("{CONTROL_PATH} is missing"),
         other => other.to_string(),
     };
-    let size = fs::metadata(dir.join(CONTROL_PATH)).map(|m| m.len()).unwrap_or(0);
+    let size = dir.meta_optional(Path::new(CONTROL_PATH)).ok().flatten().map_or(0, |m| m.size);
     Ok((ControlFile::placeholder(v), size, why))
 }
 
-fn find_backup_history_stop(dir: &Path, f: &LabelFields) -> Option<Lsn> {
-    let entries = fs::read_dir(dir.join("pg_wal")).ok()?;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
+fn find_backup_history_stop(dir: &Dir, f: &LabelFields) -> Option<Lsn> {
+    let wal = dir.dir(Path::new("pg_wal")).ok()?;
+    for (name, _) in wal.entries().ok()? {
+        let name = name.to_string_lossy().into_owned();
         if let Some(WalFileKind::BackupHistory { .. }) = WalFileKind::classify(&name) {
-            let text = fs::read_to_string(e.path()).ok()?;
+            let text = String::from_utf8(wal.read(Path::new(&name)).ok()?).ok()?;
             if let Ok((_, h)) = BackupLabel::parse(&text) {
                 if h.start_wal_location == f.start_wal_location {
                     return h.stop_wal_location;
@@ -376,18 +390,5 @@ pub fn backup_from_text(f: &LabelFields) -> &str {
     }
 }
 
-/// The pid in `postmaster.pid` if that process is alive.
-pub fn running_postmaster(dir: &Path) -> Option<i32> {
-    let text = fs::read_to_string(dir.join("postmaster.pid")).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    if pid <= 0 {
-        return None;
-    }
-    let alive =
-        matches!(nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM));
-    // A stale pid file can name a reused pid: make sure it is a postgres.
-    let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let is_postgres =
-        String::from_utf8_lossy(&cmd).contains("postgres") || String::from_utf8_lossy(&cmd).contains("postmaster");
-    (alive && is_postgres).then_some(pid)
-}
+/// Kept for callers not yet moved to [`crate::server::running_postmaster`].
+pub use crate::server::running_postmaster;

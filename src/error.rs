@@ -15,6 +15,7 @@
 
 use std::path::PathBuf;
 
+use crate::pg::conninfo::ConninfoError;
 use crate::pg::control::ControlError;
 use crate::pg::history::HistoryError;
 use crate::pg::label::LabelError;
@@ -58,7 +59,7 @@ pub enum Error {
         source: ControlError,
     },
 
-    #[error("{path}: invalid file")]
+    #[error("{}: invalid {}", .path.display(), backup_file_kind(.path))]
     Label {
         path: PathBuf,
         #[source]
@@ -97,11 +98,16 @@ pub enum Error {
     #[error("PostgreSQL cannot run as root, and no other OS user owns {path}")]
     NeedOsUser { path: PathBuf },
 
+    /// Connection settings that are malformed, or ask for what pgdrill
+    /// cannot do (the message names the keyword).
+    #[error(transparent)]
+    Conninfo(#[from] ConninfoError),
+
     #[error("cannot connect to {target}")]
     Connect {
         target: String,
         #[source]
-        source: postgres::Error,
+        source: ConnectFailure,
     },
 
     #[error("{what} failed on {target}")]
@@ -135,6 +141,65 @@ pub enum Error {
 
     #[error("interrupted by signal")]
     Interrupted,
+
+    #[error("interrupted by signal; the server of {} was stopped and access never opened", pgdata.display())]
+    GateInterrupted { pgdata: PathBuf },
+}
+
+/// Which of the backup's own files a path names, for messages.
+fn backup_file_kind(path: &std::path::Path) -> &'static str {
+    match path.file_name().and_then(|n| n.to_str()) {
+        Some("backup_label") => "backup_label",
+        Some("end_location") => "end_location",
+        Some("tablespace_map") => "tablespace_map",
+        Some(n) if n.ends_with(".backup") => "backup history file",
+        _ => "backup label",
+    }
+}
+
+/// Why a connection could not be made: what happened at each server
+/// tried, in order.
+#[derive(Debug)]
+pub struct ConnectFailure {
+    pub attempts: Vec<ConnectAttempt>,
+    /// What to do, when the failure says more than "unreachable".
+    pub hint: Option<String>,
+}
+
+/// One server tried (`host:port`), and why it was not used.
+#[derive(Debug)]
+pub struct ConnectAttempt {
+    pub server: String,
+    pub reason: String,
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl std::fmt::Display for ConnectFailure {
+    /// One server: `server: reason` (the details follow as the cause).
+    /// Several: each with its details, separated by `; `.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let [one] = self.attempts.as_slice() {
+            return write!(f, "{}: {}", one.server, one.reason);
+        }
+        let parts: Vec<String> = self
+            .attempts
+            .iter()
+            .map(|a| match &a.source {
+                Some(s) => format!("{}: {}: {s}", a.server, a.reason),
+                None => format!("{}: {}", a.server, a.reason),
+            })
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl std::error::Error for ConnectFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self.attempts.as_slice() {
+            [one] => one.source.as_deref().map(|s| s as &(dyn std::error::Error + 'static)),
+            _ => None,
+        }
+    }
 }
 
 impl Error {
@@ -159,7 +224,8 @@ impl Error {
             | Error::PostmasterRunning { .. }
             | Error::WrongBinaries { .. }
             | Error::NoSuchUser { .. }
-            | Error::NeedOsUser { .. } => EXIT_USAGE,
+            | Error::NeedOsUser { .. }
+            | Error::Conninfo(_) => EXIT_USAGE,
             Error::NotConsistent { .. } | Error::BackupDamaged { .. } => EXIT_FAILED,
             Error::ServerDied { consistency: true, .. } => EXIT_FAILED,
             Error::Timeout { .. } => EXIT_TIMEOUT,
@@ -171,12 +237,18 @@ impl Error {
             | Error::StandbyPromoted { .. }
             | Error::Program { .. }
             | Error::ServerDied { .. }
-            | Error::Interrupted => EXIT_RUNTIME,
+            | Error::Interrupted
+            | Error::GateInterrupted { .. } => EXIT_RUNTIME,
         }
     }
 
-    /// What the user should do about it.
+    /// What the user should do about it; `None` when there is no advice
+    /// (an empty hint prints no `hint:` line).
     pub fn hint(&self) -> Option<String> {
+        self.advice().filter(|h| !h.trim().is_empty())
+    }
+
+    fn advice(&self) -> Option<String> {
         Some(match self {
             Error::Usage { hint, .. } => return hint.clone(),
             Error::NotADataDir { .. } => {
@@ -207,9 +279,10 @@ impl Error {
             Error::WrongBinaries { wanted, .. } => format!("pass --pg-bin with PostgreSQL {wanted} binaries"),
             Error::NoSuchUser { .. } => "pass an existing user with --os-user".into(),
             Error::NeedOsUser { .. } => "pass --os-user USER (for example postgres)".into(),
-            Error::Connect { .. } => {
+            Error::Conninfo(e) => return e.hint(),
+            Error::Connect { source, .. } => source.hint.clone().unwrap_or_else(|| {
                 "check the conninfo, PGHOST/PGPORT/PGUSER and .pgpass, and that the server is running".into()
-            }
+            }),
             Error::Sql { .. } => "check the role's privileges (the backup functions need superuser or a grant)".into(),
             Error::Precondition { hint, .. } => hint.clone(),
             Error::StandbyPromoted { .. } => "take a new backup from a standby".into(),
@@ -220,6 +293,9 @@ impl Error {
             Error::NotConsistent { hint, .. } => hint.clone(),
             Error::Timeout { hint, .. } => hint.clone(),
             Error::Interrupted => "run the command again".into(),
+            Error::GateInterrupted { pgdata } => {
+                format!("the copy stays locked; run `pgdrill gate --pgdata {}` to resume", pgdata.display())
+            }
         })
     }
 
@@ -232,5 +308,21 @@ impl Error {
             cur = e.source();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_hints_are_no_hints_and_label_errors_name_the_file() {
+        let e = Error::Precondition { message: "m".into(), hint: String::new() };
+        assert_eq!(e.hint(), None);
+        let e = Error::Label {
+            path: PathBuf::from("/b/end_location"),
+            source: LabelError::MissingLine { key: "x" },
+        };
+        assert_eq!(e.to_string(), "/b/end_location: invalid end_location");
     }
 }

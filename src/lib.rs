@@ -10,6 +10,8 @@
 //! - [`report`]: tables and JSON;
 //! - [`cli`]: clap structs turned into the plain configs above.
 
+#![forbid(unsafe_code)]
+
 pub mod backup;
 pub mod cli;
 pub mod conn;
@@ -20,9 +22,12 @@ pub mod error;
 pub mod gate;
 pub mod ground;
 pub mod inspect;
+pub mod observe;
 pub mod pg;
+pub mod recovery;
 pub mod report;
 pub mod restore;
+pub mod safefs;
 pub mod server;
 pub mod signals;
 pub mod verify;

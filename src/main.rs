@@ -18,6 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    pgdrill::observe::install(report::progress::StderrSink::shared(cli.quiet, cli.verbose));
     let (json, result) = run(cli.command);
     match result {
         Ok(code) => ExitCode::from(code),

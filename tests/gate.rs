@@ -6,20 +6,8 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::*;
-use pgdrill::ground::{free_port, invariant_sql, Ground, LoadOptions};
+use pgdrill::ground::{free_port, invariant_sql, LoadOptions};
 use pgdrill::pg::Lsn;
-
-/// A backup of the ground's standby taken under load with the CLI.
-fn backup(g: &Ground, method: &str, extra: &[&str]) -> (std::path::PathBuf, Lsn) {
-    let dest = g.dir.join(format!("backup-{method}"));
-    let r = backup_cli(g, method, &dest, extra);
-    let end: Lsn = r["end_lsn"].as_str().unwrap().parse().unwrap();
-    (dest, end)
-}
-
-fn lsn(v: &serde_json::Value) -> Option<Lsn> {
-    v.as_str().and_then(|s| s.parse().ok())
-}
 
 /// Restore under knocking clients and check that none got in early.
 fn restore_behind_the_gate(method: &str) {
@@ -118,10 +106,6 @@ fn restore_behind_the_gate(method: &str) {
     stop_server(&g, &target);
 }
 
-fn stop_server(g: &Ground, pgdata: &std::path::Path) {
-    let _ = g.user.command(g.bin.program("pg_ctl")).args(["stop", "-m", "fast", "-D"]).arg(pgdata).output();
-}
-
 #[test]
 fn label_backup_opens_only_at_the_end() {
     restore_behind_the_gate("label");
@@ -130,43 +114,6 @@ fn label_backup_opens_only_at_the_end() {
 #[test]
 fn legacy_backup_opens_only_at_end_location_not_earlier() {
     restore_behind_the_gate("legacy");
-}
-
-/// A copy of the archive without the segment holding `end`.
-fn archive_without_end_segment(g: &Ground, end: Lsn) -> (std::path::PathBuf, String) {
-    let partial = g.dir.join("partial-archive");
-    std::fs::create_dir_all(&partial).unwrap();
-    let seg = pgdrill::pg::WalSegSize::DEFAULT;
-    let missing =
-        pgdrill::pg::wal::SegmentName::new(pgdrill::pg::TimelineId(1), end.prev_segment_number(seg)).file_name(seg);
-    for e in std::fs::read_dir(&g.archive).unwrap() {
-        let e = e.unwrap();
-        if e.file_name().to_string_lossy() != missing {
-            std::fs::copy(e.path(), partial.join(e.file_name())).unwrap();
-        }
-    }
-    Command::new("chown").args(["-R", &format!("{}:", g.user.name)]).arg(&partial).status().unwrap();
-    (partial, missing)
-}
-
-/// A backup whose WAL spans a few segments (so one can go missing).
-fn ground_with_backup(method: &str) -> (Ground, std::path::PathBuf, Lsn) {
-    let g = with_standby();
-    let load = g.start_load(LoadOptions { filler_bytes: 8000, ..LoadOptions::default() }).unwrap();
-    sleep_ms(1500);
-    let (b, end) = backup(&g, method, &[]);
-    load.stop();
-    (g, b, end)
-}
-
-fn knock_once(g: &Ground, host: &str, port: u16) -> bool {
-    g.user
-        .command("/usr/bin/psql")
-        .args(["-X", "-w", "-h", host, "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-Atc", "select 1"])
-        .env("PGCONNECT_TIMEOUT", "3")
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 #[test]
@@ -196,7 +143,7 @@ fn a_missing_segment_times_out_closed_and_is_named() {
     assert!(err.contains(&missing), "the message names the missing segment {missing}: {err}");
     assert!(json(&out)["error"]["exit_code"] == 4);
     // Stopped, and still locked for anyone who starts it by hand.
-    assert!(pgdrill::datadir::running_postmaster(&target).is_none(), "the server must be stopped");
+    assert!(pgdrill::server::running_postmaster(&target).is_none(), "the server must be stopped");
     let hba = std::fs::read_to_string(target.join("pg_hba.conf")).unwrap();
     assert!(hba.contains("pgdrill consistency gate"), "{hba}");
     let o = run_as(
@@ -238,7 +185,7 @@ fn killing_pgdrill_leaves_no_access_and_gate_resumes() {
     // Wait until the server runs and waits for the missing segment.
     let mut started = false;
     for _ in 0..400 {
-        if pgdrill::datadir::running_postmaster(&target).is_some() {
+        if pgdrill::server::running_postmaster(&target).is_some() {
             started = true;
             break;
         }
@@ -253,7 +200,7 @@ fn killing_pgdrill_leaves_no_access_and_gate_resumes() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     sleep_ms(500);
-    assert!(pgdrill::datadir::running_postmaster(&target).is_some(), "the server keeps running after pgdrill died");
+    assert!(pgdrill::server::running_postmaster(&target).is_some(), "the server keeps running after pgdrill died");
     for _ in 0..3 {
         assert!(!knock_once(&g, g.sockets.to_str().unwrap(), port), "no access over the socket after pgdrill died");
         assert!(!knock_once(&g, "127.0.0.1", port), "no access over TCP after pgdrill died");
@@ -515,10 +462,19 @@ fn tablespaces_are_backed_up_relocated_and_restored() {
             }
         }
         let target = g.dir.join(format!("t-{method}"));
-        let where_to = g.dir.join(format!("ts-restored-{method}"));
+        // The label backup goes where --tablespace-map says; the legacy one
+        // to the default <target>.tblspc/<oid>, which as root must belong
+        // to the server's user or PostgreSQL cannot use it (issue #9).
+        let explicit = method == "label";
+        let where_to = if explicit {
+            g.dir.join(format!("ts-restored-{method}"))
+        } else {
+            g.dir.join(format!("t-{method}.tblspc")).join(&oid)
+        };
         let port = free_port();
         let map = format!("{oid}={}", where_to.display());
-        let out = pgdrill(&[
+        let port_s = port.to_string();
+        let mut args = vec![
             "restore",
             b.to_str().unwrap(),
             "--target",
@@ -526,14 +482,16 @@ fn tablespaces_are_backed_up_relocated_and_restored() {
             "--wal-archive",
             g.archive.to_str().unwrap(),
             "--port",
-            &port.to_string(),
-            "--tablespace-map",
-            &map,
+            &port_s,
             "--timeout",
             "120",
             "--no-sync",
             "--json",
-        ]);
+        ];
+        if explicit {
+            args.extend(["--tablespace-map", &map]);
+        }
+        let out = pgdrill(&args);
         assert_eq!(code(&out), 0, "{method}: {}", stderr(&out));
         let mut c = pgdrill::conn::ConnSpec::socket(&g.sockets, port, "postgres", "postgres").connect().unwrap();
         let n: i64 = c.query_one("SELECT count(*) FROM in_ts", &[]).unwrap().get(0);
@@ -541,6 +499,11 @@ fn tablespaces_are_backed_up_relocated_and_restored() {
         let loc = one(&mut c, &format!("SELECT pg_tablespace_location({oid})"));
         assert_eq!(loc, where_to.display().to_string(), "{method}");
         assert_eq!(std::fs::read_link(target.join("pg_tblspc").join(&oid)).unwrap(), where_to);
+        if !explicit {
+            use std::os::unix::fs::MetadataExt;
+            let parent = std::fs::metadata(where_to.parent().unwrap()).unwrap();
+            assert_eq!(parent.uid(), g.user.uid, "<target>.tblspc belongs to the server's user");
+        }
         drop(c);
         stop_server(&g, &target);
         std::fs::remove_dir_all(&b).unwrap();
@@ -657,7 +620,7 @@ fn runs_as_the_data_directory_owner_too() {
 }
 
 #[test]
-fn an_end_target_before_consistency_fails_with_exit_1_and_stays_closed() {
+fn an_end_target_below_the_backups_end_is_refused_with_exit_2_and_changes_nothing() {
     let (g, b, end) = ground_with_backup("label");
     let target = g.dir.join("t");
     let port = free_port();
@@ -674,16 +637,21 @@ fn an_end_target_before_consistency_fails_with_exit_1_and_stays_closed() {
         "--no-sync",
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    // Stop before the backup's own end: PostgreSQL refuses, the gate says why.
+    // An end before the backup's own end would open a torn copy: refused
+    // up front (issue #9: exit 2 on every path), and nothing is written.
     let label = std::fs::read_to_string(b.join("backup_label")).unwrap();
     let start = label.lines().next().unwrap().split_whitespace().nth(3).unwrap().to_string();
     assert!(start.parse::<Lsn>().unwrap() < end);
+    let state_before = std::fs::read(target.join("pgdrill_gate/state.json")).unwrap();
+    let auto_before = std::fs::read(target.join("postgresql.auto.conf")).unwrap();
     let out =
         pgdrill(&["gate", "--pgdata", target.to_str().unwrap(), "--end-lsn", &start, "--timeout", "60", "--json"]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("before consistent recovery point"), "{}", stderr(&out));
-    assert!(pgdrill::datadir::running_postmaster(&target).is_none());
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("below the backup's own end point"), "{}", stderr(&out));
+    assert!(pgdrill::server::running_postmaster(&target).is_none());
     assert!(std::fs::read_to_string(target.join("pg_hba.conf")).unwrap().contains("pgdrill consistency gate"));
+    assert_eq!(std::fs::read(target.join("pgdrill_gate/state.json")).unwrap(), state_before, "state unchanged");
+    assert_eq!(std::fs::read(target.join("postgresql.auto.conf")).unwrap(), auto_before, "config unchanged");
 }
 
 #[test]
@@ -691,6 +659,7 @@ fn a_backup_without_postgresql_conf_gets_the_primarys_limits() {
     // A Debian-layout cluster keeps postgresql.conf outside the data directory.
     let (g, b, end) = ground_with_backup("label");
     std::fs::remove_file(b.join("postgresql.conf")).unwrap();
+    drop_from_manifest(&b, &["postgresql.conf"]);
     let target = g.dir.join("t");
     let port = free_port();
     let out = pgdrill(&[

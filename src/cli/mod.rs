@@ -13,6 +13,7 @@ use crate::drill::DrillConfig;
 use crate::error::{Error, Result};
 use crate::gate::{GateConfig, Then};
 use crate::pg::Lsn;
+use crate::recovery::StopAt;
 use crate::restore::RestoreConfig;
 use crate::verify::VerifyConfig;
 
@@ -36,6 +37,12 @@ fn positive_jobs(jobs: Option<usize>) -> Result<usize> {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Show no progress and no notes on stderr (errors and warnings still).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Show more notes on stderr (what each step does).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,15 +102,29 @@ pub struct DemoArgs {
 
 impl DemoArgs {
     pub fn to_config(&self) -> DemoConfig {
-        DemoConfig { dir: self.dir.clone(), pg_bin: self.pg_bin.clone(), keep: self.keep, quiet: self.json }
+        DemoConfig { dir: self.dir.clone(), pg_bin: self.pg_bin.clone(), keep: self.keep, quiet: false }
     }
 }
 
-/// `--then` for a drill: a drill never follows production as a standby.
+/// `--then`: what the restored server does at the end target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum DrillThen {
+pub enum ThenArg {
+    /// Stop exactly at the end target, paused, open read-only.
     Pause,
+    /// End recovery at the end target, promote, open read-write.
     Promote,
+    /// Keep following the WAL source, open read-only once past the end.
+    Standby,
+}
+
+impl From<ThenArg> for Then {
+    fn from(t: ThenArg) -> Then {
+        match t {
+            ThenArg::Pause => Then::Pause,
+            ThenArg::Promote => Then::Promote,
+            ThenArg::Standby => Then::Standby,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -137,7 +158,7 @@ pub struct DrillArgs {
     /// What the restored copy does at the end target: stay paused
     /// (read-only) or promote (read-write; lets amcheck install itself).
     #[arg(long, value_enum, default_value = "pause")]
-    pub then: DrillThen,
+    pub then: ThenArg,
     /// Port of the restored copy (default: a free one).
     #[arg(long)]
     pub port: Option<u16>,
@@ -166,12 +187,15 @@ pub struct DrillArgs {
     /// Limit the backup's copy to this many bytes per second (K, M, G).
     #[arg(long, value_name = "RATE")]
     pub max_rate: Option<String>,
+    #[command(flatten)]
+    pub stop: TargetArgs,
     #[arg(long)]
     pub json: bool,
 }
 
 impl DrillArgs {
     pub fn to_config(&self) -> Result<DrillConfig> {
+        let (end_lsn, stop_at) = self.stop.to_targets()?;
         if self.timeout == 0 {
             return Err(Error::usage("--timeout must be at least 1 second", None));
         }
@@ -191,8 +215,14 @@ impl DrillArgs {
             check_db: self.check_db.clone(),
             amcheck: self.amcheck,
             then: match self.then {
-                DrillThen::Pause => Then::Pause,
-                DrillThen::Promote => Then::Promote,
+                // A drill never follows production as a standby.
+                ThenArg::Standby => {
+                    return Err(Error::usage(
+                        "drill --then standby: a drill never follows production",
+                        Some("use --then pause or --then promote".into()),
+                    ))
+                }
+                t => t.into(),
             },
             port: Some(self.port.unwrap_or_else(crate::ground::free_port)),
             timeout: std::time::Duration::from_secs(self.timeout),
@@ -207,7 +237,10 @@ impl DrillArgs {
                 .map(crate::copy::parse_rate)
                 .transpose()
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
-            quiet: self.json,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
+            end_lsn,
+            stop_at,
         })
     }
 }
@@ -347,7 +380,8 @@ impl BackupArgs {
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
             wal_archive: self.wal_archive.clone(),
             sync: !self.no_sync,
-            quiet: self.json,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
             allow_primary: false,
         })
     }
@@ -387,13 +421,63 @@ impl VerifyArgs {
     }
 }
 
+/// A recovery target: where replay stops and the gate opens. Never below
+/// the backup's own end point (exit 2).
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct TargetArgs {
+    /// Stop replay at this LSN and open there.
+    #[arg(long, value_name = "LSN")]
+    pub target_lsn: Option<String>,
+    /// Stop replay at the first commit after this time (a zone is required:
+    /// `2026-11-29 14:04:05+00`, `2026-11-29T14:04:05Z`) and open there.
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub target_time: Option<String>,
+    /// Stop replay after the commit of this transaction and open there.
+    #[arg(long, value_name = "XID")]
+    pub target_xid: Option<u64>,
+    /// Stop replay at this restore point (pg_create_restore_point) and open there.
+    #[arg(long, value_name = "NAME")]
+    pub target_name: Option<String>,
+}
+
+impl TargetArgs {
+    /// An LSN target, or a target by time, xid or name.
+    pub fn to_targets(&self) -> Result<(Option<Lsn>, Option<StopAt>)> {
+        if let Some(l) = &self.target_lsn {
+            let lsn = l.parse::<Lsn>().map_err(|e| Error::usage(format!("--target-lsn: {e}"), None))?;
+            return Ok((Some(lsn), None));
+        }
+        if let Some(t) = &self.target_time {
+            let ts = crate::pg::timestamp::parse(t).ok_or_else(|| {
+                Error::usage(
+                    format!("--target-time {t:?}: not a timestamp with a time zone"),
+                    Some("for example --target-time '2026-11-29 14:04:05+00'".into()),
+                )
+            })?;
+            return Ok((None, Some(StopAt::Time(crate::pg::timestamp::render(&ts)))));
+        }
+        if let Some(x) = self.target_xid {
+            return Ok((None, Some(StopAt::Xid(x))));
+        }
+        if let Some(n) = &self.target_name {
+            // MAXFNAMELEN: a restore point's name is shorter than 64 bytes.
+            if n.is_empty() || n.len() >= 64 {
+                return Err(Error::usage(format!("--target-name {n:?}: a restore point name has 1 to 63 bytes"), None));
+            }
+            return Ok((None, Some(StopAt::Name(n.clone()))));
+        }
+        Ok((None, None))
+    }
+}
+
 /// Options the gate shares with restore.
 #[derive(Debug, Args)]
 pub struct GateOptions {
     /// What to do at the end target [default: pause; for `gate`, what an
     /// unfinished gate on the directory saved].
     #[arg(long, value_enum)]
-    pub then: Option<Then>,
+    pub then: Option<ThenArg>,
     /// Give up after this many seconds: exit 4, server stopped, access
     /// never opened.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
@@ -459,6 +543,13 @@ pub struct RestoreArgs {
     /// Do not fsync the copy.
     #[arg(long)]
     pub no_sync: bool,
+    /// Restore without comparing the backup with its backup_manifest (file
+    /// list, sizes, checksums, the manifest's own checksum). By default a
+    /// backup that does not match is refused with exit 1.
+    #[arg(long)]
+    pub skip_manifest_check: bool,
+    #[command(flatten)]
+    pub stop: TargetArgs,
     #[command(flatten)]
     pub gate: GateOptions,
     #[arg(long)]
@@ -468,6 +559,7 @@ pub struct RestoreArgs {
 impl RestoreArgs {
     pub fn to_config(&self) -> Result<RestoreConfig> {
         self.gate.check()?;
+        let (end_lsn, stop_at) = self.stop.to_targets()?;
         let mut map = Vec::new();
         for m in &self.tablespace_map {
             let (oid, dir) = m
@@ -495,7 +587,7 @@ impl RestoreArgs {
             wal_archive: self.wal_archive.clone(),
             restore_command: self.restore_command.clone(),
             primary_conninfo: self.primary_conninfo.as_deref().map(ConnSpec::parse).transpose()?,
-            then: self.gate.then.unwrap_or(Then::Pause),
+            then: self.gate.then.map_or(Then::Pause, Then::from),
             port: self.port,
             timeout: std::time::Duration::from_secs(self.gate.timeout),
             stall: std::time::Duration::from_secs(self.gate.stall_secs),
@@ -506,7 +598,11 @@ impl RestoreArgs {
             jobs: positive_jobs(self.jobs)?,
             tablespace_map: map,
             sync: !self.no_sync,
-            quiet: self.json,
+            skip_manifest_check: self.skip_manifest_check,
+            end_lsn,
+            stop_at,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
         })
     }
 }
@@ -517,9 +613,12 @@ pub struct GateArgs {
     #[arg(long, value_name = "DIR")]
     pub pgdata: PathBuf,
     /// The end target [default: what an unfinished gate on the directory
-    /// saved, else end_location, else derived from backup_label].
-    #[arg(long, value_name = "LSN")]
+    /// saved, else end_location, else derived from backup_label]. The same
+    /// as --target-lsn.
+    #[arg(long, value_name = "LSN", conflicts_with_all = ["target_lsn", "target_time", "target_xid", "target_name"])]
     pub end_lsn: Option<String>,
+    #[command(flatten)]
+    pub stop: TargetArgs,
     /// The WAL archive the copy restores from, to name missing segments.
     #[arg(long, value_name = "DIR")]
     pub wal_archive: Option<PathBuf>,
@@ -537,17 +636,20 @@ impl GateArgs {
             .as_deref()
             .map(|s| s.parse::<Lsn>().map_err(|e| Error::usage(format!("--end-lsn: {e}"), None)))
             .transpose()?;
+        let (target_lsn, stop_at) = self.stop.to_targets()?;
         Ok(GateConfig {
             pgdata: self.pgdata.clone(),
-            end_lsn,
-            then: self.gate.then,
+            end_lsn: end_lsn.or(target_lsn),
+            stop_at,
+            then: self.gate.then.map(Then::from),
             timeout: std::time::Duration::from_secs(self.gate.timeout),
             stall: std::time::Duration::from_secs(self.gate.stall_secs),
             pg_bin: self.gate.pg_bin.clone(),
             os_user: self.gate.os_user.clone(),
             db_user: self.gate.db_user.clone(),
             wal_archive: self.wal_archive.clone(),
-            quiet: self.json,
+            // -q and -v reach the progress sink main installs.
+            quiet: false,
         })
     }
 }

@@ -44,7 +44,7 @@ impl DemoReport {
 
 fn say(quiet: bool, msg: &str) {
     if !quiet {
-        eprintln!("demo: {msg}");
+        crate::observe::note(crate::observe::Level::Info, &format!("demo: {msg}"));
     }
 }
 
@@ -123,6 +123,8 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         max_rate: None,
         quiet: cfg.quiet,
+        end_lsn: None,
+        stop_at: None,
     });
     let transfers = load.stop().transfers;
     let drill = drill?;

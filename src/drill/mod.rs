@@ -48,6 +48,10 @@ pub struct DrillConfig {
     pub jobs: usize,
     pub max_rate: Option<u64>,
     pub quiet: bool,
+    /// Stop at this LSN instead of the backup's end (never below it).
+    pub end_lsn: Option<Lsn>,
+    /// Stop at a time, transaction or restore point (never below the end).
+    pub stop_at: Option<crate::recovery::StopAt>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -243,6 +247,9 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             jobs: cfg.jobs,
             tablespace_map: Vec::new(),
             sync: true,
+            skip_manifest_check: false,
+            end_lsn: cfg.end_lsn,
+            stop_at: cfg.stop_at.clone(),
             quiet: cfg.quiet,
         })?;
         let detail = format!("{} files copied, {} checked against the manifest", r.files, r.manifest_checked);
@@ -254,6 +261,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     let check_cell: std::cell::RefCell<Vec<CheckResult>> = std::cell::RefCell::new(Vec::new());
     let gated = run.step("gate", || {
         let gcfg = GateConfig {
+            stop_at: cfg.stop_at.clone(),
             pgdata: target.clone(),
             end_lsn: restored.as_ref().and_then(|r| r.end_lsn),
             then: Some(cfg.then),
@@ -312,6 +320,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     }
 
     // Clean up: stop the copy and remove the work copy unless kept.
+    let _cleaning = crate::signals::cleaning();
     let cleanup_started = Instant::now();
     let mut cleanup_detail = String::new();
     if let Some(mut pm) = Postmaster::attach(&target, target.join("log/pgdrill-postmaster.log")) {

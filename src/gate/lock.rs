@@ -16,15 +16,13 @@
 //! first and the state directory goes last, so a crash in between re-locks on
 //! the next run instead of leaving anything half open.
 
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::pg::Lsn;
+use crate::safefs::Dir;
 use crate::server::OsUser;
 
 pub const STATE_DIR: &str = "pgdrill_gate";
@@ -52,13 +50,22 @@ pub struct GateState {
     /// A gate has started the server on this directory before.
     #[serde(default)]
     pub server_started: bool,
+    /// The backup's own end point, recorded before the server first
+    /// started (pg_control and backup_label change once it runs). No end
+    /// target below it is accepted, and the gate never opens below it.
+    #[serde(default)]
+    pub floor_lsn: Option<Lsn>,
+    /// A recovery target by time, transaction or restore point: the gate
+    /// opens where replay stops for it (never below the floor).
+    #[serde(default)]
+    pub stop_at: Option<crate::recovery::StopAt>,
 }
 
 /// An exclusive advisory lock on the data directory itself (no file is
 /// created), held while a gate runs, so that two gates never work on one
 /// directory. The kernel drops it when the process ends, however it ends.
-pub fn exclusive(pgdata: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
-    let dir = fs::File::open(pgdata).map_err(|e| Error::ReadInput { path: pgdata.to_path_buf(), source: e })?;
+pub fn exclusive(pgdata: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = std::fs::File::open(pgdata).map_err(|e| Error::ReadInput { path: pgdata.to_path_buf(), source: e })?;
     nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
         Error::usage(
             format!("{}: another pgdrill gate is running on this data directory", pgdata.display()),
@@ -71,38 +78,48 @@ pub fn state_dir(pgdata: &Path) -> PathBuf {
     pgdata.join(STATE_DIR)
 }
 
-/// Load the state of an unfinished gate, if any.
-pub fn load(pgdata: &Path) -> Result<Option<GateState>> {
-    let p = state_dir(pgdata).join(STATE_FILE);
-    match fs::read(&p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            Error::usage(
-                format!("{}: unreadable gate state: {e}", p.display()),
-                Some("remove it only if you know the original pg_hba.conf is in place".into()),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::ReadInput { path: p, source: e }),
+/// `file` as a path relative to the data directory `dir`, or an error if
+/// it lies outside it (the gate changes files inside the copy only).
+pub fn relative_to(dir: &Dir, file: &Path) -> Result<PathBuf> {
+    let outside = || {
+        Error::usage(
+            format!("{} is outside the data directory; the gate only changes files inside it", file.display()),
+            Some("copy it into the data directory and point hba_file/ident_file there".into()),
+        )
+    };
+    let rel = if file.is_absolute() { file.strip_prefix(dir.path()).map_err(|_| outside())? } else { file };
+    if rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) || rel.as_os_str().is_empty() {
+        return Err(outside());
     }
+    Ok(rel.to_path_buf())
 }
 
-/// Write a file atomically (temporary file, fsync, rename) with a mode and
-/// owner.
-fn replace_file(path: &Path, bytes: &[u8], mode: u32, owner: Option<&OsUser>) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.pgdrill-tmp",
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    ));
-    {
-        let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, "create", e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, "write", e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, "fsync", e))?;
-    }
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(|e| Error::io(&tmp, "chmod", e))?;
-    if let Some(u) = owner {
-        u.chown(&tmp)?;
-    }
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, "replace", e))
+fn state_err<'a>(dir: &'a Dir, what: &'static str) -> impl Fn(std::io::Error) -> Error + 'a {
+    move |e| Error::io(dir.path().join(STATE_DIR), what, e)
+}
+
+/// Load the state of an unfinished gate, if any. A state directory that is a
+/// link, or a state naming files outside the data directory, is refused.
+pub fn load(dir: &Dir) -> Result<Option<GateState>> {
+    let path = dir.path().join(STATE_DIR).join(STATE_FILE);
+    let bytes = match dir.read_optional(&Path::new(STATE_DIR).join(STATE_FILE)) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(Error::ReadInput { path, source: e }),
+    };
+    let state: GateState = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::usage(
+            format!("{}: unreadable gate state: {e}", path.display()),
+            Some("remove it only if you know the original pg_hba.conf is in place".into()),
+        )
+    })?;
+    relative_to(dir, &state.hba_file)?;
+    relative_to(dir, &state.ident_file)?;
+    Ok(Some(state))
+}
+
+fn state_json(state: &GateState) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(state).map_err(|e| Error::usage(format!("gate state: {e}"), None))
 }
 
 /// The lock's pg_hba.conf: local peer connections through the map, nothing
@@ -126,109 +143,126 @@ pub fn lock_ident(os_user: &str, roles: &[String]) -> String {
     s
 }
 
-/// Install the lock. With an existing state (a resumed gate) the originals
-/// are already saved; the lock files are written again in any case.
-pub fn install(pgdata: &Path, state: &GateState, owner: Option<&OsUser>, resumed: bool) -> Result<()> {
-    let dir = state_dir(pgdata);
+/// Install the lock. A new gate saves the originals and the state first;
+/// a resumed one only writes the lock files again.
+pub fn install(dir: &Dir, state: &GateState, owner: Option<&OsUser>, resumed: bool) -> Result<()> {
+    let hba = relative_to(dir, &state.hba_file)?;
+    let ident = relative_to(dir, &state.ident_file)?;
     if !resumed {
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "create directory", e))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(&dir, "chmod", e))?;
-        if let Some(u) = owner {
-            u.chown(&dir)?;
+        let sd = dir.create_dir(Path::new(STATE_DIR), 0o700, owner).map_err(state_err(dir, "create directory"))?;
+        for (rel, name, mode) in [(&hba, HBA_ORIG, state.hba_mode), (&ident, IDENT_ORIG, state.ident_mode)] {
+            let bytes = dir
+                .read_optional(rel)
+                .map_err(|e| Error::ReadInput { path: dir.path().join(rel), source: e })?
+                .unwrap_or_default();
+            sd.replace(Path::new(name), &bytes, mode, owner).map_err(state_err(dir, "save the original"))?;
         }
-        for (src, name, mode) in
-            [(&state.hba_file, HBA_ORIG, state.hba_mode), (&state.ident_file, IDENT_ORIG, state.ident_mode)]
-        {
-            let bytes = match fs::read(src) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(Error::ReadInput { path: src.clone(), source: e }),
-            };
-            replace_file(&dir.join(name), &bytes, mode, owner)?;
-        }
-        let json = serde_json::to_vec_pretty(state).map_err(|e| Error::usage(format!("gate state: {e}"), None))?;
-        replace_file(&dir.join(STATE_FILE), &json, 0o600, owner)?;
+        sd.replace(Path::new(STATE_FILE), &state_json(state)?, 0o600, owner).map_err(state_err(dir, "write"))?;
     }
-    replace_file(&state.hba_file, lock_hba().as_bytes(), 0o600, owner)?;
-    replace_file(&state.ident_file, lock_ident(&state.admit_os_user, &state.roles).as_bytes(), 0o600, owner)?;
+    dir.replace(&hba, lock_hba().as_bytes(), 0o600, owner).map_err(|e| Error::io(&state.hba_file, "write", e))?;
+    dir.replace(&ident, lock_ident(&state.admit_os_user, &state.roles).as_bytes(), 0o600, owner)
+        .map_err(|e| Error::io(&state.ident_file, "write", e))?;
     Ok(())
 }
 
 /// Rewrite the state file (after a change of target or `--then`).
-pub fn save(pgdata: &Path, state: &GateState, owner: Option<&OsUser>) -> Result<()> {
-    let json = serde_json::to_vec_pretty(state).map_err(|e| Error::usage(format!("gate state: {e}"), None))?;
-    replace_file(&state_dir(pgdata).join(STATE_FILE), &json, 0o600, owner)
+pub fn save(dir: &Dir, state: &GateState, owner: Option<&OsUser>) -> Result<()> {
+    let sd = dir.dir(Path::new(STATE_DIR)).map_err(state_err(dir, "open"))?;
+    sd.replace(Path::new(STATE_FILE), &state_json(state)?, 0o600, owner).map_err(state_err(dir, "write"))
 }
 
 /// Put the original files back. The state directory stays until
 /// [`finish`], so a crash now re-locks on the next run.
-pub fn restore_originals(pgdata: &Path, state: &GateState, owner: Option<&OsUser>) -> Result<()> {
-    let dir = state_dir(pgdata);
-    for (dst, name, mode) in
+pub fn restore_originals(dir: &Dir, state: &GateState, owner: Option<&OsUser>) -> Result<()> {
+    let sd = dir.dir(Path::new(STATE_DIR)).map_err(state_err(dir, "open"))?;
+    for (file, name, mode) in
         [(&state.hba_file, HBA_ORIG, state.hba_mode), (&state.ident_file, IDENT_ORIG, state.ident_mode)]
     {
-        let p = dir.join(name);
-        let bytes = fs::read(&p).map_err(|e| Error::ReadInput { path: p.clone(), source: e })?;
-        replace_file(dst, &bytes, mode, owner)?;
+        let bytes = sd.read(Path::new(name)).map_err(|e| Error::ReadInput { path: sd.path().join(name), source: e })?;
+        dir.replace(&relative_to(dir, file)?, &bytes, mode, owner).map_err(|e| Error::io(file, "write", e))?;
     }
     Ok(())
 }
 
 /// Remove every trace of the gate.
-pub fn finish(pgdata: &Path) -> Result<()> {
-    let dir = state_dir(pgdata);
-    fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, "remove the gate state", e))
+pub fn finish(dir: &Dir) -> Result<()> {
+    dir.remove_tree(Path::new(STATE_DIR)).map_err(state_err(dir, "remove the gate state"))
 }
 
-/// Mode bits of a file, or 0600.
-pub fn mode_of(path: &Path) -> u32 {
-    fs::metadata(path).map(|m| m.mode() & 0o777).unwrap_or(0o600)
+/// Mode bits of a file in the data directory, or 0600.
+pub fn mode_of(dir: &Dir, file: &Path) -> u32 {
+    relative_to(dir, file).ok().and_then(|rel| dir.meta(&rel).ok()).map_or(0o600, |m| m.mode & 0o777)
 }
 
 /// Whether the lock files are what the lock writes (for tests and status).
-pub fn is_locked(state: &GateState) -> bool {
-    fs::read_to_string(&state.hba_file).map(|t| t == lock_hba()).unwrap_or(false)
+pub fn is_locked(dir: &Dir, state: &GateState) -> bool {
+    relative_to(dir, &state.hba_file)
+        .ok()
+        .and_then(|rel| dir.read(&rel).ok())
+        .is_some_and(|b| b == lock_hba().as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn lock_and_restore_round_trip() {
         let d = tempfile::tempdir().unwrap();
-        let pg = d.path();
+        let pg = &std::fs::canonicalize(d.path()).unwrap();
         fs::write(pg.join("pg_hba.conf"), "local all all trust\n").unwrap();
         fs::set_permissions(pg.join("pg_hba.conf"), fs::Permissions::from_mode(0o640)).unwrap();
+        let dir = Dir::open(pg).unwrap();
         let st = GateState {
             version: 1,
             end_lsn: Some(Lsn(42)),
             then: "pause".into(),
             hba_file: pg.join("pg_hba.conf"),
             ident_file: pg.join("pg_ident.conf"),
-            hba_mode: mode_of(&pg.join("pg_hba.conf")),
+            hba_mode: mode_of(&dir, &pg.join("pg_hba.conf")),
             ident_mode: 0o600,
             admit_os_user: "root".into(),
             roles: vec!["postgres".into()],
             started_at: String::new(),
             server_started: false,
+            floor_lsn: Some(Lsn(40)),
+            stop_at: None,
         };
-        install(pg, &st, None, false).unwrap();
-        assert!(is_locked(&st));
-        assert_eq!(load(pg).unwrap(), Some(st.clone()));
+        install(&dir, &st, None, false).unwrap();
+        assert!(is_locked(&dir, &st));
+        assert_eq!(load(&dir).unwrap(), Some(st.clone()));
         assert_eq!(
             fs::read_to_string(pg.join("pg_ident.conf")).unwrap().lines().last(),
             Some("pgdrill_gate root postgres")
         );
         // A second install (resume) keeps the saved originals.
-        install(pg, &st, None, true).unwrap();
-        restore_originals(pg, &st, None).unwrap();
+        install(&dir, &st, None, true).unwrap();
+        restore_originals(&dir, &st, None).unwrap();
         assert_eq!(fs::read_to_string(pg.join("pg_hba.conf")).unwrap(), "local all all trust\n");
-        assert_eq!(mode_of(&pg.join("pg_hba.conf")), 0o640);
+        assert_eq!(mode_of(&dir, &pg.join("pg_hba.conf")), 0o640);
         // The ident file did not exist before: it comes back empty.
         assert_eq!(fs::read_to_string(pg.join("pg_ident.conf")).unwrap(), "");
-        finish(pg).unwrap();
+        finish(&dir).unwrap();
         assert!(!state_dir(pg).exists());
-        assert_eq!(load(pg).unwrap(), None);
+        assert_eq!(load(&dir).unwrap(), None);
+    }
+
+    #[test]
+    fn state_naming_files_outside_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let pg = std::fs::canonicalize(d.path()).unwrap();
+        let dir = Dir::open(&pg).unwrap();
+        for bad in ["/etc/passwd", "../x", "sub/../../x"] {
+            assert!(relative_to(&dir, Path::new(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(relative_to(&dir, &pg.join("pg_hba.conf")).unwrap(), PathBuf::from("pg_hba.conf"));
+        // A planted state directory that is a link is not followed.
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), pg.join(STATE_DIR)).unwrap();
+        assert!(load(&dir).is_err());
+        assert!(finish(&dir).is_ok(), "finish removes the link itself");
+        assert!(outside.path().exists());
     }
 }

@@ -23,19 +23,20 @@ use postgres::Client;
 use serde::Serialize;
 
 use crate::conn::ConnSpec;
-use crate::copy::progress_bar;
-use crate::datadir::{self, DirInfo};
+use crate::datadir::DirInfo;
 use crate::error::{Error, Result};
+use crate::observe::{self, Level, Unit};
 use crate::pg::label::BackupFrom;
 use crate::pg::wal::SegmentName;
 use crate::pg::{Lsn, TimelineId, WalSegSize};
-use crate::restore::recovery::{self, Target, TargetAction, TimelineChoice};
-use crate::server::{OsUser, PgBin, Postmaster, ServerSpec};
+use crate::recovery::{self, StopAt, Target, TargetAction, TimelineChoice};
+use crate::safefs::Dir;
+use crate::server::{probe, OsUser, PgBin, Postmaster, ServerSpec};
 use lock::GateState;
 use monitor::{ServerLog, StartupActivity};
 
 /// What the restored server does once it reaches the end target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Then {
     /// Stop exactly at the end target, paused, open read-only.
@@ -70,6 +71,9 @@ impl Then {
 pub struct GateConfig {
     pub pgdata: PathBuf,
     pub end_lsn: Option<Lsn>,
+    /// A recovery target by time, transaction or restore point (an LSN
+    /// target is `end_lsn`): replay stops there, and the gate opens there.
+    pub stop_at: Option<StopAt>,
     /// `None`: what an unfinished gate on this directory saved, else pause.
     pub then: Option<Then>,
     pub timeout: Duration,
@@ -108,6 +112,8 @@ pub struct GateReport {
     /// Where the end target came from: `option`, `state`, `end_location`,
     /// `backup_label`, or `server` (PostgreSQL's own end-of-backup check).
     pub end_source: &'static str,
+    /// A recovery target by time, transaction or restore point, if any.
+    pub recovery_target: Option<StopAt>,
     /// Whether access opened (false when checks run before opening failed).
     pub opened: bool,
     /// The replay LSN when access opened (the insert LSN after promotion).
@@ -126,65 +132,83 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Ask the server binary for a setting's effective value (`postgres -C`).
-pub fn server_setting(bin: &PgBin, user: &OsUser, pgdata: &Path, name: &str) -> Result<String> {
-    let out = user
-        .command(bin.program("postgres"))
-        .arg("-D")
-        .arg(pgdata)
-        .arg("-C")
-        .arg(name)
-        .output()
-        .map_err(|e| Error::Program { program: "postgres -C".into(), message: e.to_string(), log: None })?;
-    if !out.status.success() {
-        return Err(Error::Program {
-            program: format!("postgres -C {name}"),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-            log: None,
-        });
+/// The one rule for end targets: nothing below the backup's own end point
+/// (`floor`) is accepted, from an option, a saved state or a resume.
+pub fn check_end_target(end: Option<Lsn>, floor: Option<Lsn>, source: &str) -> Result<()> {
+    match (end, floor) {
+        (Some(e), Some(f)) if e < f => Err(Error::usage(
+            format!("the end target {e} ({source}) is below the backup's own end point {f}"),
+            Some(format!(
+                "a copy is consistent only from {f} on; give a target at or after it, or none (the gate then opens at the backup's end)"
+            )),
+        )),
+        (None, Some(f)) => Err(Error::usage(
+            format!("no end target ({source}), but the backup's own end point is {f}"),
+            Some("run pgdrill gate without --then standby overrides, or pass --end-lsn".into()),
+        )),
+        _ => Ok(()),
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn inside(dir: &Path, file: &Path) -> bool {
-    let d = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let f = file.parent().and_then(|p| std::fs::canonicalize(p).ok()).unwrap_or_else(|| file.to_path_buf());
-    f.starts_with(d)
+/// A target by time that lies before the backup's checkpoint lies before
+/// its end: refused up front (exit 2). Later times are checked where
+/// replay stops for them.
+pub fn check_stop_at(at: &StopAt, info: &DirInfo) -> Result<()> {
+    let StopAt::Time(t) = at else { return Ok(()) };
+    let checkpoint = info.control.checkpoint_time;
+    match crate::pg::timestamp::parse(t) {
+        Some(ts) if ts.timestamp() < checkpoint => Err(Error::usage(
+            format!(
+                "the recovery target time {t} is before the backup's checkpoint ({}): it lies before the backup's end",
+                chrono::DateTime::from_timestamp(checkpoint, 0).map_or(checkpoint.to_string(), |d| d.to_rfc3339())
+            ),
+            Some("choose a time after the backup was taken".into()),
+        )),
+        _ => Ok(()),
+    }
 }
 
-/// The end target, and where it came from.
-fn end_target(cfg: &GateConfig, info: &DirInfo, state: Option<&GateState>) -> Result<(Option<Lsn>, &'static str)> {
-    if let Some(e) = cfg.end_lsn {
-        return Ok((Some(e), "option"));
-    }
-    if let Some(s) = state {
-        return Ok((s.end_lsn, "state"));
-    }
-    if let Some(e) = info.end_location {
-        return Ok((Some(e), "end_location"));
-    }
-    match info.label_fields() {
-        Some(f) if f.backup_from == Some(BackupFrom::Standby) => {
-            let m = info.control.min_recovery_lsn;
-            if m.is_valid() {
-                Ok((Some(m), "backup_label"))
-            } else {
-                Err(Error::usage(
-                    "backup_label says the backup is from a standby, but pg_control has no minimum recovery point",
-                    Some("pass --end-lsn".to_string()),
+/// The end target, and where it came from. An end below the backup's own
+/// end point (`floor`) is refused, whichever way it was given.
+fn end_target(
+    cfg: &GateConfig,
+    info: &DirInfo,
+    state: Option<&GateState>,
+    floor: Option<Lsn>,
+) -> Result<(Option<Lsn>, &'static str)> {
+    let (end, source) = if let Some(e) = cfg.end_lsn {
+        (Some(e), "option")
+    } else if let Some(s) = state {
+        (s.end_lsn, "state")
+    } else if let Some(e) = info.end_location {
+        (Some(e.max(floor.unwrap_or(e))), "end_location")
+    } else {
+        match info.label_fields() {
+            Some(f) if f.backup_from == Some(BackupFrom::Standby) => {
+                let m = info.control.min_recovery_lsn;
+                if !m.is_valid() {
+                    return Err(Error::usage(
+                        "backup_label says the backup is from a standby, but pg_control has no minimum recovery point",
+                        Some("pass --end-lsn".to_string()),
+                    ));
+                }
+                (Some(m), "backup_label")
+            }
+            // From a primary: the end-of-backup record, which PostgreSQL
+            // itself waits for before it declares consistency.
+            Some(_) => {
+                (info.backup_history_stop, if info.backup_history_stop.is_some() { "backup_label" } else { "server" })
+            }
+            None => {
+                return Err(Error::usage(
+                    format!("{}: no end target: no end_location, no backup_label", info.path.display()),
+                    Some("pass --end-lsn LSN (the point the copy must reach before anyone may use it)".into()),
                 ))
             }
         }
-        // From a primary: the end-of-backup record, which PostgreSQL itself
-        // waits for before it declares consistency.
-        Some(_) => {
-            Ok((info.backup_history_stop, if info.backup_history_stop.is_some() { "backup_label" } else { "server" }))
-        }
-        None => Err(Error::usage(
-            format!("{}: no end target: no end_location, no backup_label", info.path.display()),
-            Some("pass --end-lsn LSN (the point the copy must reach before anyone may use it)".into()),
-        )),
-    }
+    };
+    check_end_target(end, floor, source)?;
+    Ok((end, source))
 }
 
 struct Watch<'a> {
@@ -194,6 +218,12 @@ struct Watch<'a> {
     seg: WalSegSize,
     tli: TimelineId,
     end: Option<Lsn>,
+    /// The backup's own end point: access never opens below it.
+    floor: Option<Lsn>,
+    /// A target by time, xid or name: replay pauses (or promotes) there.
+    stop_at: Option<StopAt>,
+    /// SQL: is replay paused (the major's function).
+    paused_sql: &'static str,
     start_lsn: Lsn,
     conn_candidates: Vec<ConnSpec>,
     /// The candidate that connected.
@@ -232,9 +262,27 @@ impl Watch<'_> {
         }
     }
 
-    /// Why replay is not moving, in one line.
-    fn diagnose(&self, pid: i32, replay: Option<Lsn>) -> String {
+    /// Whether replay is paused (at a recovery target, the only pause the
+    /// locked server can see: nobody else can connect to ask for one).
+    fn paused(&mut self) -> bool {
+        let sql = self.paused_sql;
+        self.connect().and_then(|c| c.query_one(sql, &[]).ok()).is_some_and(|r| r.get::<_, bool>(0))
+    }
+
+    /// Why replay is not moving, in one line, and what to do about it.
+    fn diagnose(&self, pid: i32, replay: Option<Lsn>) -> (String, String) {
         let log = &self.log.text;
+        let resume = format!("then run `pgdrill gate --pgdata {}` to resume", self.pgdata.display());
+        // A full disk shows as a failing restore_command too: name it first,
+        // or the user hunts for WAL that is already in the archive.
+        if let Some(line) = monitor::disk_full_line(log) {
+            let free = crate::backup::preflight::free_bytes(&self.pgdata.join("pg_wal"))
+                .map_or(String::new(), |b| format!(" ({} free)", crate::report::bytes(b)));
+            return (
+                format!("the file system holding {} is full{free}: {line}", self.pgdata.display()),
+                format!("free space on that file system, {resume}"),
+            );
+        }
         let waiting = match monitor::startup_activity(pid) {
             Some(StartupActivity::Waiting(s)) => Some(s),
             _ => None,
@@ -266,7 +314,7 @@ impl Watch<'_> {
                 ));
             }
         }
-        msg
+        (msg, format!("provide the missing WAL, {resume}"))
     }
 }
 
@@ -282,54 +330,53 @@ pub struct Prepared {
     pub roles: Vec<String>,
     /// `--then`, resolved.
     pub then: Then,
+    /// The backup's own end point.
+    pub floor: Option<Lsn>,
+    /// A recovery target by time, xid or name.
+    pub stop_at: Option<StopAt>,
 }
 
-/// Lock `pgdata`, set its recovery target for `then`, and save the
-/// gate's state, without starting anything. Needs the configuration files
-/// but not pg_control, so a restore calls it before writing pg_control: a
-/// restored copy is locked from the moment it could be started at all.
-pub fn prepare(
-    pgdata: &Path,
-    version: &'static crate::pg::version::PgVersion,
-    end: Option<Lsn>,
-    cfg: &GateConfig,
-) -> Result<Prepared> {
-    let bin = PgBin::find(cfg.pg_bin.as_deref(), Some(version.major))?;
-    let user = OsUser::for_server(cfg.os_user.as_deref(), pgdata)?;
-    let owner = OsUser::running_as_root().then_some(&user);
-    let existing = lock::load(pgdata)?;
-    let resumed = existing.is_some();
+/// What the server's configuration says, from `postgres -C`.
+struct ServerFacts {
+    hba_file: PathBuf,
+    ident_file: PathBuf,
+    port: u16,
+    socket_dir: PathBuf,
+}
 
-    let hba_file = PathBuf::from(server_setting(&bin, &user, pgdata, "hba_file")?);
-    let ident_file = PathBuf::from(server_setting(&bin, &user, pgdata, "ident_file")?);
-    for f in [&hba_file, &ident_file] {
-        if !inside(pgdata, f) {
-            return Err(Error::usage(
-                format!("{} is outside the data directory; the gate only changes files inside it", f.display()),
-                Some("copy it into the data directory and point hba_file/ident_file there".into()),
-            ));
-        }
+impl ServerFacts {
+    fn read(bin: &PgBin, user: &OsUser, dir: &Dir) -> Result<ServerFacts> {
+        let pgdata = dir.path();
+        let hba_file = PathBuf::from(probe::setting(bin, user, pgdata, "hba_file")?);
+        let ident_file = PathBuf::from(probe::setting(bin, user, pgdata, "ident_file")?);
+        lock::relative_to(dir, &hba_file)?;
+        lock::relative_to(dir, &ident_file)?;
+        let port: u16 = probe::setting(bin, user, pgdata, "port")?
+            .parse()
+            .map_err(|_| Error::usage("the server's port setting is not a number", None))?;
+        let sockets = probe::setting(bin, user, pgdata, "unix_socket_directories")?;
+        let socket_dir = sockets
+            .split(',')
+            .map(|s| s.trim().trim_matches('"'))
+            .find(|s| s.starts_with('/'))
+            .map(PathBuf::from)
+            .ok_or_else(|| {
+                Error::usage(
+                    format!(
+                        "the restored server has no Unix socket directory (unix_socket_directories = {sockets:?})"
+                    ),
+                    Some(
+                        "set unix_socket_directories to a directory: the gate admits pgdrill only over the local socket"
+                            .into(),
+                    ),
+                )
+            })?;
+        Ok(ServerFacts { hba_file, ident_file, port, socket_dir })
     }
-    let port: u16 = server_setting(&bin, &user, pgdata, "port")?
-        .parse()
-        .map_err(|_| Error::usage("the server's port setting is not a number", None))?;
-    let sockets = server_setting(&bin, &user, pgdata, "unix_socket_directories")?;
-    let socket_dir = sockets
-        .split(',')
-        .map(|s| s.trim().trim_matches('"'))
-        .find(|s| s.starts_with('/'))
-        .map(PathBuf::from)
-        .ok_or_else(|| {
-            Error::usage(
-                format!("the restored server has no Unix socket directory (unix_socket_directories = {sockets:?})"),
-                Some(
-                    "set unix_socket_directories to a directory: the gate admits pgdrill only over the local socket"
-                        .into(),
-                ),
-            )
-        })?;
+}
 
-    let admit = OsUser::current();
+/// The database roles pgdrill may connect as while the gate is shut.
+fn gate_roles(cfg: &GateConfig, user: &OsUser) -> Vec<String> {
     let mut roles: Vec<String> = Vec::new();
     for r in [cfg.db_user.clone(), std::env::var("PGUSER").ok(), Some(user.name.clone()), Some("postgres".into())]
         .into_iter()
@@ -339,23 +386,76 @@ pub fn prepare(
             roles.push(r);
         }
     }
+    roles
+}
+
+/// Lock the data directory `dir`, set its recovery target for `then`, and
+/// save the gate's state, without starting anything. Needs the
+/// configuration files but not pg_control, so a restore calls it before
+/// writing pg_control: a restored copy is locked from the moment it could be
+/// started at all.
+///
+/// Every check comes before the first write: a refused request (an end
+/// target below `floor`, a change of target while the server runs) leaves
+/// the directory and the saved state exactly as they were.
+pub fn prepare(
+    dir: &Dir,
+    version: &'static crate::pg::version::PgVersion,
+    end: Option<Lsn>,
+    floor: Option<Lsn>,
+    cfg: &GateConfig,
+    running: bool,
+) -> Result<Prepared> {
+    let pgdata = dir.path();
+    let bin = PgBin::find(cfg.pg_bin.as_deref(), Some(version.major))?;
+    let user = OsUser::for_server(cfg.os_user.as_deref(), pgdata)?;
+    let owner = OsUser::running_as_root().then_some(&user);
+    let existing = lock::load(dir)?;
+    let resumed = existing.is_some();
+    let facts = ServerFacts::read(&bin, &user, dir)?;
+    let roles = gate_roles(cfg, &user);
     let then = cfg.then.or_else(|| existing.as_ref().and_then(|s| Then::parse(&s.then))).unwrap_or(Then::Pause);
-    let changed = existing.as_ref().is_some_and(|st| st.end_lsn != end || st.then != then.as_str());
+    let floor = existing.as_ref().and_then(|s| s.floor_lsn).or(floor);
+    if then != Then::Standby || end.is_some() {
+        check_end_target(end, floor, "requested")?;
+    }
+    let stop_at = cfg.stop_at.clone().or_else(|| existing.as_ref().and_then(|s| s.stop_at.clone()));
+    if stop_at.is_some() && then == Then::Standby {
+        return Err(Error::usage(
+            "--then standby keeps following the WAL source: it cannot stop at a recovery target",
+            Some("use --then pause or --then promote with a --target-*".into()),
+        ));
+    }
+    let changed =
+        existing.as_ref().is_some_and(|st| st.end_lsn != end || st.then != then.as_str() || st.stop_at != stop_at);
+    if changed && running {
+        return Err(Error::usage(
+            "the server of this unfinished gate is running with another end target, recovery target or --then",
+            Some("run pgdrill gate with the same targets and --then, or stop the server first".into()),
+        ));
+    }
+
+    // Checks done: from here on, write.
+    let admit = OsUser::current();
     let mut state = existing.unwrap_or_else(|| GateState {
         version: 1,
         end_lsn: end,
         then: then.as_str().into(),
-        hba_mode: lock::mode_of(&hba_file),
-        ident_mode: lock::mode_of(&ident_file),
-        hba_file: hba_file.clone(),
-        ident_file: ident_file.clone(),
+        hba_mode: lock::mode_of(dir, &facts.hba_file),
+        ident_mode: lock::mode_of(dir, &facts.ident_file),
+        hba_file: facts.hba_file.clone(),
+        ident_file: facts.ident_file.clone(),
         admit_os_user: admit.name.clone(),
         roles: roles.clone(),
         started_at: now_rfc3339(),
         server_started: false,
+        floor_lsn: floor,
+        stop_at: stop_at.clone(),
     });
     state.end_lsn = end;
     state.then = then.as_str().into();
+    state.floor_lsn = floor;
+    state.stop_at = stop_at.clone();
     // Whoever runs the gate now is the one the lock must admit.
     state.admit_os_user = admit.name.clone();
     for r in &roles {
@@ -363,29 +463,38 @@ pub fn prepare(
             state.roles.push(r.clone());
         }
     }
-    lock::install(pgdata, &state, owner, resumed)?;
-    if resumed {
-        lock::save(pgdata, &state, owner)?;
-    }
-
+    lock::install(dir, &state, owner, resumed)?;
+    // The target goes into the configuration before a changed state is
+    // saved: a crash in between leaves the new target (already checked
+    // against the floor) with the old state, never the reverse. An
+    // unchanged resume leaves the configuration alone: a copy that already
+    // finished recovery (promoted at its target) must not be sent back.
     if !resumed || changed {
-        if changed && datadir::running_postmaster(pgdata).is_some() {
-            return Err(Error::usage(
-                "the server of this unfinished gate is running with another end target or --then",
-                Some("run pgdrill gate with the same --end-lsn and --then, or stop the server first".into()),
-            ));
-        }
-        let target = match then {
-            Then::Standby => None,
-            Then::Pause | Then::Promote => end.map(|lsn| Target {
-                lsn,
-                inclusive: false,
-                action: if then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause },
-            }),
+        let action = if then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause };
+        let target = match (then, &stop_at) {
+            (Then::Standby, _) => None,
+            // PostgreSQL's default for these targets: stop after the record.
+            (_, Some(at)) => Some(Target { at: at.clone(), inclusive: true, action }),
+            // Our end points are record ends: stop before the next record.
+            (_, None) => end.map(|lsn| Target { at: StopAt::Lsn(lsn), inclusive: false, action }),
         };
-        recovery::set_target(pgdata, version, target, TimelineChoice::Latest, owner)?;
+        recovery::set_target(dir, version, target, TimelineChoice::Latest, owner)?;
     }
-    Ok(Prepared { bin, user, port, socket_dir, state, resumed, roles, then })
+    if resumed {
+        lock::save(dir, &state, owner)?;
+    }
+    Ok(Prepared {
+        bin,
+        user,
+        port: facts.port,
+        socket_dir: facts.socket_dir,
+        state,
+        resumed,
+        roles,
+        then,
+        floor,
+        stop_at,
+    })
 }
 
 /// What a hook run before opening gets: a connection spec the lock admits
@@ -414,84 +523,56 @@ pub fn run_with<T>(
         std::fs::canonicalize(&cfg.pgdata).map_err(|e| Error::ReadInput { path: cfg.pgdata.clone(), source: e })?;
     // One gate per data directory at a time.
     let _exclusive = lock::exclusive(&pgdata)?;
+    let dir = Dir::open(&pgdata).map_err(|e| Error::ReadInput { path: pgdata.clone(), source: e })?;
     let info = DirInfo::read(&pgdata)?;
-    let existing = lock::load(&pgdata)?;
-    let running = datadir::running_postmaster(&pgdata);
+    let existing = lock::load(&dir)?;
+    let running = probe::running_postmaster(&pgdata);
     if let (Some(pid), None) = (running, &existing) {
         return Err(Error::PostmasterRunning { path: pgdata, pid });
     }
-    let (end, end_source) = end_target(cfg, &info, existing.as_ref())?;
-    let Prepared { bin, user, port, socket_dir, mut state, roles, then, .. } =
-        prepare(&pgdata, info.control.version(), end, cfg)?;
-    let resumed = state.server_started;
+    // The backup's own end point: saved before the server first ran, else
+    // what the directory says now.
+    let floor = existing.as_ref().and_then(|s| s.floor_lsn).or_else(|| info.gate_target());
+    let (end, end_source) = end_target(cfg, &info, existing.as_ref(), floor)?;
+    if let (Some(at), None) = (&cfg.stop_at, &existing) {
+        check_stop_at(at, &info)?;
+    }
+    let prepared = prepare(&dir, info.control.version(), end, floor, cfg, running.is_some())?;
+    let resumed = prepared.state.server_started;
+    let mut pm = start_or_attach(&dir, &prepared, running.is_some())?;
+    let Prepared { user, port, socket_dir, state, roles, then, floor, stop_at, .. } = prepared;
     let owner = OsUser::running_as_root().then_some(&user);
 
-    let logdir = pgdata.join("log");
-    if !logdir.exists() {
-        std::fs::create_dir(&logdir).map_err(|e| Error::io(&logdir, "create directory", e))?;
-        if let Some(u) = owner {
-            u.chown(&logdir)?;
-        }
-    }
-    let log_path = logdir.join("pgdrill-postmaster.log");
-    let mut pm = match running {
-        Some(_) => Postmaster::attach(&pgdata, log_path.clone()).ok_or_else(|| Error::ServerDied {
-            message: "the server of an unfinished gate stopped while we looked at it".into(),
-            log: log_path.clone(),
-            consistency: false,
-        })?,
-        None => {
-            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-                drop(l);
-            } else if !resumed {
-                return Err(Error::usage(
-                    format!("port {port} is in use"),
-                    Some("pass --port to restore, or set port in postgresql.auto.conf".into()),
-                ));
-            }
-            if !state.server_started {
-                state.server_started = true;
-                lock::save(&pgdata, &state, owner)?;
-            }
-            Postmaster::start(&ServerSpec {
-                bin: bin.clone(),
-                pgdata: pgdata.clone(),
-                user: user.clone(),
-                log: log_path.clone(),
-                settings: Vec::new(),
-            })?
-        }
-    };
-
     let log_path = pm.log.clone();
+    let log_owner = owner.map(|u| u.uid);
     let log = if running.is_some() {
         // The lock may have been rewritten (who is admitted changes with who
         // resumes): make the running server load it. And read its recent
         // log, where its consistency point may already be.
         pm.reload()?;
-        ServerLog::with_recent(&pgdata, &log_path, 4 << 20)
+        ServerLog::with_recent(&pgdata, &log_path, log_owner, 4 << 20)
     } else {
-        ServerLog::new(&pgdata, &log_path)
+        ServerLog::new(&pgdata, &log_path, log_owner)
     };
-    let seg = info.seg_size().unwrap_or(WalSegSize::DEFAULT);
     let (start_lsn, tli) = info.start();
-    let conn_candidates = roles.iter().map(|r| ConnSpec::socket(&socket_dir, port, r, "postgres")).collect();
     let mut w = Watch {
         cfg,
         then,
         pgdata: &pgdata,
-        seg,
+        seg: info.seg_size().unwrap_or(WalSegSize::DEFAULT),
         tli,
         end,
+        floor,
+        stop_at: stop_at.clone(),
+        paused_sql: info.control.version().replay_paused_sql,
         start_lsn,
-        conn_candidates,
+        conn_candidates: roles.iter().map(|r| ConnSpec::socket(&socket_dir, port, r, "postgres")).collect(),
         connected_as: None,
         client: None,
         log,
         stalls: Vec::new(),
     };
-    let outcome = watch_and_open(&mut w, &mut pm, &state, owner, started, before_open);
-    match outcome {
+    match watch_and_open(&mut w, &mut pm, &dir, &state, owner, started, before_open) {
         Ok((o, hook)) => {
             let total = started.elapsed().as_secs_f64();
             let report = GateReport {
@@ -501,6 +582,7 @@ pub fn run_with<T>(
                 then,
                 end_lsn: end,
                 end_source,
+                recovery_target: stop_at,
                 opened: o.opened,
                 opened_at_lsn: o.at,
                 server_consistent_lsn: monitor::consistent_lsn(&w.log.text),
@@ -522,16 +604,74 @@ pub fn run_with<T>(
                 pm.release();
             } else {
                 // Kept shut by the hook: fail closed, the lock stays.
+                let _cleaning = crate::signals::cleaning();
                 pm.stop(Duration::from_secs(30));
             }
             Ok((report, hook))
         }
         Err(e) => {
             // Fail closed: the server stops; the lock stays on disk.
+            let _cleaning = crate::signals::cleaning();
             pm.stop(Duration::from_secs(30));
             Err(e)
         }
     }
+}
+
+/// The server's stderr log, `log/pgdrill-postmaster.log` in the data
+/// directory, opened without following links.
+const GATE_LOG: &str = "log/pgdrill-postmaster.log";
+
+/// Attach to the running server of an unfinished gate, or start the locked
+/// copy.
+fn start_or_attach(dir: &Dir, p: &Prepared, running: bool) -> Result<Postmaster> {
+    let pgdata = dir.path();
+    let owner = OsUser::running_as_root().then_some(&p.user);
+    let log_path = pgdata.join(GATE_LOG);
+    if running {
+        return Postmaster::attach(pgdata, log_path.clone()).ok_or_else(|| Error::ServerDied {
+            message: "the server of an unfinished gate stopped while we looked at it".into(),
+            log: log_path,
+            consistency: false,
+        });
+    }
+    if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", p.port)) {
+        drop(l);
+    } else if !p.state.server_started {
+        return Err(Error::usage(
+            format!("port {} is in use", p.port),
+            Some("pass --port to restore, or set port in postgresql.auto.conf".into()),
+        ));
+    }
+    dir.create_dir(Path::new("log"), 0o700, owner).map_err(|e| Error::io(pgdata.join("log"), "create directory", e))?;
+    let log_file = dir
+        .open_append(Path::new(GATE_LOG), 0o600, owner)
+        .map_err(|e| Error::io(&log_path, "open the server log", e))?;
+    if !p.state.server_started {
+        let mut state = p.state.clone();
+        state.server_started = true;
+        lock::save(dir, &state, owner)?;
+    }
+    Postmaster::start_with_log(
+        &ServerSpec {
+            bin: p.bin.clone(),
+            pgdata: pgdata.to_path_buf(),
+            user: p.user.clone(),
+            log: log_path,
+            settings: Vec::new(),
+        },
+        log_file,
+    )
+}
+
+/// A recovery target that lies before the backup's own end: refused.
+fn target_before_end(at: &StopAt, stopped: Option<Lsn>, floor: Option<Lsn>) -> Error {
+    let at_lsn = stopped.map_or(String::new(), |r| format!(" (replay stopped for it at {r})"));
+    let end = floor.map_or("its end point".to_string(), |f| f.to_string());
+    Error::usage(
+        format!("the recovery target {} lies before the backup's own end point {end}{at_lsn}", at.describe()),
+        Some("a copy is consistent only from the backup's end on; choose a later target".into()),
+    )
 }
 
 /// What happened between reaching the target and opening.
@@ -546,164 +686,29 @@ struct Opened {
     timeline: Option<u32>,
 }
 
-/// Wait for the end target, act on `--then`, and open.
+/// Wait for the end target, act on `--then`, run the hook, and open.
 fn watch_and_open<T>(
     w: &mut Watch,
     pm: &mut Postmaster,
+    dir: &Dir,
     state: &GateState,
     owner: Option<&OsUser>,
     started: Instant,
     before_open: impl FnOnce(&Admitted) -> Result<(T, bool)>,
 ) -> Result<(Opened, T)> {
-    let total = w.end.and_then(|e| e.distance_from(w.start_lsn)).unwrap_or(0);
-    let pb = progress_bar(total, "replay", w.cfg.quiet);
-    let mut last_progress = (Instant::now(), Lsn(0));
-    let mut stall_reported = false;
-    let mut read_write = false;
-    let reached_secs;
-    let reached_at;
-    loop {
-        if crate::signals::interrupted() {
-            return Err(Error::Interrupted);
-        }
-        w.log.poll();
-        if !pm.is_running() {
-            w.log.poll();
-            let fatal = monitor::fatal_lines(&w.log.text).into_iter().rev().find(|f| !monitor::fatal_is_client(f));
-            let consistency = fatal.as_deref().is_some_and(|f| !monitor::fatal_is_environment(f));
-            return Err(Error::ServerDied {
-                message: fatal.unwrap_or_else(|| crate::server::last_log_lines(&pm.log, 5)),
-                log: pm.log.clone(),
-                consistency,
-            });
-        }
-        // Connect only once the postmaster says connections are accepted,
-        // so refused attempts do not fill the log.
-        let ready = monitor::pm_status(w.pgdata).is_some_and(|s| s == "ready" || s == "standby");
-        let observed = if ready || w.client.is_some() { w.replay() } else { None };
-        let position = match observed {
-            Some((Some(l), _)) => Some(l),
-            Some((None, _)) => None,
-            None => match monitor::startup_activity(pm.pid) {
-                Some(StartupActivity::Recovering(s)) | Some(StartupActivity::Waiting(s)) => {
-                    SegmentName::parse(&s, w.seg).ok().map(|n| n.start_lsn(w.seg))
-                }
-                _ => None,
-            },
-        };
-        if let Some(p) = position {
-            if p > last_progress.1 {
-                last_progress = (Instant::now(), p);
-                stall_reported = false;
-            }
-            pb.set_position(p.distance_from(w.start_lsn).unwrap_or(0).min(total));
-        }
-        if let Some((replay, in_recovery)) = observed {
-            let reached = match (w.end, replay) {
-                (Some(e), Some(r)) => r >= e,
-                (None, _) => true,
-                (Some(_), None) => false,
-            };
-            if !in_recovery {
-                // Promoted (recovery_target_action = promote) or not a standby.
-                read_write = true;
-            }
-            if reached || !in_recovery {
-                reached_secs = started.elapsed().as_secs_f64();
-                reached_at = now_rfc3339();
-                break;
-            }
-        }
-        if last_progress.0.elapsed() >= w.cfg.stall && !stall_reported {
-            let d = w.diagnose(pm.pid, position);
-            if !w.cfg.quiet {
-                pb.suspend(|| eprintln!("pgdrill: stalled for {} s: {d}", w.cfg.stall.as_secs()));
-            }
-            w.stalls.push(d);
-            stall_reported = true;
-        }
-        if started.elapsed() >= w.cfg.timeout {
-            let d = w.diagnose(pm.pid, position);
-            return Err(Error::Timeout {
-                secs: w.cfg.timeout.as_secs(),
-                message: format!(
-                    "the copy did not reach its end target: {d}; the server was stopped and access never opened"
-                ),
-                hint: format!(
-                    "provide the missing WAL, then run `pgdrill gate --pgdata {}` to resume",
-                    w.pgdata.display()
-                ),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    pb.finish_and_clear();
-
-    // --then promote: the recovery target promotes the server at the end;
-    // wait for it.
-    let mut timeline = None;
-    if w.then == Then::Promote {
-        let limit = Duration::from_secs(120).min(w.cfg.timeout);
-        let deadline = Instant::now() + limit;
-        while !read_write {
-            if crate::signals::interrupted() {
-                return Err(Error::Interrupted);
-            }
-            if !pm.is_running() {
-                return Err(Error::ServerDied {
-                    message: monitor::fatal_lines(&w.log.text)
-                        .into_iter()
-                        .rev()
-                        .find(|f| !monitor::fatal_is_client(f))
-                        .unwrap_or_default(),
-                    log: pm.log.clone(),
-                    consistency: true,
-                });
-            }
-            if let Some((_, in_recovery)) = w.replay() {
-                read_write = !in_recovery;
-            }
-            if Instant::now() > deadline {
-                return Err(Error::Timeout {
-                    secs: limit.as_secs(),
-                    message: format!(
-                        "replay reached the end target but the server did not promote: {}",
-                        w.diagnose(pm.pid, w.end)
-                    ),
-                    hint: format!(
-                        "run `pgdrill gate --pgdata {} --then promote` again once more WAL is available",
-                        w.pgdata.display()
-                    ),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    let opened_at = match w.connect() {
-        Some(c) => {
-            let sql = if read_write {
-                "SELECT pg_current_wal_lsn()::text, timeline_id::text FROM pg_control_checkpoint()"
-            } else {
-                "SELECT pg_last_wal_replay_lsn()::text, NULL::text"
-            };
-            match c.query_one(sql, &[]) {
-                Ok(r) => {
-                    timeline = r.get::<_, Option<String>>(1).and_then(|t| t.parse().ok());
-                    r.get::<_, Option<String>>(0).and_then(|l| l.parse().ok())
-                }
-                Err(_) => None,
-            }
-        }
-        None => None,
-    };
-
+    let reached = wait_for_target(w, pm, started)?;
+    let reached_secs = started.elapsed().as_secs_f64();
+    let reached_at = now_rfc3339();
+    let read_write =
+        if w.then == Then::Promote && !reached.read_write { wait_for_promotion(w, pm)? } else { reached.read_write };
+    let (opened_at, timeline) = w.where_it_stands(read_write);
     let conn = w.connected_as.and_then(|i| w.conn_candidates.get(i).cloned()).ok_or_else(|| Error::Precondition {
         message: "lost the connection to the restored server".into(),
         hint: String::new(),
     })?;
     let (hook, may_open) = before_open(&Admitted { conn, read_write })?;
     if may_open {
-        open(w, pm, state, owner)?;
+        open(w, pm, dir, state, owner)?;
     }
     Ok((
         Opened { at: opened_at.filter(|_| may_open), opened: may_open, read_write, reached_secs, reached_at, timeline },
@@ -711,10 +716,195 @@ fn watch_and_open<T>(
     ))
 }
 
+/// The target was reached; whether the server already left recovery.
+struct Reached {
+    read_write: bool,
+}
+
+/// Watch replay until it has reached the end target (and a target by time,
+/// xid or name), diagnosing stalls; fail closed on a dead server, a
+/// signal, a target before the backup's end, or the timeout.
+fn wait_for_target(w: &mut Watch, pm: &mut Postmaster, started: Instant) -> Result<Reached> {
+    let total = w.end.and_then(|e| e.distance_from(w.start_lsn)).unwrap_or(0);
+    let pb = if w.cfg.quiet { observe::Progress::hidden() } else { observe::start("replay", Unit::Wal, total) };
+    let mut last_progress = (Instant::now(), Lsn(0));
+    let mut stall_reported = false;
+    loop {
+        if crate::signals::interrupted() {
+            return Err(Error::GateInterrupted { pgdata: w.pgdata.to_path_buf() });
+        }
+        w.log.poll();
+        if !pm.is_running() {
+            return Err(w.server_died(pm));
+        }
+        // Connect only once the postmaster says connections are accepted,
+        // so refused attempts do not fill the log.
+        let ready = probe::pm_status(w.pgdata).is_some_and(|s| s == "ready" || s == "standby");
+        let observed = if ready || w.client.is_some() { w.replay() } else { None };
+        let position = w.position(observed, pm.pid);
+        if let Some(p) = position {
+            if p > last_progress.1 {
+                last_progress = (Instant::now(), p);
+                stall_reported = false;
+            }
+            pb.set_position(p.distance_from(w.start_lsn).unwrap_or(0).min(total));
+            pb.set_detail(&match w.end.max(w.floor) {
+                Some(e) => format!("{p} of {e}"),
+                None => p.to_string(),
+            });
+        }
+        if let Some((replay, in_recovery)) = observed {
+            if w.judge(replay, in_recovery)? {
+                pb.finish_and_clear();
+                return Ok(Reached { read_write: !in_recovery });
+            }
+        }
+        if last_progress.0.elapsed() >= w.cfg.stall && !stall_reported {
+            let (d, _) = w.diagnose(pm.pid, position);
+            observe::note(Level::Info, &format!("stalled for {} s: {d}", w.cfg.stall.as_secs()));
+            w.stalls.push(d);
+            stall_reported = true;
+        }
+        if started.elapsed() >= w.cfg.timeout {
+            let (d, hint) = w.diagnose(pm.pid, position);
+            return Err(Error::Timeout {
+                secs: w.cfg.timeout.as_secs(),
+                message: format!(
+                    "the copy did not reach its end target: {d}; the server was stopped and access never opened"
+                ),
+                hint,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `--then promote`: the recovery target promotes the server at the end;
+/// wait (bounded) until it is read-write.
+fn wait_for_promotion(w: &mut Watch, pm: &mut Postmaster) -> Result<bool> {
+    let limit = Duration::from_secs(120).min(w.cfg.timeout);
+    let deadline = Instant::now() + limit;
+    loop {
+        if crate::signals::interrupted() {
+            return Err(Error::GateInterrupted { pgdata: w.pgdata.to_path_buf() });
+        }
+        if !pm.is_running() {
+            return Err(Error::ServerDied {
+                message: w.last_fatal().unwrap_or_default(),
+                log: pm.log.clone(),
+                consistency: true,
+            });
+        }
+        if let Some((_, false)) = w.replay() {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Timeout {
+                secs: limit.as_secs(),
+                message: format!(
+                    "replay reached the end target but the server did not promote: {}",
+                    w.diagnose(pm.pid, w.end).0
+                ),
+                hint: format!(
+                    "run `pgdrill gate --pgdata {} --then promote` again once more WAL is available",
+                    w.pgdata.display()
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Watch<'_> {
+    /// The newest FATAL or PANIC that is not about a client turned away.
+    fn last_fatal(&self) -> Option<String> {
+        monitor::fatal_lines(&self.log.text).into_iter().rev().find(|f| !monitor::fatal_is_client(f))
+    }
+
+    /// The error for a server that stopped while the gate watched it.
+    fn server_died(&mut self, pm: &Postmaster) -> Error {
+        self.log.poll();
+        let fatal = self.last_fatal();
+        if let (Some(at), Some(f)) = (&self.stop_at, &fatal) {
+            if monitor::stop_before_consistency(f) {
+                return target_before_end(at, None, self.floor);
+            }
+        }
+        let consistency = fatal.as_deref().is_some_and(|f| !monitor::fatal_is_environment(f));
+        Error::ServerDied {
+            message: fatal.unwrap_or_else(|| crate::server::last_log_lines(&pm.log, 5)),
+            log: pm.log.clone(),
+            consistency,
+        }
+    }
+
+    /// Where replay is: from the connection once it can be had, else from
+    /// the startup process's title.
+    fn position(&self, observed: Option<(Option<Lsn>, bool)>, pid: i32) -> Option<Lsn> {
+        match observed {
+            Some((replay, _)) => replay,
+            None => match monitor::startup_activity(pid) {
+                Some(StartupActivity::Recovering(s)) | Some(StartupActivity::Waiting(s)) => {
+                    SegmentName::parse(&s, self.seg).ok().map(|n| n.start_lsn(self.seg))
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether access may open now. Access opens at the end target and
+    /// never below the backup's own end point; a target by time, xid or
+    /// name is reached where replay stops for it (paused, or promoted). A
+    /// stop below the backup's end is an error: the copy would be torn.
+    fn judge(&mut self, replay: Option<Lsn>, in_recovery: bool) -> Result<bool> {
+        let past_end = match (self.end.max(self.floor), replay) {
+            (Some(e), Some(r)) => r >= e,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        let at_target = self.stop_at.is_none() || !in_recovery || self.paused();
+        let below_floor = matches!((self.floor, replay), (Some(f), Some(r)) if r < f);
+        if let (Some(at), true, true) = (&self.stop_at, at_target, below_floor) {
+            return Err(target_before_end(at, replay, self.floor));
+        }
+        if !in_recovery && below_floor {
+            // Promoted (by hand) below the backup's end: whoever promoted it,
+            // the copy is torn.
+            return Err(Error::NotConsistent {
+                message: format!(
+                    "the server left recovery at {}, before the backup's end point {}: the copy is not consistent",
+                    crate::report::opt(&replay),
+                    crate::report::opt(&self.floor)
+                ),
+                hint: "restore the backup again; do not promote a copy before the gate opens".into(),
+            });
+        }
+        // Promoted at the target (recovery_target_action = promote).
+        Ok((past_end && at_target) || !in_recovery)
+    }
+
+    /// Where the server stands when access opens: the replay LSN, or after
+    /// promotion the insert LSN and the new timeline.
+    fn where_it_stands(&mut self, read_write: bool) -> (Option<Lsn>, Option<u32>) {
+        let sql = if read_write {
+            "SELECT pg_current_wal_lsn()::text, timeline_id::text FROM pg_control_checkpoint()"
+        } else {
+            "SELECT pg_last_wal_replay_lsn()::text, NULL::text"
+        };
+        match self.connect().map(|c| c.query_one(sql, &[])) {
+            Some(Ok(r)) => (
+                r.get::<_, Option<String>>(0).and_then(|l| l.parse().ok()),
+                r.get::<_, Option<String>>(1).and_then(|t| t.parse().ok()),
+            ),
+            _ => (None, None),
+        }
+    }
+}
+
 /// Put the original access rules back and make the server load them.
-fn open(w: &mut Watch, pm: &mut Postmaster, state: &GateState, owner: Option<&OsUser>) -> Result<()> {
+fn open(w: &mut Watch, pm: &mut Postmaster, dir: &Dir, state: &GateState, owner: Option<&OsUser>) -> Result<()> {
     w.log.poll();
-    lock::restore_originals(w.pgdata, state, owner)?;
+    lock::restore_originals(dir, state, owner)?;
     pm.reload()?;
     // Only lines logged after our SIGHUP count.
     let mut after = String::new();
@@ -724,7 +914,7 @@ fn open(w: &mut Watch, pm: &mut Postmaster, state: &GateState, owner: Option<&Os
         after.push_str(&w.log.poll());
         if monitor::hba_not_reloaded(&after) {
             // The original rules do not load: lock again, fail closed.
-            lock::install(w.pgdata, state, owner, true)?;
+            lock::install(dir, state, owner, true)?;
             pm.reload()?;
             return Err(Error::Precondition {
                 message: "the restored pg_hba.conf or pg_ident.conf has errors, so the server kept the gate's rules"
@@ -745,5 +935,5 @@ fn open(w: &mut Watch, pm: &mut Postmaster, state: &GateState, owner: Option<&Os
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    lock::finish(w.pgdata)
+    lock::finish(dir)
 }

@@ -16,12 +16,6 @@ use regex::Regex;
 
 use crate::pg::Lsn;
 
-/// The 8th line of postmaster.pid (`LOCK_FILE_LINE_PM_STATUS`).
-pub fn pm_status(pgdata: &Path) -> Option<String> {
-    let text = fs::read_to_string(pgdata.join("postmaster.pid")).ok()?;
-    text.lines().nth(7).map(|s| s.trim().to_string())
-}
-
 /// What the startup process says it is doing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartupActivity {
@@ -45,42 +39,24 @@ pub fn parse_startup_title(title: &str) -> Option<StartupActivity> {
     Some(StartupActivity::Other(rest.to_string()))
 }
 
-/// The startup process of the postmaster `pid`, from /proc.
+/// The startup process of the postmaster `pid`, from its process title.
 pub fn startup_activity(postmaster: i32) -> Option<StartupActivity> {
-    let children = fs::read_to_string(format!("/proc/{postmaster}/task/{postmaster}/children")).ok();
-    let pids: Vec<i32> = match children {
-        Some(c) => c.split_whitespace().filter_map(|p| p.parse().ok()).collect(),
-        // Kernels without CONFIG_PROC_CHILDREN: scan for the parent pid.
-        None => fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|s| s.rsplit(')').next()?.split_whitespace().nth(1)?.parse::<i32>().ok())
-                    == Some(postmaster)
-            })
-            .collect(),
-    };
-    for pid in pids {
-        if let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) {
-            let title = String::from_utf8_lossy(&cmd).replace('\0', " ");
-            if title.contains("startup") {
-                return parse_startup_title(&title);
-            }
-        }
-    }
-    None
+    crate::server::probe::startup_title(postmaster).and_then(|t| parse_startup_title(&t))
 }
 
 /// Reads what a server logs, from where we started reading: the stderr file
 /// pgdrill gave the postmaster and, when the logging collector is on, the
 /// file named in `current_logfiles`.
+///
+/// The server's OS user writes `current_logfiles` and chooses the log
+/// directory, so as root a log file is read only if that user owns it and
+/// it is not a link: root's reach must not show a file the server's user
+/// could not read itself.
 pub struct ServerLog {
     pgdata: PathBuf,
     stderr_file: PathBuf,
+    /// Read only files owned by this uid (when pgdrill is root).
+    owner: Option<u32>,
     offsets: Vec<(PathBuf, u64)>,
     /// Everything read so far (capped), for diagnosis.
     pub text: String,
@@ -90,11 +66,12 @@ const MAX_KEPT: usize = 1 << 20;
 
 impl ServerLog {
     /// Start reading `stderr_file` at its current end.
-    pub fn new(pgdata: &Path, stderr_file: &Path) -> ServerLog {
-        let start = fs::metadata(stderr_file).map(|m| m.len()).unwrap_or(0);
+    pub fn new(pgdata: &Path, stderr_file: &Path, owner: Option<u32>) -> ServerLog {
+        let start = fs::symlink_metadata(stderr_file).map(|m| m.len()).unwrap_or(0);
         let mut l = ServerLog {
             pgdata: pgdata.to_path_buf(),
             stderr_file: stderr_file.to_path_buf(),
+            owner,
             offsets: Vec::new(),
             text: String::new(),
         };
@@ -103,7 +80,8 @@ impl ServerLog {
     }
 
     fn collector_file(&self) -> Option<PathBuf> {
-        let text = fs::read_to_string(self.pgdata.join("current_logfiles")).ok()?;
+        let dir = crate::safefs::Dir::open(&self.pgdata).ok()?;
+        let text = String::from_utf8(dir.read(Path::new("current_logfiles")).ok()?).ok()?;
         let line = text.lines().find(|l| l.starts_with("stderr "))?;
         let p = PathBuf::from(line.trim_start_matches("stderr ").trim());
         Some(if p.is_absolute() { p } else { self.pgdata.join(p) })
@@ -111,8 +89,8 @@ impl ServerLog {
 
     /// Start reading at most `max` bytes before the end of `stderr_file`
     /// (a server we attach to has logged before we came).
-    pub fn with_recent(pgdata: &Path, stderr_file: &Path, max: u64) -> ServerLog {
-        let mut l = ServerLog::new(pgdata, stderr_file);
+    pub fn with_recent(pgdata: &Path, stderr_file: &Path, owner: Option<u32>, max: u64) -> ServerLog {
+        let mut l = ServerLog::new(pgdata, stderr_file, owner);
         if let Some((_, off)) = l.offsets.first_mut() {
             *off = off.saturating_sub(max);
         }
@@ -129,7 +107,7 @@ impl ServerLog {
         }
         let mut new = String::new();
         for (path, off) in &mut self.offsets {
-            let Ok(mut f) = fs::File::open(&*path) else { continue };
+            let Some(mut f) = open_log(path, self.owner) else { continue };
             let len = f.metadata().map(|m| m.len()).unwrap_or(0);
             if len < *off {
                 *off = 0;
@@ -159,6 +137,22 @@ impl ServerLog {
     }
 }
 
+/// Open a log file without following a link at its last component, and
+/// only if `owner` (when given) owns it.
+fn open_log(path: &Path, owner: Option<u32>) -> Option<fs::File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = fs::OpenOptions::new().read(true).custom_flags(nix::libc::O_NOFOLLOW).open(path).ok()?;
+    let m = f.metadata().ok()?;
+    (m.is_file() && owner.is_none_or(|u| m.uid() == u)).then_some(f)
+}
+
+/// A line saying a write failed for lack of space (the server's own, or
+/// restore_command's: both speak C, see [`crate::recovery::GATE_SETTINGS`]
+/// and the environment [`crate::server::OsUser::command`] sets).
+pub fn disk_full_line(log: &str) -> Option<String> {
+    log.lines().rev().find(|l| l.contains("No space left on device")).map(|l| l.trim().to_string())
+}
+
 /// `consistent recovery state reached at X/X`: the server's own notion.
 pub fn consistent_lsn(log: &str) -> Option<Lsn> {
     let re = Regex::new(r"consistent recovery state reached at ([0-9A-Fa-f]+/[0-9A-Fa-f]+)").ok()?;
@@ -181,6 +175,11 @@ pub fn missing_segment_from_log(log: &str) -> Option<String> {
         Regex::new(r"(?i)(?:cannot stat|No such file|not found|could not (?:open|restore) file)[^\n]*?([0-9A-F]{24})")
             .ok()?;
     re.captures_iter(log).last().map(|c| c[1].to_string())
+}
+
+/// Whether a FATAL says a recovery target lies before consistency.
+pub fn stop_before_consistency(line: &str) -> bool {
+    line.contains("requested recovery stop point is before consistent recovery point")
 }
 
 /// FATAL and PANIC lines, newest last.
@@ -261,6 +260,12 @@ mod tests {
         assert!(fatal_is_client("FATAL:  Peer authentication failed for user \"postgres\""));
         assert!(fatal_is_client("FATAL:  the database system is starting up"));
         assert!(!fatal_is_client("FATAL:  requested recovery stop point is before consistent recovery point"));
+        assert_eq!(
+            disk_full_line("LOG:  x\ncp: error writing '/d/pg_wal/RECOVERYXLOG': No space left on device\nLOG:  y\n")
+                .as_deref(),
+            Some("cp: error writing '/d/pg_wal/RECOVERYXLOG': No space left on device")
+        );
+        assert_eq!(disk_full_line("LOG:  fine\n"), None);
         // History-file probes are not missing segments.
         assert_eq!(
             missing_segment_from_log("cp: cannot stat '/a/00000002.history': No such file or directory\n"),
@@ -273,7 +278,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("log");
         fs::write(&f, "old line\n").unwrap();
-        let mut l = ServerLog::new(d.path(), &f);
+        let mut l = ServerLog::new(d.path(), &f, None);
         assert_eq!(l.poll(), "");
         fs::write(&f, "old line\nnew line\npartial").unwrap();
         assert_eq!(l.poll(), "new line\n");

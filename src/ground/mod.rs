@@ -25,7 +25,7 @@ use crate::backup::{self, BackupConfig, Method};
 use crate::conn::ConnSpec;
 use crate::error::{Error, Result};
 use crate::pg::Lsn;
-use crate::restore::recovery::{self, RecoveryPlan, TimelineChoice};
+use crate::recovery::{self, RecoveryPlan, TimelineChoice};
 use crate::server::{OsUser, PgBin, Postmaster, ServerSpec};
 
 /// The database role of every ground cluster.
@@ -135,6 +135,37 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(Error::Timeout { secs: 60, message: "the standby did not finish promotion".into(), hint: String::new() })
+    }
+
+    /// Serve TLS with `cert` and `key` (copied into the data directory as
+    /// server.crt and server.key, mode 0600, owned by the server user) and
+    /// replace pg_hba.conf with `hba`. Takes effect at the next start or
+    /// [`Cluster::reload`]; a standby built afterwards inherits all of it.
+    pub fn serve_tls(&self, cert: &Path, key: &Path, hba: &str) -> Result<()> {
+        for (from, name) in [(cert, "server.crt"), (key, "server.key")] {
+            let to = self.pgdata.join(name);
+            fs::copy(from, &to).map_err(|e| Error::io(&to, "copy", e))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(&to, "chmod", e))?;
+            self.user.chown(&to)?;
+        }
+        self.configure(&[
+            ("ssl", "on".into()),
+            ("ssl_cert_file", "server.crt".into()),
+            ("ssl_key_file", "server.key".into()),
+        ])?;
+        let path = self.pgdata.join("pg_hba.conf");
+        fs::write(&path, hba).map_err(|e| Error::io(&path, "write", e))?;
+        self.user.chown(&path)
+    }
+
+    /// Reload the configuration files.
+    pub fn reload(&self) -> Result<()> {
+        let sql = "SELECT pg_reload_conf()";
+        self.client()?.batch_execute(sql).map_err(|e| Error::Sql {
+            target: self.name.clone(),
+            what: crate::conn::first_words(sql),
+            source: e,
+        })
     }
 
     /// Append settings to postgresql.conf.
@@ -362,8 +393,10 @@ impl Ground {
             crate::pg::version::by_major(self.bin.major).ok_or_else(|| Error::usage("unsupported major", None))?;
         self.relocate_tablespaces(&pgdata, name, version)?;
         let port = free_port();
+        let dir =
+            crate::safefs::Dir::open(&pgdata).map_err(|e| Error::ReadInput { path: pgdata.clone(), source: e })?;
         recovery::write(
-            &pgdata,
+            &dir,
             version,
             &RecoveryPlan {
                 standby_mode: true,
@@ -493,7 +526,7 @@ impl Drop for Ground {
         // PGDRILL_KEEP_GROUND=1 keeps the directory (servers still stop).
         if std::env::var_os("PGDRILL_KEEP_GROUND").is_some() {
             let kept = self.keep();
-            eprintln!("pgdrill: kept the test ground in {}", kept.display());
+            crate::observe::note(crate::observe::Level::Warn, &format!("kept the test ground in {}", kept.display()));
         }
         if let Some(s) = &mut self.standby {
             s.stop();

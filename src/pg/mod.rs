@@ -1,6 +1,7 @@
 //! Pure parsers over PostgreSQL's bytes and text. Nothing here does I/O.
 
 pub mod conf;
+pub mod conninfo;
 pub mod control;
 pub mod history;
 pub mod label;
@@ -9,6 +10,7 @@ pub mod manifest;
 pub mod page;
 pub mod pgpass;
 pub mod relfile;
+pub mod timestamp;
 pub mod version;
 pub mod wal;
 pub mod walrecord;

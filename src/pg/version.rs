@@ -300,6 +300,10 @@ pub struct PgVersion {
     pub wal_records: &'static WalRecordRules,
     /// pg_basebackup writes a backup_manifest by default (13+).
     pub basebackup_writes_manifest: bool,
+    /// SQL returning true while replay is paused (at a recovery target with
+    /// `recovery_target_action = pause`): `pg_get_wal_replay_pause_state()`
+    /// from 14, `pg_is_wal_replay_paused()` before.
+    pub replay_paused_sql: &'static str,
 }
 
 /// The version-dependent rules of WAL record decoding
@@ -330,6 +334,8 @@ const WAL_RECORDS_15: WalRecordRules =
 
 const START_OLD: &str = "SELECT pg_start_backup($1, $2, false)::text";
 const STOP_OLD: &str = "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)";
+const PAUSED_STATE: &str = "SELECT pg_get_wal_replay_pause_state() = 'paused'";
+const PAUSED_OLD: &str = "SELECT pg_is_wal_replay_paused()";
 const START_NEW: &str = "SELECT pg_backup_start($1, $2)::text";
 const STOP_NEW: &str = "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)";
 
@@ -354,6 +360,7 @@ pub static VERSIONS: &[PgVersion] = &[
         configurable_wal_segsize: true,
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
+        replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
         major: 17,
@@ -374,6 +381,7 @@ pub static VERSIONS: &[PgVersion] = &[
         configurable_wal_segsize: true,
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
+        replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
         major: 16,
@@ -394,6 +402,7 @@ pub static VERSIONS: &[PgVersion] = &[
         configurable_wal_segsize: true,
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
+        replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
         major: 15,
@@ -414,6 +423,7 @@ pub static VERSIONS: &[PgVersion] = &[
         configurable_wal_segsize: true,
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
+        replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
         major: 14,
@@ -434,6 +444,7 @@ pub static VERSIONS: &[PgVersion] = &[
         configurable_wal_segsize: true,
         wal_records: &WAL_RECORDS_14,
         basebackup_writes_manifest: true,
+        replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
         major: 13,
@@ -454,6 +465,7 @@ pub static VERSIONS: &[PgVersion] = &[
         configurable_wal_segsize: true,
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: true,
+        replay_paused_sql: PAUSED_OLD,
     },
     PgVersion {
         major: 12,
@@ -474,6 +486,7 @@ pub static VERSIONS: &[PgVersion] = &[
         configurable_wal_segsize: true,
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: false,
+        replay_paused_sql: PAUSED_OLD,
     },
     PgVersion {
         major: 11,
@@ -494,6 +507,7 @@ pub static VERSIONS: &[PgVersion] = &[
         configurable_wal_segsize: true,
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: false,
+        replay_paused_sql: PAUSED_OLD,
     },
     PgVersion {
         major: 10,
@@ -514,6 +528,7 @@ pub static VERSIONS: &[PgVersion] = &[
         configurable_wal_segsize: false,
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: false,
+        replay_paused_sql: PAUSED_OLD,
     },
 ];
 

@@ -15,6 +15,7 @@ mod drill;
 mod gate;
 mod inspect;
 pub mod junit;
+pub mod progress;
 mod verify;
 
 /// A result that can be shown to a person.

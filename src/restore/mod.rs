@@ -1,43 +1,49 @@
 //! `pgdrill restore`: copy a backup into a new data directory, make it a
 //! sandbox, lock it, and hand it to the gate.
 //!
-//! Order matters, so that an interrupted restore can never be started as if
-//! it were complete:
+//! A backup is untrusted input, and restore usually runs as root. So:
 //!
-//! 1. every file but `global/pg_control` is copied (checked against the
-//!    backup's manifest as it goes);
-//! 2. the configuration is made safe (no paths into the source's files, no
+//! 1. **Everything is read and checked before anything is written**: the
+//!    backup's files are listed without following links; a link anywhere but
+//!    `pg_tblspc/<oid>`, or a FIFO, socket or device, is refused; the listing
+//!    is compared with the backup manifest (names and sizes), whose own
+//!    checksum must hold; pg_control's CRC must hold.
+//! 2. The files are copied through directory handles that never follow a
+//!    link ([`crate::safefs`]), and each is checked against the manifest's
+//!    checksum as it is copied. `global/pg_control` is held back.
+//! 3. The configuration is made safe (no paths into the source's files, no
 //!    archiving, no streaming from production) and the recovery settings
-//!    written;
-//! 3. the gate's lock is installed;
-//! 4. `global/pg_control` is written, last.
+//!    written.
+//! 4. The gate's lock is installed.
+//! 5. `global/pg_control` is written, last.
 //!
 //! Without pg_control PostgreSQL refuses to start; with it, the lock is
-//! already in place.
+//! already in place. A restore that fails before step 5 removes everything
+//! it created: a failed command changes nothing.
 
-pub mod recovery;
-
-use std::collections::HashMap;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::conn::ConnSpec;
-use crate::copy::{self, CopyJob, CopyOptions};
-use crate::datadir::{self, DirInfo, DirKind, BACKUP_MANIFEST, CONTROL_PATH, TABLESPACE_MAP};
+use crate::copy::{self, CopyOptions, Job};
+use crate::datadir::{DirInfo, DirKind, BACKUP_MANIFEST, CONTROL_PATH, TABLESPACE_MAP};
 use crate::error::{Error, Result};
-use crate::gate::{self, GateConfig, GateReport, Then};
+use crate::gate::{self, lock, GateConfig, GateReport, Then};
 use crate::pg::conf;
 use crate::pg::control::ControlFile;
 use crate::pg::label::{self, TablespaceEntry};
-use crate::pg::manifest::ChecksumAlgorithm;
+use crate::pg::manifest::{ChecksumAlgorithm, ManifestFile};
 use crate::pg::Lsn;
-use crate::server::OsUser;
-use recovery::{RecoveryPlan, TimelineChoice};
+use crate::recovery::{self, RecoveryPlan, TimelineChoice};
+use crate::safefs::{Dir, Kind};
+use crate::server::{probe, OsUser, PgBin};
 
 /// A validated restore request.
 #[derive(Clone, Debug)]
@@ -58,6 +64,12 @@ pub struct RestoreConfig {
     pub jobs: usize,
     pub tablespace_map: Vec<(u32, PathBuf)>,
     pub sync: bool,
+    /// Restore without comparing the backup with its manifest.
+    pub skip_manifest_check: bool,
+    /// Stop at this LSN instead of the backup's end (never below it).
+    pub end_lsn: Option<Lsn>,
+    /// Stop at a time, transaction or restore point (never below the end).
+    pub stop_at: Option<crate::recovery::StopAt>,
     pub quiet: bool,
 }
 
@@ -92,19 +104,240 @@ pub struct RestoreReport {
     pub gate: Option<GateReport>,
 }
 
-/// Files that come with a backup but are not part of the restored copy.
+/// Files and directories that come with a backup but are not part of the
+/// restored copy. A `pgdrill_gate` directory in a backup is someone's
+/// planted gate state: never restored.
 const NOT_RESTORED: &[&str] =
-    &[BACKUP_MANIFEST, "postmaster.pid", "postmaster.opts", "backup_label.old", "tablespace_map.old"];
+    &[BACKUP_MANIFEST, "postmaster.pid", "postmaster.opts", "backup_label.old", "tablespace_map.old", lock::STATE_DIR];
 
 /// Settings in a copied postgresql.conf that could reach outside the copy.
 const OUTSIDE_SETTINGS: &[&str] = &["data_directory", "hba_file", "ident_file", "external_pid_file"];
 
+/// How many names a refusal lists before it says "and N more".
+const NAMES_SHOWN: usize = 10;
+
+/// A path in the backup, relative to the data directory or to one
+/// tablespace's directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Rel {
+    tablespace: Option<u32>,
+    path: PathBuf,
+}
+
+impl Rel {
+    /// The manifest's name for it (tablespaces as `pg_tblspc/<oid>/...`).
+    fn manifest_key(&self) -> Vec<u8> {
+        match self.tablespace {
+            Some(oid) => Path::new("pg_tblspc").join(oid.to_string()).join(&self.path).as_os_str().as_bytes().to_vec(),
+            None => self.path.as_os_str().as_bytes().to_vec(),
+        }
+    }
+}
+
+/// A tablespace of the backup: its contents' directory, and the link that
+/// pointed there (pg_basebackup's plain format) if any.
+struct SourceTablespace {
+    oid: u32,
+    root: Arc<Dir>,
+    link: Option<PathBuf>,
+}
+
+/// One regular file of the backup.
+struct SourceFile {
+    rel: Rel,
+    size: u64,
+}
+
+/// The backup, listed without following links.
+struct Listing {
+    root: Arc<Dir>,
+    dirs: Vec<Rel>,
+    files: Vec<SourceFile>,
+    /// Files of the backup that are not restored (NOT_RESTORED, recovery
+    /// files): still compared with the manifest.
+    skipped: Vec<SourceFile>,
+    tablespaces: Vec<SourceTablespace>,
+    /// Entries no backup should have, described.
+    refused: Vec<String>,
+}
+
+impl Listing {
+    fn source_root(&self, tablespace: Option<u32>) -> &Arc<Dir> {
+        tablespace.and_then(|oid| self.tablespaces.iter().find(|t| t.oid == oid)).map_or(&self.root, |t| &t.root)
+    }
+}
+
+fn read_err(path: PathBuf) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::ReadInput { path, source }
+}
+
+/// List the backup. Only `pg_tblspc/<oid>` may be a link; any other link
+/// or special file is recorded in `refused`.
+fn list(backup: &Path, owner_uid: u32) -> Result<Listing> {
+    let root = Arc::new(Dir::open(backup).map_err(read_err(backup.to_path_buf()))?);
+    let mut l = Listing {
+        root: Arc::clone(&root),
+        dirs: Vec::new(),
+        files: Vec::new(),
+        skipped: Vec::new(),
+        tablespaces: Vec::new(),
+        refused: Vec::new(),
+    };
+    walk(&root, Path::new(""), None, false, owner_uid, &mut l)?;
+    Ok(l)
+}
+
+/// List `dir` (at `rel`) into `l`. With `skip`, files are listed as not
+/// restored and directories are not created.
+fn walk(dir: &Dir, rel: &Path, tablespace: Option<u32>, skip: bool, owner_uid: u32, l: &mut Listing) -> Result<()> {
+    let top = tablespace.is_none() && rel.as_os_str().is_empty();
+    for (name, kind) in dir.entries().map_err(read_err(dir.path().to_path_buf()))? {
+        let name_str = name.to_string_lossy();
+        let skip = skip
+            || (top
+                && (NOT_RESTORED.contains(&name_str.as_ref())
+                    || recovery::RECOVERY_FILES.contains(&name_str.as_ref())));
+        let child = rel.join(&name);
+        let shown = || dir.path().join(&name).display().to_string();
+        if tablespace.is_none() && rel == Path::new("pg_tblspc") {
+            if let Ok(oid) = name_str.parse::<u32>() {
+                match tablespace_source(dir, &name, oid, kind, owner_uid) {
+                    Ok(t) => {
+                        let ts_root = Arc::clone(&t.root);
+                        l.tablespaces.push(t);
+                        walk(&ts_root, Path::new(""), Some(oid), false, owner_uid, l)?;
+                    }
+                    Err(why) => l.refused.push(format!("{}: {why}", shown())),
+                }
+                continue;
+            }
+        }
+        let r = Rel { tablespace, path: child.clone() };
+        match kind {
+            Kind::Dir => {
+                if !skip {
+                    l.dirs.push(r);
+                }
+                let sub = dir.dir(Path::new(&name)).map_err(read_err(dir.path().join(&name)))?;
+                walk(&sub, &child, tablespace, skip, owner_uid, l)?;
+            }
+            Kind::File => {
+                let size = dir.meta(Path::new(&name)).map_err(read_err(dir.path().join(&name)))?.size;
+                let f = SourceFile { rel: r, size };
+                if skip {
+                    l.skipped.push(f);
+                } else {
+                    l.files.push(f);
+                }
+            }
+            Kind::Symlink => {
+                let to = dir.read_link(Path::new(&name)).map(|t| t.display().to_string()).unwrap_or_default();
+                l.refused.push(format!(
+                    "{}: a symbolic link (to {to}); a backup may hold links only as pg_tblspc/<oid>",
+                    shown()
+                ));
+            }
+            Kind::Special => l.refused.push(format!("{}: a FIFO, socket or device, not a regular file", shown())),
+        }
+    }
+    Ok(())
+}
+
+/// The directory holding tablespace `oid`'s contents: `pg_tblspc/<oid>`
+/// itself (pgdrill's backups), or where its link points (pg_basebackup's
+/// plain format). As root, a link is read only into a directory that the
+/// backup's (non-root) owner owns, and every file copied from there must be
+/// that user's too: the backup's author chose where the link points, and
+/// root must not read a place that user could not.
+fn tablespace_source(
+    pg_tblspc: &Dir,
+    name: &std::ffi::OsStr,
+    oid: u32,
+    kind: Kind,
+    owner_uid: u32,
+) -> std::result::Result<SourceTablespace, String> {
+    match kind {
+        Kind::Dir => {
+            let root = pg_tblspc.dir(Path::new(name)).map_err(|e| e.to_string())?;
+            Ok(SourceTablespace { oid, root: Arc::new(root), link: None })
+        }
+        Kind::Symlink => {
+            let to = pg_tblspc.read_link(Path::new(name)).map_err(|e| e.to_string())?;
+            let abs = if to.is_absolute() { to.clone() } else { pg_tblspc.path().join(&to) };
+            let root = Dir::open(&abs).map_err(|e| format!("a link to {}: {e}", abs.display()))?;
+            if OsUser::running_as_root() {
+                let m = root.self_meta().map_err(|e| e.to_string())?;
+                if owner_uid == 0 || m.uid != owner_uid {
+                    return Err(format!(
+                        "a link to {}, owned by uid {}; as root pgdrill follows a tablespace link only into a \
+                         directory of the backup's owner (uid {owner_uid}), and never for a backup root owns",
+                        abs.display(),
+                        m.uid
+                    ));
+                }
+            }
+            Ok(SourceTablespace { oid, root: Arc::new(root), link: Some(abs) })
+        }
+        _ => Err("not a directory or a link to one".into()),
+    }
+}
+
+/// Compare the listing with the manifest: the names and sizes, before
+/// anything is copied. Paths pg_verifybackup ignores are ignored.
+fn check_against_manifest(info: &DirInfo, l: &Listing) -> Vec<String> {
+    let Some(m) = &info.manifest else { return Vec::new() };
+    let mut problems = Vec::new();
+    if !m.checksum_ok {
+        problems.push("backup_manifest: its own checksum does not match its contents".to_string());
+    }
+    if let Some(id) = m.manifest.system_identifier.filter(|id| *id != info.control.system_identifier) {
+        problems.push(format!(
+            "backup_manifest: system identifier {id}, but pg_control says {}",
+            info.control.system_identifier
+        ));
+    }
+    let listed: HashMap<&[u8], &ManifestFile> = m.manifest.files.iter().map(|f| (f.path.as_slice(), f)).collect();
+    let mut on_disk: HashSet<Vec<u8>> = HashSet::new();
+    for f in l.files.iter().chain(&l.skipped) {
+        let key = f.rel.manifest_key();
+        if crate::verify::files::is_ignored(&key) {
+            continue;
+        }
+        match listed.get(key.as_slice()) {
+            None => problems.push(format!("{}: not in the backup manifest", String::from_utf8_lossy(&key))),
+            Some(e) if e.size != f.size => problems.push(format!(
+                "{}: {} bytes, the manifest says {}",
+                String::from_utf8_lossy(&key),
+                f.size,
+                e.size
+            )),
+            Some(_) => {}
+        }
+        on_disk.insert(key);
+    }
+    for f in &m.manifest.files {
+        if !crate::verify::files::is_ignored(&f.path) && !on_disk.contains(&f.path) {
+            problems.push(format!("{}: in the manifest, missing from the backup", String::from_utf8_lossy(&f.path)));
+        }
+    }
+    problems
+}
+
+/// One refusal for a list of problems, naming the first few.
+fn refuse(backup: &Path, what: &str, problems: &[String]) -> Error {
+    let mut detail = format!("{what}: {}", problems.iter().take(NAMES_SHOWN).cloned().collect::<Vec<_>>().join("; "));
+    if problems.len() > NAMES_SHOWN {
+        detail.push_str(&format!("; and {} more", problems.len() - NAMES_SHOWN));
+    }
+    Error::BackupDamaged { path: backup.to_path_buf(), detail }
+}
+
 /// Refuse a target that holds anything or runs a server.
 fn check_target(target: &Path) -> Result<()> {
-    if let Some(pid) = datadir::running_postmaster(target) {
+    if let Some(pid) = probe::running_postmaster(target) {
         return Err(Error::PostmasterRunning { path: target.to_path_buf(), pid });
     }
-    match fs::read_dir(target) {
+    match std::fs::read_dir(target) {
         Ok(mut rd) => match rd.next() {
             Some(_) => Err(Error::TargetNotEmpty { path: target.to_path_buf() }),
             None => Ok(()),
@@ -114,35 +347,25 @@ fn check_target(target: &Path) -> Result<()> {
     }
 }
 
-fn create_target(target: &Path, owner: Option<&OsUser>) -> Result<()> {
-    // Parents get ordinary modes; only the data directory itself is 0700.
-    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| Error::io(parent, "create directory", e))?;
-    }
-    copy::create_dir(target, owner)?;
-    fs::set_permissions(target, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(target, "chmod", e))?;
-    if let Some(u) = owner {
-        if let Some(blocked) = unreachable_ancestor(target, u) {
-            return Err(Error::usage(
-                format!(
-                    "the server's OS user {} cannot reach {} (no search permission on {})",
-                    u.name,
-                    target.display(),
-                    blocked.display()
-                ),
-                Some(format!("chmod o+x {} (or choose a target {} can reach)", blocked.display(), u.name)),
-            ));
-        }
-    }
-    Ok(())
+/// The port the restored copy will use: `--port`, else the backup's own
+/// setting, else 5432.
+fn planned_port(cfg: &RestoreConfig, backup: &Dir) -> u16 {
+    cfg.port
+        .or_else(|| {
+            ["postgresql.auto.conf", "postgresql.conf"].iter().find_map(|f| {
+                let text = backup.read_optional(Path::new(f)).ok()??;
+                conf::get(&String::from_utf8_lossy(&text), "port").and_then(|p| p.parse().ok())
+            })
+        })
+        .unwrap_or(5432)
 }
 
 /// The first directory above `path` that `user` may not search, if any.
 fn unreachable_ancestor(path: &Path, user: &OsUser) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    let abs = fs::canonicalize(path).ok()?;
+    let abs = std::fs::canonicalize(path).ok()?;
     for dir in abs.ancestors().skip(1) {
-        let m = fs::metadata(dir).ok()?;
+        let m = std::fs::metadata(dir).ok()?;
         let bit = if m.uid() == user.uid {
             0o100
         } else if m.gid() == user.gid {
@@ -157,99 +380,340 @@ fn unreachable_ancestor(path: &Path, user: &OsUser) -> Option<PathBuf> {
     None
 }
 
-/// The port the restored copy will use: `--port`, else the backup's own
-/// setting, else 5432.
-fn planned_port(cfg: &RestoreConfig) -> u16 {
-    cfg.port
-        .or_else(|| {
-            ["postgresql.auto.conf", "postgresql.conf"].iter().find_map(|f| {
-                fs::read_to_string(cfg.backup.join(f))
-                    .ok()
-                    .and_then(|t| conf::get(&t, "port"))
-                    .and_then(|p| p.parse().ok())
-            })
+/// Directories this restore created, so a failure can remove them again,
+/// and the owner and mode of existing ones it took over.
+#[derive(Default)]
+struct Created {
+    dirs: Vec<PathBuf>,
+    taken: Vec<(PathBuf, crate::safefs::Meta)>,
+}
+
+impl Created {
+    /// Create `path` (and missing parents, which get ordinary modes) as a
+    /// directory with mode 0700 owned by `owner`; an existing empty one is
+    /// taken over. Returns a handle on it.
+    fn dir(&mut self, path: &Path, owner: Option<&OsUser>) -> Result<Dir> {
+        let mut missing = Vec::new();
+        for a in path.ancestors() {
+            if a.as_os_str().is_empty() || a.exists() {
+                break;
+            }
+            missing.push(a.to_path_buf());
+        }
+        for (i, d) in missing.iter().rev().enumerate() {
+            let leaf = i + 1 == missing.len();
+            let mode = if leaf { 0o700 } else { 0o755 };
+            match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), mode).create(d) {
+                Ok(()) => self.dirs.push(d.clone()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(d, "create directory", e)),
+            }
+        }
+        let handle = Dir::open(path).map_err(|e| Error::io(path, "open directory", e))?;
+        if !self.dirs.iter().any(|d| d == path) {
+            let before = handle.self_meta().map_err(|e| Error::io(path, "stat", e))?;
+            self.taken.push((path.to_path_buf(), before));
+        }
+        crate::safefs::set_owner_mode(&handle.fd(), owner, Some(0o700)).map_err(|e| Error::io(path, "chown", e))?;
+        Ok(handle)
+    }
+
+    /// Remove what was created, newest first; directories that existed
+    /// before are only emptied.
+    fn undo(&self, emptied: &[&Dir]) {
+        for d in emptied {
+            let _ = d.clear();
+        }
+        for (path, before) in &self.taken {
+            if let Ok(d) = Dir::open(path) {
+                let owner = OsUser { name: String::new(), uid: before.uid, gid: before.gid, home: PathBuf::new() };
+                let _ = crate::safefs::set_owner_mode(&d.fd(), Some(&owner), Some(before.mode));
+            }
+        }
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// What a restore has read and decided before writing anything.
+struct Plan {
+    info: DirInfo,
+    bin: PgBin,
+    user: OsUser,
+    listing: Listing,
+}
+
+/// Restore a backup.
+pub fn run(cfg: &RestoreConfig) -> Result<RestoreReport> {
+    let plan = plan(cfg)?;
+    let owner = OsUser::running_as_root().then_some(&plan.user);
+    let mut created = Created::default();
+    let target = created.dir(&cfg.target, owner);
+    let target = match target {
+        Ok(t) => t,
+        Err(e) => {
+            created.undo(&[]);
+            return Err(e);
+        }
+    };
+    if let Some(blocked) = owner.and_then(|u| unreachable_ancestor(&cfg.target, u)) {
+        created.undo(&[&target]);
+        return Err(Error::usage(
+            format!(
+                "the server's OS user {} cannot reach {} (no search permission on {})",
+                plan.user.name,
+                cfg.target.display(),
+                blocked.display()
+            ),
+            Some(format!("chmod o+x {} (or choose a target {} can reach)", blocked.display(), plan.user.name)),
+        ));
+    }
+    let mut tablespace_dirs = Vec::new();
+    let result = restore_into(cfg, &plan, &target, &mut created, &mut tablespace_dirs);
+    if result.is_err() && target.meta_optional(Path::new(CONTROL_PATH)).ok().flatten().is_none() {
+        // Nothing startable was made; leave everything as we found it.
+        let _cleaning = crate::signals::cleaning();
+        let mut emptied: Vec<&Dir> = vec![&target];
+        emptied.extend(tablespace_dirs.iter());
+        created.undo(&emptied);
+    }
+    result
+}
+
+/// Read the backup and check everything that can be checked without
+/// writing: what it is, that it is whole, where it will go.
+fn plan(cfg: &RestoreConfig) -> Result<Plan> {
+    let info = DirInfo::read(&cfg.backup)?;
+    if info.incomplete {
+        return Err(Error::NotADataDir {
+            path: cfg.backup.clone(),
+            reason: "the backup is incomplete (it was interrupted)".into(),
+        });
+    }
+    if info.kind == DirKind::DataDirectory {
+        return Err(Error::NotADataDir {
+            path: cfg.backup.clone(),
+            reason: "no backup_label and no end_location: this is a data directory, not a backup".into(),
+        });
+    }
+    if !info.control.crc_ok {
+        return Err(Error::BackupDamaged {
+            path: cfg.backup.join(CONTROL_PATH),
+            detail: "the CRC of pg_control does not match its contents".into(),
+        });
+    }
+    let version = info.control.version();
+    let bin = PgBin::find(cfg.pg_bin.as_deref(), Some(version.major))?;
+    let user = OsUser::for_server(cfg.os_user.as_deref(), &cfg.backup)?;
+    check_target(&cfg.target)?;
+    let owner_uid = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&cfg.backup).map_err(read_err(cfg.backup.clone()))?.uid()
+    };
+    let listing = list(&cfg.backup, owner_uid)?;
+    if !listing.refused.is_empty() {
+        return Err(refuse(&cfg.backup, "the backup holds what no backup may", &listing.refused));
+    }
+    // A target below the backup's own end is refused before anything is
+    // written (the gate checks again, for resumes).
+    gate::check_end_target(cfg.end_lsn.or(info.gate_target()), info.gate_target(), "--target-lsn")?;
+    if let Some(at) = &cfg.stop_at {
+        gate::check_stop_at(at, &info)?;
+    }
+    if !cfg.skip_manifest_check {
+        let problems = check_against_manifest(&info, &listing);
+        if !problems.is_empty() {
+            return Err(refuse(&cfg.backup, "the backup does not match its manifest", &problems));
+        }
+    }
+    for oid in cfg.tablespace_map.iter().map(|(oid, _)| oid) {
+        if !listing.tablespaces.iter().any(|t| t.oid == *oid) {
+            return Err(Error::usage(format!("--tablespace-map {oid}=...: the backup has no tablespace {oid}"), None));
+        }
+    }
+    // A copy that could not start is found out before copying anything.
+    let port = planned_port(cfg, &listing.root);
+    if !cfg.no_start && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+        let whose = if cfg.port.is_some() {
+            "--port"
+        } else {
+            "the backup's own port; a restored copy beside its source needs another"
+        };
+        return Err(Error::usage(format!("port {port} is in use ({whose})"), Some("pass a free --port N".into())));
+    }
+    Ok(Plan { info, bin, user, listing })
+}
+
+/// One file to copy from the backup into the target, both through
+/// no-follow directory handles.
+struct RestoreJob {
+    src: Arc<Dir>,
+    src_rel: PathBuf,
+    dst: Arc<Dir>,
+    dst_rel: PathBuf,
+    size: u64,
+    checksum: Option<ChecksumAlgorithm>,
+    required_owner: Option<u32>,
+}
+
+impl Job for RestoreJob {
+    fn size_hint(&self) -> u64 {
+        self.size
+    }
+    fn src_display(&self) -> PathBuf {
+        self.src.path().join(&self.src_rel)
+    }
+    fn dst_display(&self) -> PathBuf {
+        self.dst.path().join(&self.dst_rel)
+    }
+    fn open_src(&self) -> std::io::Result<Option<std::fs::File>> {
+        self.src.open_file(&self.src_rel).map(Some)
+    }
+    fn create_dst(&self, mode: u32, owner: Option<&OsUser>) -> std::io::Result<std::fs::File> {
+        self.dst.create_new(&self.dst_rel, mode, owner)
+    }
+    fn checksum(&self) -> Option<ChecksumAlgorithm> {
+        self.checksum
+    }
+    fn required_owner(&self) -> Option<u32> {
+        self.required_owner
+    }
+}
+
+/// Where each tablespace goes: `--tablespace-map`, else
+/// `<target>.tblspc/<oid>`; created empty, owned by the server's user.
+fn place_tablespaces(
+    cfg: &RestoreConfig,
+    plan: &Plan,
+    target: &Dir,
+    created: &mut Created,
+    dirs: &mut Vec<Dir>,
+) -> Result<Vec<RestoredTablespace>> {
+    let owner = OsUser::running_as_root().then_some(&plan.user);
+    let explicit: HashMap<u32, PathBuf> = cfg.tablespace_map.iter().cloned().collect();
+    let mut out = Vec::new();
+    for t in &plan.listing.tablespaces {
+        let loc = match explicit.get(&t.oid) {
+            Some(p) => p.clone(),
+            None => {
+                let name = target.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                // The parent is the server's too, or it could not reach the
+                // tablespace (PostgreSQL checks the directory's owner).
+                created.dir(&target.path().with_file_name(format!("{name}.tblspc")), owner)?;
+                target.path().with_file_name(format!("{name}.tblspc")).join(t.oid.to_string())
+            }
+        };
+        if std::fs::read_dir(&loc).is_ok_and(|mut r| r.next().is_some()) {
+            return Err(Error::TargetNotEmpty { path: loc });
+        }
+        let handle = created.dir(&loc, owner)?;
+        let location = std::fs::canonicalize(&loc).map_err(read_err(loc.clone()))?;
+        if let Some(blocked) = owner.and_then(|u| unreachable_ancestor(&location, u)) {
+            return Err(Error::usage(
+                format!("the server's OS user cannot reach the tablespace directory {}", location.display()),
+                Some(format!("chmod o+x {} (or pass another --tablespace-map)", blocked.display())),
+            ));
+        }
+        dirs.push(handle);
+        out.push(RestoredTablespace { oid: t.oid, location });
+    }
+    Ok(out)
+}
+
+/// Copy every file but pg_control, comparing each with the manifest.
+/// Returns the files copied, bytes, and how many were checked.
+fn copy_files(cfg: &RestoreConfig, plan: &Plan, target: &Dir, tablespace_dirs: &[Dir]) -> Result<(usize, u64, usize)> {
+    let owner = OsUser::running_as_root().then_some(&plan.user);
+    let l = &plan.listing;
+    let mut dst_roots: HashMap<Option<u32>, Arc<Dir>> = HashMap::new();
+    dst_roots.insert(None, Arc::new(target.try_clone().map_err(read_err(target.path().to_path_buf()))?));
+    for (t, d) in l.tablespaces.iter().zip(tablespace_dirs) {
+        dst_roots.insert(Some(t.oid), Arc::new(d.try_clone().map_err(read_err(d.path().to_path_buf()))?));
+    }
+    let dst_of = |rel: &Rel| -> &Arc<Dir> { &dst_roots[&rel.tablespace] };
+    for d in &l.dirs {
+        dst_of(d)
+            .create_dir(&d.path, 0o700, owner)
+            .map_err(|e| Error::io(dst_of(d).path().join(&d.path), "create directory", e))?;
+    }
+    let listed: HashMap<Vec<u8>, &ManifestFile> = match (&plan.info.manifest, cfg.skip_manifest_check) {
+        (Some(m), false) => m.manifest.files.iter().map(|f| (f.path.clone(), f)).collect(),
+        _ => HashMap::new(),
+    };
+    let control = Rel { tablespace: None, path: PathBuf::from(CONTROL_PATH) };
+    let files: Vec<&SourceFile> = l.files.iter().filter(|f| f.rel != control).collect();
+    let jobs: Vec<RestoreJob> = files
+        .iter()
+        .map(|f| {
+            let ts = l.tablespaces.iter().find(|t| Some(t.oid) == f.rel.tablespace);
+            RestoreJob {
+                src: Arc::clone(l.source_root(f.rel.tablespace)),
+                src_rel: f.rel.path.clone(),
+                dst: Arc::clone(dst_of(&f.rel)),
+                dst_rel: f.rel.path.clone(),
+                size: f.size,
+                checksum: listed.get(&f.rel.manifest_key()).and_then(|e| e.checksum.as_ref().map(|(a, _)| *a)),
+                // Files behind a tablespace link must be the backup owner's.
+                required_owner: ts
+                    .filter(|t| t.link.is_some() && OsUser::running_as_root())
+                    .and_then(|t| t.root.self_meta().ok().map(|m| m.uid)),
+            }
         })
-        .unwrap_or(5432)
-}
+        .collect();
+    let total: u64 = jobs.iter().map(|j| j.size).sum();
+    let pb = copy::progress_bar(total, "restore", cfg.quiet);
+    let cancel = AtomicBool::new(false);
+    let opts = CopyOptions {
+        jobs: cfg.jobs,
+        throttle: None,
+        progress: &pb,
+        owner,
+        mode: None,
+        vanish_ok: false,
+        cancel: &cancel,
+    };
+    let copied = copy::copy_files(&jobs, &opts)?;
+    pb.finish_and_clear();
 
-/// A path in the backup, relative to the data directory or to one
-/// tablespace's directory.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Rel {
-    tablespace: Option<u32>,
-    path: PathBuf,
-}
-
-impl Rel {
-    /// The manifest's name for it (tablespaces as `pg_tblspc/<oid>/...`).
-    fn manifest_key(&self) -> Vec<u8> {
-        use std::os::unix::ffi::OsStrExt;
-        match self.tablespace {
-            Some(oid) => Path::new("pg_tblspc").join(oid.to_string()).join(&self.path).as_os_str().as_bytes().to_vec(),
-            None => self.path.as_os_str().as_bytes().to_vec(),
+    let mut bad = Vec::new();
+    let mut checked = 0usize;
+    for (f, c) in files.iter().zip(&copied) {
+        let Some(entry) = listed.get(&f.rel.manifest_key()) else { continue };
+        let digest_ok = match (&entry.checksum, &c.digest) {
+            (Some((_, want)), Some(got)) => want == got,
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        if entry.size != c.size || !digest_ok {
+            bad.push(format!(
+                "{}: the copy's size or checksum differs from the backup manifest",
+                String::from_utf8_lossy(&f.rel.manifest_key())
+            ));
         }
+        checked += 1;
     }
-}
-
-/// Walk the backup: directories, files, and tablespace roots.
-struct Listing {
-    dirs: Vec<Rel>,
-    files: Vec<(PathBuf, Rel, u64)>,
-    symlinks: Vec<(Rel, PathBuf)>,
-    /// OID → the backup's directory holding that tablespace's contents.
-    tablespaces: Vec<(u32, PathBuf)>,
-}
-
-fn list(backup: &Path) -> Result<Listing> {
-    let mut l = Listing { dirs: Vec::new(), files: Vec::new(), symlinks: Vec::new(), tablespaces: Vec::new() };
-    fn walk(dir: &Path, rel: &Path, tablespace: Option<u32>, l: &mut Listing) -> Result<()> {
-        let mut entries: Vec<_> = fs::read_dir(dir)
-            .map_err(|e| Error::ReadInput { path: dir.to_path_buf(), source: e })?
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| Error::ReadInput { path: dir.to_path_buf(), source: e })?;
-        entries.sort_by_key(|e| e.file_name());
-        let top = tablespace.is_none() && rel.as_os_str().is_empty();
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if top && (NOT_RESTORED.contains(&name.as_str()) || recovery::RECOVERY_FILES.contains(&name.as_str())) {
-                continue;
-            }
-            let path = e.path();
-            let child = rel.join(&name);
-            let meta = fs::symlink_metadata(&path).map_err(|e| Error::ReadInput { path: path.clone(), source: e })?;
-            // pg_tblspc/<oid>: our backups hold directories, pg_basebackup
-            // plain ones symlinks to where it put the tablespace.
-            if tablespace.is_none() && rel == Path::new("pg_tblspc") {
-                if let Ok(oid) = name.parse::<u32>() {
-                    let real =
-                        fs::canonicalize(&path).map_err(|e| Error::ReadInput { path: path.clone(), source: e })?;
-                    l.tablespaces.push((oid, real.clone()));
-                    walk(&real, Path::new(""), Some(oid), l)?;
-                    continue;
-                }
-            }
-            let r = Rel { tablespace, path: child.clone() };
-            if meta.file_type().is_symlink() {
-                let t = fs::read_link(&path).map_err(|e| Error::ReadInput { path: path.clone(), source: e })?;
-                l.symlinks.push((r, t));
-            } else if meta.is_dir() {
-                l.dirs.push(r);
-                walk(&path, &child, tablespace, l)?;
-            } else if meta.is_file() {
-                l.files.push((path, r, meta.len()));
-            }
-        }
-        Ok(())
+    if !bad.is_empty() {
+        return Err(refuse(&cfg.backup, "the backup does not match its manifest", &bad));
     }
-    walk(backup, Path::new(""), None, &mut l)?;
-    Ok(l)
+    Ok((copied.len(), copied.iter().map(|c| c.size).sum(), checked))
 }
 
 /// Make a copied configuration safe to start next to production.
-fn sanitize_config(target: &Path, control: &ControlFile, owner: Option<&OsUser>) -> Result<Vec<String>> {
+fn sanitize_config(target: &Dir, control: &ControlFile, owner: Option<&OsUser>) -> Result<Vec<String>> {
+    let write = |name: &str, text: &str| {
+        target
+            .replace(Path::new(name), text.as_bytes(), 0o600, owner)
+            .map_err(|e| Error::io(target.path().join(name), "write", e))
+    };
+    let read = |name: &str| {
+        target
+            .read_optional(Path::new(name))
+            .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+            .map_err(read_err(target.path().join(name)))
+    };
     let mut notes = Vec::new();
-    let conf_path = target.join("postgresql.conf");
-    if !conf_path.exists() {
+    if read("postgresql.conf")?.is_none() {
         // A Debian-style cluster keeps postgresql.conf outside PGDATA. A hot
         // standby refuses to start with lower limits than its primary had,
         // and pg_control records those.
@@ -267,182 +731,44 @@ fn sanitize_config(target: &Path, control: &ControlFile, owner: Option<&OsUser>)
         for (k, v) in limits {
             text.push_str(&format!("{k} = {v}\n"));
         }
-        fs::write(&conf_path, text).map_err(|e| Error::io(&conf_path, "write", e))?;
+        write("postgresql.conf", &text)?;
         notes.push("postgresql.conf: the backup had none; wrote one with the primary's limits".into());
     }
     // Settings that reach outside the copy go, wherever they are set.
     for name in ["postgresql.conf", "postgresql.auto.conf"] {
-        let p = target.join(name);
-        let Ok(text) = fs::read_to_string(&p) else { continue };
+        let Some(text) = read(name)? else { continue };
         let outside: Vec<&str> =
             OUTSIDE_SETTINGS.iter().copied().filter(|k| conf::get(&text, k).is_some_and(|v| !v.is_empty())).collect();
         if !outside.is_empty() {
-            let rewritten = conf::replace_settings(&text, &outside, &[], "");
-            fs::write(&p, rewritten).map_err(|e| Error::io(&p, "write", e))?;
+            write(name, &conf::replace_settings(&text, &outside, &[], ""))?;
             notes.push(format!("{name}: removed {} (they pointed outside the copy)", outside.join(", ")));
         }
     }
     for (name, default) in [("pg_hba.conf", "local all all peer\n"), ("pg_ident.conf", "")] {
-        let p = target.join(name);
-        if !p.exists() {
-            fs::write(&p, default).map_err(|e| Error::io(&p, "write", e))?;
+        if read(name)?.is_none() {
+            write(name, default)?;
             notes.push(format!("{name}: the backup had none; wrote a default"));
         }
     }
     for name in ["postgresql.conf", "pg_hba.conf", "pg_ident.conf"] {
-        let p = target.join(name);
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(&p, "chmod", e))?;
-        if let Some(u) = owner {
-            u.chown(&p)?;
-        }
+        let f = target.open_file(Path::new(name)).map_err(read_err(target.path().join(name)))?;
+        crate::safefs::set_owner_mode(&f, owner, Some(0o600))
+            .map_err(|e| Error::io(target.path().join(name), "chmod", e))?;
     }
     Ok(notes)
 }
 
-/// Restore a backup.
-pub fn run(cfg: &RestoreConfig) -> Result<RestoreReport> {
-    let info = DirInfo::read(&cfg.backup)?;
-    if info.incomplete {
-        return Err(Error::NotADataDir {
-            path: cfg.backup.clone(),
-            reason: "the backup is incomplete (it was interrupted)".into(),
-        });
-    }
-    if info.kind == DirKind::DataDirectory {
-        return Err(Error::NotADataDir {
-            path: cfg.backup.clone(),
-            reason: "no backup_label and no end_location: this is a data directory, not a backup".into(),
-        });
-    }
-    let version = info.control.version();
-    let bin = crate::server::PgBin::find(cfg.pg_bin.as_deref(), Some(version.major))?;
-    let user = OsUser::for_server(cfg.os_user.as_deref(), &cfg.backup)?;
-    let owner = OsUser::running_as_root().then_some(&user);
-    check_target(&cfg.target)?;
-    // A copy that could not start is found out before copying anything.
-    let port = planned_port(cfg);
-    if !cfg.no_start && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-        let whose = if cfg.port.is_some() {
-            "--port"
-        } else {
-            "the backup's own port; a restored copy beside its source needs another"
-        };
-        return Err(Error::usage(format!("port {port} is in use ({whose})"), Some("pass a free --port N".into())));
-    }
-    create_target(&cfg.target, owner)?;
-    let target = fs::canonicalize(&cfg.target).map_err(|e| Error::ReadInput { path: cfg.target.clone(), source: e })?;
-    let result = restore_into(cfg, &info, &target, &user, owner, &bin);
-    if result.is_err() && !target.join(CONTROL_PATH).exists() {
-        // Nothing startable was made; leave the target as we found it.
-        if let Ok(rd) = fs::read_dir(&target) {
-            for e in rd.flatten() {
-                let _ = if e.path().is_dir() { fs::remove_dir_all(e.path()) } else { fs::remove_file(e.path()) };
-            }
-        }
-    }
-    result
-}
-
-fn restore_into(
+/// The recovery configuration: WAL from the archive or a command, a
+/// sandbox, and the tablespace map pointing at the new locations.
+fn configure(
     cfg: &RestoreConfig,
-    info: &DirInfo,
-    target: &Path,
-    user: &OsUser,
-    owner: Option<&OsUser>,
-    bin: &crate::server::PgBin,
-) -> Result<RestoreReport> {
-    let started = Instant::now();
-    let version = info.control.version();
-    let listing = list(&cfg.backup)?;
-
-    // Where each tablespace goes: --tablespace-map, else beside the target.
-    let explicit: HashMap<u32, PathBuf> = cfg.tablespace_map.iter().cloned().collect();
-    let mut tablespaces = Vec::new();
-    let mut tblspc_dest: HashMap<u32, PathBuf> = HashMap::new();
-    for (oid, _) in &listing.tablespaces {
-        let loc = match explicit.get(oid) {
-            Some(p) => p.clone(),
-            None => {
-                let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                target.with_file_name(format!("{name}.tblspc")).join(oid.to_string())
-            }
-        };
-        if fs::read_dir(&loc).is_ok_and(|mut r| r.next().is_some()) {
-            return Err(Error::TargetNotEmpty { path: loc });
-        }
-        copy::create_dir(&loc, owner)?;
-        let loc = fs::canonicalize(&loc).map_err(|e| Error::ReadInput { path: loc.clone(), source: e })?;
-        tblspc_dest.insert(*oid, loc.clone());
-        tablespaces.push(RestoredTablespace { oid: *oid, location: loc });
-    }
-    for oid in explicit.keys() {
-        if !tblspc_dest.contains_key(oid) {
-            return Err(Error::usage(format!("--tablespace-map {oid}=...: the backup has no tablespace {oid}"), None));
-        }
-    }
-    let map_path = |rel: &Rel| -> PathBuf {
-        match rel.tablespace.and_then(|oid| tblspc_dest.get(&oid)) {
-            Some(base) => base.join(&rel.path),
-            None => target.join(&rel.path),
-        }
-    };
-
-    for d in &listing.dirs {
-        copy::create_dir(&map_path(d), owner)?;
-    }
-    copy::create_dir(&target.join("pg_tblspc"), owner)?;
-    for t in &tablespaces {
-        let link = target.join("pg_tblspc").join(t.oid.to_string());
-        std::os::unix::fs::symlink(&t.location, &link).map_err(|e| Error::io(&link, "create symlink", e))?;
-        if let Some(u) = owner {
-            u.chown(&link)?;
-        }
-    }
-    for (rel, t) in &listing.symlinks {
-        let p = map_path(rel);
-        std::os::unix::fs::symlink(t, &p).map_err(|e| Error::io(&p, "create symlink", e))?;
-    }
-    let control_rel = Rel { tablespace: None, path: PathBuf::from(CONTROL_PATH) };
-    let files: Vec<&(PathBuf, Rel, u64)> = listing.files.iter().filter(|f| f.1 != control_rel).collect();
-    let jobs: Vec<CopyJob> =
-        files.iter().map(|(s, r, n)| CopyJob { src: s.clone(), dst: map_path(r), size_hint: *n }).collect();
-    let total: u64 = jobs.iter().map(|j| j.size_hint).sum();
-    let pb = copy::progress_bar(total, "restore", cfg.quiet);
-    let cancel = AtomicBool::new(false);
-    let opts = CopyOptions {
-        jobs: cfg.jobs,
-        throttle: None,
-        progress: &pb,
-        owner,
-        mode: None,
-        vanish_ok: false,
-        cancel: &cancel,
-    };
-    let copied = copy::copy_files(&jobs, &opts)?;
-    pb.finish_and_clear();
-
-    // Compare with the manifest while we have the checksums.
-    let mut manifest_checked = 0usize;
-    if let Some(m) = &info.manifest {
-        let by_path: HashMap<&[u8], &crate::pg::manifest::ManifestFile> =
-            m.manifest.files.iter().map(|f| (f.path.as_slice(), f)).collect();
-        for ((_, rel, _), c) in files.iter().zip(&copied) {
-            let key = rel.manifest_key();
-            let Some(entry) = by_path.get(key.as_slice()) else { continue };
-            let bad = entry.size != c.size
-                || matches!(&entry.checksum, Some((ChecksumAlgorithm::Crc32c, d)) if d.as_slice() != c.crc32c.to_le_bytes());
-            if bad {
-                return Err(Error::BackupDamaged {
-                    path: cfg.backup.join(String::from_utf8_lossy(&key).as_ref()),
-                    detail: format!("size {} or checksum differs from the backup manifest", c.size),
-                });
-            }
-            manifest_checked += 1;
-        }
-    }
-
-    // The configuration: safe to run beside production.
-    let notes = sanitize_config(target, &info.control, owner)?;
+    plan: &Plan,
+    target: &Dir,
+    tablespaces: &[RestoredTablespace],
+) -> Result<(Vec<String>, Option<String>)> {
+    let owner = OsUser::running_as_root().then_some(&plan.user);
+    let version = plan.info.control.version();
+    let notes = sanitize_config(target, &plan.info.control, owner)?;
     let restore_command = cfg
         .restore_command
         .clone()
@@ -462,65 +788,92 @@ fn restore_into(
         },
         owner,
     )?;
-    if let Some(entries) = &info.tablespace_map {
+    let links = target
+        .create_dir(Path::new("pg_tblspc"), 0o700, owner)
+        .map_err(|e| Error::io(target.path().join("pg_tblspc"), "create directory", e))?;
+    for t in tablespaces {
+        links
+            .symlink(&t.location, Path::new(&t.oid.to_string()), owner)
+            .map_err(|e| Error::io(links.path().join(t.oid.to_string()), "create symlink", e))?;
+    }
+    if let Some(entries) = &plan.info.tablespace_map {
         let relocated: Vec<TablespaceEntry> = entries
             .iter()
             .map(|e| TablespaceEntry {
                 oid: e.oid,
-                path: tblspc_dest.get(&e.oid).map_or(e.path.clone(), |p| p.display().to_string()),
+                path: tablespaces
+                    .iter()
+                    .find(|t| t.oid == e.oid)
+                    .map_or(e.path.clone(), |t| t.location.display().to_string()),
             })
             .collect();
-        let p = target.join(TABLESPACE_MAP);
-        fs::write(&p, label::render_tablespace_map(&relocated, version.tablespace_map_escapes))
-            .map_err(|e| Error::io(&p, "write", e))?;
-        if let Some(u) = owner {
-            u.chown(&p)?;
-        }
+        let text = label::render_tablespace_map(&relocated, version.tablespace_map_escapes);
+        target
+            .replace(Path::new(TABLESPACE_MAP), text.as_bytes(), 0o600, owner)
+            .map_err(|e| Error::io(target.path().join(TABLESPACE_MAP), "write", e))?;
     }
+    Ok((notes, restore_command))
+}
+
+fn restore_into(
+    cfg: &RestoreConfig,
+    plan: &Plan,
+    target: &Dir,
+    created: &mut Created,
+    tablespace_dirs: &mut Vec<Dir>,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let info = &plan.info;
+    let version = info.control.version();
+    let owner = OsUser::running_as_root().then_some(&plan.user);
+    let tablespaces = place_tablespaces(cfg, plan, target, created, tablespace_dirs)?;
+    let (files, bytes, manifest_checked) = copy_files(cfg, plan, target, tablespace_dirs)?;
+    let (notes, restore_command) = configure(cfg, plan, target, &tablespaces)?;
 
     // Lock before pg_control exists; then pg_control, last.
-    let end = info.gate_target();
+    let floor = info.gate_target();
+    let end = cfg.end_lsn.or(floor);
     let gate_cfg = GateConfig {
-        pgdata: target.to_path_buf(),
+        pgdata: target.path().to_path_buf(),
         end_lsn: end,
+        stop_at: cfg.stop_at.clone(),
         then: Some(cfg.then),
         timeout: cfg.timeout,
         stall: cfg.stall,
-        pg_bin: Some(bin.dir.clone()),
-        os_user: Some(user.name.clone()),
+        pg_bin: Some(plan.bin.dir.clone()),
+        os_user: Some(plan.user.name.clone()),
         db_user: cfg.db_user.clone(),
         wal_archive: cfg.wal_archive.clone(),
         quiet: cfg.quiet,
     };
-    let prepared = gate::prepare(target, version, end, &gate_cfg)?;
+    let prepared = gate::prepare(target, version, end, floor, &gate_cfg, false)?;
     if cfg.sync {
-        copy::sync_filesystem(target)?;
+        copy::sync_filesystem(target.path())?;
     }
-    let control_src = cfg.backup.join(CONTROL_PATH);
     let control_bytes =
-        fs::read(&control_src).map_err(|e| Error::ReadInput { path: control_src.clone(), source: e })?;
-    let control_dst = target.join(CONTROL_PATH);
-    fs::write(&control_dst, &control_bytes).map_err(|e| Error::io(&control_dst, "write", e))?;
-    fs::set_permissions(&control_dst, fs::Permissions::from_mode(0o600))
-        .map_err(|e| Error::io(&control_dst, "chmod", e))?;
-    if let Some(u) = owner {
-        u.chown(&control_dst)?;
-    }
+        plan.listing.root.read(Path::new(CONTROL_PATH)).map_err(read_err(cfg.backup.join(CONTROL_PATH)))?;
+    let control_dst = target.path().join(CONTROL_PATH);
+    let mut f = target
+        .create_new(Path::new(CONTROL_PATH), 0o600, owner)
+        .map_err(|e| Error::io(&control_dst, "create file", e))?;
+    f.write_all(&control_bytes).map_err(|e| Error::io(&control_dst, "write", e))?;
+    f.sync_all().map_err(|e| Error::io(&control_dst, "fsync", e))?;
+    drop(f);
     if cfg.sync {
-        copy::sync_filesystem(target)?;
+        copy::sync_filesystem(target.path())?;
     }
     let copy_secs = started.elapsed().as_secs_f64();
 
     let gate = if cfg.no_start { None } else { Some(gate::run(&gate_cfg)?) };
     Ok(RestoreReport {
         backup: cfg.backup.clone(),
-        target: target.to_path_buf(),
+        target: target.path().to_path_buf(),
         pg_major: version.major,
         method: if info.kind == DirKind::LegacyBackup { "legacy" } else { "label" },
         end_lsn: end,
-        os_user: user.name.clone(),
-        files: copied.len() + 1,
-        bytes: copied.iter().map(|c| c.size).sum::<u64>() + control_bytes.len() as u64,
+        os_user: plan.user.name.clone(),
+        files: files + 1,
+        bytes: bytes + control_bytes.len() as u64,
         manifest_checked,
         copy_secs,
         tablespaces,
@@ -558,5 +911,32 @@ mod tests {
         assert_eq!(rel.manifest_key(), b"pg_tblspc/16400/PG_15_202209061/5/16500".to_vec());
         let rel = Rel { tablespace: None, path: PathBuf::from("base/1/1259") };
         assert_eq!(rel.manifest_key(), b"base/1/1259".to_vec());
+    }
+
+    #[test]
+    fn links_and_special_files_are_refused_when_listed() {
+        let t = tempfile::tempdir().unwrap();
+        let b = t.path().join("backup");
+        std::fs::create_dir_all(b.join("pg_tblspc/16400/PG_15_1")).unwrap();
+        std::fs::create_dir_all(b.join("global")).unwrap();
+        std::fs::write(b.join("global/pg_control"), b"x").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", b.join("postgresql.conf")).unwrap();
+        std::os::unix::fs::symlink("/tmp", b.join("log")).unwrap();
+        nix::unistd::mkfifo(&b.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::fs::create_dir_all(b.join(lock::STATE_DIR)).unwrap();
+        let l = list(&b, 12345).unwrap();
+        let refused = l.refused.join("\n");
+        assert!(refused.contains("postgresql.conf: a symbolic link (to /etc/passwd)"), "{refused}");
+        assert!(refused.contains("log: a symbolic link"), "{refused}");
+        assert!(refused.contains("fifo: a FIFO"), "{refused}");
+        assert_eq!(l.refused.len(), 3);
+        // Planted gate state is never restored; pg_tblspc/<oid> directories are tablespaces.
+        assert!(!l.dirs.iter().any(|d| d.path.starts_with(lock::STATE_DIR)));
+        std::fs::write(b.join(lock::STATE_DIR).join("state.json"), b"{}").unwrap();
+        let l = list(&b, 12345).unwrap();
+        assert!(l.skipped.iter().any(|f| f.rel.path == Path::new(lock::STATE_DIR).join("state.json")));
+        assert!(!l.files.iter().any(|f| f.rel.path.starts_with(lock::STATE_DIR)));
+        assert_eq!(l.tablespaces.len(), 1);
+        assert_eq!(l.tablespaces[0].oid, 16400);
     }
 }

@@ -8,7 +8,9 @@
 mod bin;
 mod osuser;
 mod postmaster;
+pub mod probe;
 
 pub use bin::{parse_version_output, PgBin};
 pub use osuser::OsUser;
 pub use postmaster::{last_log_lines, Postmaster, ServerSpec, StopMode};
+pub use probe::running_postmaster;

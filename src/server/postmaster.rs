@@ -10,7 +10,6 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::{OsUser, PgBin};
-use crate::datadir;
 use crate::error::{Error, Result};
 
 /// How to start a postmaster.
@@ -55,10 +54,16 @@ impl Postmaster {
             .append(true)
             .open(&spec.log)
             .map_err(|e| Error::io(&spec.log, "open the server log", e))?;
-        let err = log.try_clone().map_err(|e| Error::io(&spec.log, "open the server log", e))?;
         // The server's user must be able to use its own log later (a gate
         // resumed by that user, pg_ctl -l).
         spec.user.chown(&spec.log)?;
+        Self::start_with_log(spec, log)
+    }
+
+    /// Start with stdout/stderr appended to `log`, already open (the gate
+    /// opens it without following links; `spec.log` names it in messages).
+    pub fn start_with_log(spec: &ServerSpec, log: std::fs::File) -> Result<Postmaster> {
+        let err = log.try_clone().map_err(|e| Error::io(&spec.log, "open the server log", e))?;
         let postgres = spec.bin.program("postgres");
         let mut cmd = spec.user.command(&postgres);
         cmd.arg("-D").arg(&spec.pgdata);
@@ -84,7 +89,7 @@ impl Postmaster {
     /// log is where its stderr goes, if that is a file (a server started by
     /// hand with `pg_ctl -l`), else `log`.
     pub fn attach(pgdata: &Path, log: PathBuf) -> Option<Postmaster> {
-        let pid = datadir::running_postmaster(pgdata)?;
+        let pid = super::running_postmaster(pgdata)?;
         let log = std::fs::read_link(format!("/proc/{pid}/fd/2")).ok().filter(|p| p.is_file()).unwrap_or(log);
         Some(Postmaster { pid, pgdata: pgdata.to_path_buf(), log, child: None, stop_on_drop: false })
     }

@@ -2,10 +2,13 @@
 //! from the test ground (`pgdrill::ground`); nothing is mocked.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
-use pgdrill::ground::{test_bin, Ground, GroundOptions};
+use pgdrill::ground::{test_bin, Ground, GroundOptions, LoadOptions};
+use pgdrill::pg::Lsn;
 use pgdrill::server::PgBin;
 
 pub fn bin() -> PgBin {
@@ -181,18 +184,39 @@ impl Knocker {
 
     /// Knock as the given database role.
     pub fn start_as_role(g: &Ground, name: &str, host: &str, port: u16, role: &str) -> Knocker {
+        Self::start_with(g, name, host, port, role, None, 0.02)
+    }
+
+    /// Knock as `role`, with a password if given (in the environment of
+    /// psql, never its argv), every `interval` seconds.
+    pub fn start_with(
+        g: &Ground,
+        name: &str,
+        host: &str,
+        port: u16,
+        role: &str,
+        password: Option<&str>,
+        interval: f64,
+    ) -> Knocker {
         let stop = g.dir.join(format!("{name}.stop"));
         let out = g.dir.join(format!("{name}.knocks"));
+        let _ = std::fs::remove_file(&stop);
+        let _ = std::fs::remove_file(&out);
         let script = format!(
             "while [ ! -e {stop} ]; do \
                if r=$(PGCONNECT_TIMEOUT=2 /usr/bin/psql -X -w -h {host} -p {port} -U {role} -d postgres -Atc 'select pg_last_wal_replay_lsn()' 2>/dev/null); \
                then echo \"ok $r\" >> {out}; else echo fail >> {out}; fi; \
-               sleep 0.02; \
+               sleep {interval}; \
              done",
             stop = stop.display(),
             out = out.display()
         );
-        let child = g.user.command("/bin/sh").arg("-c").arg(script).spawn().expect("start a knocker");
+        let mut cmd = g.user.command("/bin/sh");
+        cmd.arg("-c").arg(script);
+        if let Some(p) = password {
+            cmd.env("PGPASSWORD", p);
+        }
+        let child = cmd.spawn().expect("start a knocker");
         Knocker { stop, out, child }
     }
 
@@ -247,4 +271,85 @@ pub fn backup_cli(g: &Ground, method: &str, dest: &Path, extra: &[&str]) -> serd
     let out = pgdrill(&args);
     assert_eq!(code(&out), 0, "backup: {}", stderr(&out));
     json(&out)
+}
+
+/// Remove `names` from a backup's manifest and write it back with a valid
+/// manifest checksum, as if the backup had never held them (a backup of a
+/// Debian-layout cluster has no postgresql.conf, for example).
+pub fn drop_from_manifest(backup: &Path, names: &[&str]) {
+    use pgdrill::pg::manifest::Manifest;
+    let path = backup.join("backup_manifest");
+    let m = Manifest::parse(&std::fs::read(&path).unwrap()).unwrap();
+    let files: Vec<_> = m.files.into_iter().filter(|f| !names.iter().any(|n| f.path == n.as_bytes())).collect();
+    let text = Manifest::render(m.version, m.system_identifier.unwrap_or(0), &files, &m.wal_ranges);
+    std::fs::write(&path, text).unwrap();
+}
+
+/// A backup of the ground's standby taken under load with the CLI.
+pub fn backup(g: &Ground, method: &str, extra: &[&str]) -> (std::path::PathBuf, Lsn) {
+    let dest = g.dir.join(format!("backup-{method}"));
+    let r = backup_cli(g, method, &dest, extra);
+    let end: Lsn = r["end_lsn"].as_str().unwrap().parse().unwrap();
+    (dest, end)
+}
+
+pub fn lsn(v: &serde_json::Value) -> Option<Lsn> {
+    v.as_str().and_then(|s| s.parse().ok())
+}
+
+pub fn stop_server(g: &Ground, pgdata: &std::path::Path) {
+    let _ = g.user.command(g.bin.program("pg_ctl")).args(["stop", "-m", "fast", "-D"]).arg(pgdata).output();
+}
+
+/// A copy of the archive without the segment holding `end`.
+pub fn archive_without_end_segment(g: &Ground, end: Lsn) -> (std::path::PathBuf, String) {
+    let partial = g.dir.join("partial-archive");
+    std::fs::create_dir_all(&partial).unwrap();
+    let seg = pgdrill::pg::WalSegSize::DEFAULT;
+    let missing =
+        pgdrill::pg::wal::SegmentName::new(pgdrill::pg::TimelineId(1), end.prev_segment_number(seg)).file_name(seg);
+    for e in std::fs::read_dir(&g.archive).unwrap() {
+        let e = e.unwrap();
+        if e.file_name().to_string_lossy() != missing {
+            std::fs::copy(e.path(), partial.join(e.file_name())).unwrap();
+        }
+    }
+    Command::new("chown").args(["-R", &format!("{}:", g.user.name)]).arg(&partial).status().unwrap();
+    (partial, missing)
+}
+
+/// A backup whose WAL spans a few segments (so one can go missing).
+pub fn ground_with_backup(method: &str) -> (Ground, std::path::PathBuf, Lsn) {
+    let g = with_standby();
+    let load = g.start_load(LoadOptions { filler_bytes: 8000, ..LoadOptions::default() }).unwrap();
+    sleep_ms(1500);
+    let (b, end) = backup(&g, method, &[]);
+    load.stop();
+    (g, b, end)
+}
+
+pub fn knock_once(g: &Ground, host: &str, port: u16) -> bool {
+    g.user
+        .command("/usr/bin/psql")
+        .args(["-X", "-w", "-h", host, "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-Atc", "select 1"])
+        .env("PGCONNECT_TIMEOUT", "3")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Make a backup's manifest agree with a file edited after the backup (its
+/// size and CRC-32C), with a valid manifest checksum.
+pub fn refresh_in_manifest(backup: &Path, name: &str) {
+    use pgdrill::pg::manifest::{ChecksumAlgorithm, Manifest};
+    let path = backup.join("backup_manifest");
+    let m = Manifest::parse(&std::fs::read(&path).unwrap()).unwrap();
+    let bytes = std::fs::read(backup.join(name)).unwrap();
+    let mut files = m.files.clone();
+    for f in files.iter_mut().filter(|f| f.path == name.as_bytes()) {
+        f.size = bytes.len() as u64;
+        f.checksum = Some((ChecksumAlgorithm::Crc32c, crc32c::crc32c(&bytes).to_le_bytes().to_vec()));
+    }
+    let text = Manifest::render(m.version, m.system_identifier.unwrap_or(0), &files, &m.wal_ranges);
+    std::fs::write(&path, text).unwrap();
 }

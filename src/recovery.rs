@@ -9,14 +9,19 @@
 //!   would still apply, so we override each of them explicitly.
 //!
 //! postgresql.auto.conf is read after postgresql.conf, so its values win.
+//!
+//! Restore, the gate and the test ground all write recovery settings, so this
+//! module sits below them. Every file operation goes through a
+//! [`Dir`](crate::safefs::Dir) handle: the data directory belongs to the
+//! server's OS user, and root must not follow a link planted there.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::pg::conf;
 use crate::pg::version::{PgVersion, RecoveryStyle};
 use crate::pg::{Lsn, TimelineId};
+use crate::safefs::Dir;
 use crate::server::OsUser;
 
 /// Files that carry recovery state from the source and must go.
@@ -46,14 +51,16 @@ const RECOVERY_CONF_KEYS: &[&str] = &[
 const TARGET_KEYS: &[&str] =
     &["recovery_target", "recovery_target_lsn", "recovery_target_name", "recovery_target_time", "recovery_target_xid"];
 
-/// The recovery target settings: every target emptied, then the LSN target
-/// last. PostgreSQL's assign hooks reject any `recovery_target*` assignment,
-/// even an empty one, made after another target is set ("multiple recovery
-/// targets specified"), so the real one must come after the empty ones.
-fn target_settings(target: Option<Target>, timeline: TimelineChoice) -> Vec<(&'static str, String)> {
+/// The recovery target settings: every other target emptied, then the one
+/// that applies last. PostgreSQL's assign hooks reject any
+/// `recovery_target*` assignment, even an empty one, made after another
+/// target is set ("multiple recovery targets specified"), so the real one
+/// must come after the empty ones.
+fn target_settings(target: Option<&Target>, timeline: TimelineChoice) -> Vec<(&'static str, String)> {
+    let (key, value) = target.map_or(("recovery_target_lsn", String::new()), |t| t.at.setting());
     let mut out: Vec<(&'static str, String)> =
-        TARGET_KEYS.iter().filter(|k| **k != "recovery_target_lsn").map(|k| (*k, String::new())).collect();
-    out.push(("recovery_target_lsn", target.map(|t| t.lsn.to_string()).unwrap_or_default()));
+        TARGET_KEYS.iter().filter(|k| **k != key).map(|k| (*k, String::new())).collect();
+    out.push((key, value));
     let (inclusive, action) = match target {
         Some(t) => (t.inclusive, t.action),
         None => (true, TargetAction::Pause),
@@ -88,11 +95,43 @@ impl TargetAction {
     }
 }
 
-/// Stop replay at an LSN.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where replay stops: one of PostgreSQL's recovery targets.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "lowercase")]
+pub enum StopAt {
+    /// `recovery_target_lsn`.
+    Lsn(Lsn),
+    /// `recovery_target_time`, as [`crate::pg::timestamp::render`] writes it.
+    Time(String),
+    /// `recovery_target_xid`.
+    Xid(u64),
+    /// `recovery_target_name`: a restore point.
+    Name(String),
+}
+
+impl StopAt {
+    /// The setting and its value.
+    pub fn setting(&self) -> (&'static str, String) {
+        match self {
+            StopAt::Lsn(l) => ("recovery_target_lsn", l.to_string()),
+            StopAt::Time(t) => ("recovery_target_time", t.clone()),
+            StopAt::Xid(x) => ("recovery_target_xid", x.to_string()),
+            StopAt::Name(n) => ("recovery_target_name", n.clone()),
+        }
+    }
+
+    /// For messages: `time 2026-11-29 14:04:05.000000+00:00`.
+    pub fn describe(&self) -> String {
+        let (k, v) = self.setting();
+        format!("{} {v}", k.trim_start_matches("recovery_target_"))
+    }
+}
+
+/// Stop replay at a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    pub lsn: Lsn,
-    /// Stop after (true) or before (false) the record at the LSN.
+    pub at: StopAt,
+    /// Stop after (true) or before (false) the target record.
     pub inclusive: bool,
     pub action: TargetAction,
 }
@@ -141,7 +180,7 @@ pub fn render(version: &PgVersion, plan: &RecoveryPlan) -> Rendered {
         ("recovery_end_command", String::new()),
         ("recovery_min_apply_delay", "0".into()),
     ];
-    rec.extend(target_settings(plan.target, plan.timeline));
+    rec.extend(target_settings(plan.target.as_ref(), plan.timeline));
     if let Some(trigger) = version.promote_trigger_setting {
         rec.push((trigger, String::new()));
     }
@@ -193,88 +232,87 @@ pub fn render(version: &PgVersion, plan: &RecoveryPlan) -> Rendered {
     }
 }
 
-fn write_owned(path: &Path, text: &str, owner: Option<&OsUser>) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = path.with_extension("pgdrill-tmp");
-    fs::write(&tmp, text).map_err(|e| Error::io(&tmp, "write", e))?;
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(&tmp, "chmod", e))?;
-    if let Some(u) = owner {
-        u.chown(&tmp)?;
-    }
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, "replace", e))
+fn write_owned(dir: &Dir, name: &str, text: &str, owner: Option<&OsUser>) -> Result<()> {
+    dir.replace(Path::new(name), text.as_bytes(), 0o600, owner)
+        .map_err(|e| Error::io(dir.path().join(name), "write", e))
 }
 
-/// Remove recovery files that came with the backup.
-pub fn clear(pgdata: &Path) -> Result<Vec<PathBuf>> {
+/// A configuration file's text, or `default` if it does not exist.
+fn read_or(dir: &Dir, name: &str, default: &str) -> Result<String> {
+    match dir.read_optional(Path::new(name)) {
+        Ok(Some(b)) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Ok(None) => Ok(default.to_string()),
+        Err(e) => Err(Error::ReadInput { path: dir.path().join(name), source: e }),
+    }
+}
+
+/// Remove recovery files that came with the backup; returns their names.
+pub fn clear(dir: &Dir) -> Result<Vec<&'static str>> {
     let mut removed = Vec::new();
     for f in RECOVERY_FILES {
-        let p = pgdata.join(f);
-        match fs::remove_file(&p) {
-            Ok(()) => removed.push(p),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io(&p, "remove", e)),
+        let exists = dir.meta_optional(Path::new(f)).map_err(|e| Error::io(dir.path().join(f), "stat", e))?;
+        if exists.is_some() {
+            dir.remove_file(Path::new(f)).map_err(|e| Error::io(dir.path().join(f), "remove", e))?;
+            removed.push(*f);
         }
     }
     Ok(removed)
 }
 
-/// Write the recovery configuration of `plan` into `pgdata`.
-pub fn write(pgdata: &Path, version: &PgVersion, plan: &RecoveryPlan, owner: Option<&OsUser>) -> Result<()> {
-    clear(pgdata)?;
+/// Write the recovery configuration of `plan` into the data directory `dir`.
+pub fn write(dir: &Dir, version: &PgVersion, plan: &RecoveryPlan, owner: Option<&OsUser>) -> Result<()> {
+    clear(dir)?;
     let r = render(version, plan);
-    let auto = pgdata.join("postgresql.auto.conf");
-    let current = match fs::read_to_string(&auto) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => conf::AUTO_CONF_HEADER.to_string(),
-        Err(e) => return Err(Error::ReadInput { path: auto, source: e }),
-    };
+    let current = read_or(dir, "postgresql.auto.conf", conf::AUTO_CONF_HEADER)?;
     let text = conf::replace_settings(&current, &r.auto_remove, &r.auto_add, "recovery settings written by pgdrill");
-    write_owned(&auto, &text, owner)?;
+    write_owned(dir, "postgresql.auto.conf", &text, owner)?;
     if let Some(rc) = &r.recovery_conf {
-        write_owned(&pgdata.join("recovery.conf"), rc, owner)?;
+        write_owned(dir, "recovery.conf", rc, owner)?;
     }
     if let Some(sig) = r.signal {
-        write_owned(&pgdata.join(sig), "", owner)?;
+        write_owned(dir, sig, "", owner)?;
     }
     Ok(())
 }
 
+/// Settings the gate pins in postgresql.auto.conf on every major: the gate
+/// reads the server's log, so its messages must be PostgreSQL's own English
+/// whatever language the backup's configuration chose.
+pub const GATE_SETTINGS: &[(&str, &str)] = &[("lc_messages", "C")];
+
 /// Set only the recovery target (and timeline), keeping the WAL sources
 /// someone else configured; make sure recovery runs in standby mode if no
-/// recovery file is present. Used by the gate on restored directories.
+/// recovery file is present; pin [`GATE_SETTINGS`]. Used by the gate on
+/// restored directories.
 pub fn set_target(
-    pgdata: &Path,
+    dir: &Dir,
     version: &PgVersion,
     target: Option<Target>,
     timeline: TimelineChoice,
     owner: Option<&OsUser>,
 ) -> Result<()> {
-    let add = target_settings(target, timeline);
-    let remove: [&str; 0] = [];
+    let add = target_settings(target.as_ref(), timeline);
+    let pinned: Vec<(&str, String)> = GATE_SETTINGS.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let auto = read_or(dir, "postgresql.auto.conf", conf::AUTO_CONF_HEADER)?;
     match version.recovery {
         RecoveryStyle::RecoveryConf => {
-            let path = pgdata.join("recovery.conf");
-            let current = match fs::read_to_string(&path) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => "standby_mode = 'on'\n".to_string(),
-                Err(e) => return Err(Error::ReadInput { path, source: e }),
-            };
+            let current = read_or(dir, "recovery.conf", "standby_mode = 'on'\n")?;
             // recovery.conf rejects empty targets: leave unset ones out.
             let add: Vec<(&str, String)> = add.into_iter().filter(|(_, v)| !v.is_empty()).collect();
             let text = conf::replace_settings(&current, TARGET_KEYS, &add, "recovery target set by the pgdrill gate");
-            write_owned(&path, &text, owner)
+            write_owned(dir, "recovery.conf", &text, owner)?;
+            let auto = conf::replace_settings(&auto, &[], &pinned, "set by the pgdrill gate");
+            write_owned(dir, "postgresql.auto.conf", &auto, owner)
         }
         RecoveryStyle::SignalFiles => {
-            let auto = pgdata.join("postgresql.auto.conf");
-            let current = match fs::read_to_string(&auto) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => conf::AUTO_CONF_HEADER.to_string(),
-                Err(e) => return Err(Error::ReadInput { path: auto, source: e }),
-            };
-            let text = conf::replace_settings(&current, &remove, &add, "recovery target set by the pgdrill gate");
-            write_owned(&auto, &text, owner)?;
-            if !pgdata.join("standby.signal").exists() && !pgdata.join("recovery.signal").exists() {
-                write_owned(&pgdata.join("standby.signal"), "", owner)?;
+            let mut all = add;
+            all.extend(pinned);
+            let text = conf::replace_settings(&auto, &[], &all, "recovery target set by the pgdrill gate");
+            write_owned(dir, "postgresql.auto.conf", &text, owner)?;
+            let signal = |n: &str| dir.meta_optional(Path::new(n)).map(|m| m.is_some());
+            let has_signal = signal("standby.signal").and_then(|a| signal("recovery.signal").map(|b| a || b));
+            if !has_signal.map_err(|e| Error::io(dir.path(), "stat", e))? {
+                write_owned(dir, "standby.signal", "", owner)?;
             }
             Ok(())
         }
@@ -285,13 +323,14 @@ pub fn set_target(
 mod tests {
     use super::*;
     use crate::pg::version::by_major;
+    use std::fs;
 
     fn plan() -> RecoveryPlan {
         RecoveryPlan {
             standby_mode: true,
             restore_command: Some("cp /archive/%f %p".into()),
             primary_conninfo: None,
-            target: Some(Target { lsn: Lsn(0x76D6CA8), inclusive: false, action: TargetAction::Pause }),
+            target: Some(Target { at: StopAt::Lsn(Lsn(0x76D6CA8)), inclusive: false, action: TargetAction::Pause }),
             timeline: TimelineChoice::Id(TimelineId(1)),
             sandbox: true,
             port: Some(6000),
@@ -337,6 +376,24 @@ mod tests {
     }
 
     #[test]
+    fn a_named_target_comes_after_every_emptied_one() {
+        let mut p = plan();
+        p.target =
+            Some(Target { at: StopAt::Name("before_drop".into()), inclusive: true, action: TargetAction::Pause });
+        let r = render(by_major(15).unwrap(), &p);
+        let pos = |k: &str| r.auto_add.iter().position(|(n, _)| *n == k).unwrap();
+        for k in TARGET_KEYS.iter().filter(|k| **k != "recovery_target_name") {
+            assert!(pos(k) < pos("recovery_target_name"), "{k}");
+            assert_eq!(r.auto_add[pos(k)].1, "", "{k} is emptied");
+        }
+        assert_eq!(r.auto_add[pos("recovery_target_name")].1, "before_drop");
+        assert_eq!(r.auto_add[pos("recovery_target_inclusive")].1, "on");
+        let rc = render(by_major(11).unwrap(), &p).recovery_conf.unwrap();
+        assert!(rc.contains("recovery_target_name = 'before_drop'"), "{rc}");
+        assert!(!rc.contains("recovery_target_lsn"), "{rc}");
+    }
+
+    #[test]
     fn writes_files_and_removes_stale_ones() {
         let d = tempfile::tempdir().unwrap();
         fs::write(d.path().join("standby.signal"), "").unwrap();
@@ -344,7 +401,7 @@ mod tests {
         fs::write(d.path().join("postgresql.auto.conf"), "primary_conninfo = 'host=prod'\nwork_mem = '8MB'\n").unwrap();
         let mut p = plan();
         p.standby_mode = false;
-        write(d.path(), by_major(14).unwrap(), &p, None).unwrap();
+        write(&Dir::open(d.path()).unwrap(), by_major(14).unwrap(), &p, None).unwrap();
         assert!(!d.path().join("standby.signal").exists());
         assert!(!d.path().join("recovery.done").exists());
         assert!(d.path().join("recovery.signal").exists());
@@ -362,13 +419,15 @@ mod tests {
             "restore_command = 'cp /a/%f %p'\nrecovery_target_xid = '5'\n",
         )
         .unwrap();
-        let t = Target { lsn: Lsn(0x300), inclusive: false, action: TargetAction::Pause };
-        set_target(d.path(), by_major(16).unwrap(), Some(t), TimelineChoice::Latest, None).unwrap();
+        let t = Target { at: StopAt::Lsn(Lsn(0x300)), inclusive: false, action: TargetAction::Pause };
+        set_target(&Dir::open(d.path()).unwrap(), by_major(16).unwrap(), Some(t.clone()), TimelineChoice::Latest, None)
+            .unwrap();
         let auto = fs::read_to_string(d.path().join("postgresql.auto.conf")).unwrap();
         assert_eq!(conf::get(&auto, "restore_command").as_deref(), Some("cp /a/%f %p"));
         assert_eq!(conf::get(&auto, "recovery_target_xid").as_deref(), Some(""));
         assert_eq!(conf::get(&auto, "recovery_target_lsn").as_deref(), Some("0/300"));
         assert!(d.path().join("standby.signal").exists());
+        assert_eq!(conf::get(&auto, "lc_messages").as_deref(), Some("C"));
         // 10-11: the target lands in recovery.conf, sources stay.
         let d = tempfile::tempdir().unwrap();
         fs::write(
@@ -376,11 +435,20 @@ mod tests {
             "standby_mode = 'on'\nrestore_command = 'x'\nrecovery_target_name = 'n'\n",
         )
         .unwrap();
-        set_target(d.path(), by_major(10).unwrap(), Some(t), TimelineChoice::Id(TimelineId(2)), None).unwrap();
+        set_target(
+            &Dir::open(d.path()).unwrap(),
+            by_major(10).unwrap(),
+            Some(t),
+            TimelineChoice::Id(TimelineId(2)),
+            None,
+        )
+        .unwrap();
         let rc = fs::read_to_string(d.path().join("recovery.conf")).unwrap();
         assert_eq!(conf::get(&rc, "restore_command").as_deref(), Some("x"));
         assert_eq!(conf::get(&rc, "recovery_target_name"), None);
         assert_eq!(conf::get(&rc, "recovery_target_lsn").as_deref(), Some("0/300"));
         assert_eq!(conf::get(&rc, "recovery_target_timeline").as_deref(), Some("2"));
+        let auto = fs::read_to_string(d.path().join("postgresql.auto.conf")).unwrap();
+        assert_eq!(conf::get(&auto, "lc_messages").as_deref(), Some("C"));
     }
 }
