@@ -343,17 +343,17 @@ impl DirInfo {
 
 /// A directory that carries a backup's own files.
 fn is_evidently_backup(dir: &Dir) -> bool {
-    [BACKUP_LABEL, END_LOCATION, BACKUP_MANIFEST].iter().any(|f| dir.meta_optional(Path::new(f)).is_ok_and(|m| m.is_some()))
+    [BACKUP_LABEL, END_LOCATION, BACKUP_MANIFEST]
+        .iter()
+        .any(|f| dir.meta_optional(Path::new(f)).is_ok_and(|m| m.is_some()))
 }
 
 /// A placeholder pg_control for a backup whose own is unusable (`err`
 /// says why), of the major named by `PG_VERSION`; `err` itself when that
 /// names no supported major.
 fn control_placeholder(dir: &Dir, err: Error) -> Result<(ControlFile, u64, String)> {
-    let major = dir
-        .read(Path::new("PG_VERSION"))
-        .ok()
-        .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok());
+    let major =
+        dir.read(Path::new("PG_VERSION")).ok().and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok());
     let Some(v) = major.and_then(crate::pg::version::by_major) else { return Err(err) };
     let why = match &err {
         Error::Control { source, .. } => source.to_string(),

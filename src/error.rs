@@ -319,10 +319,7 @@ mod tests {
     fn empty_hints_are_no_hints_and_label_errors_name_the_file() {
         let e = Error::Precondition { message: "m".into(), hint: String::new() };
         assert_eq!(e.hint(), None);
-        let e = Error::Label {
-            path: PathBuf::from("/b/end_location"),
-            source: LabelError::MissingLine { key: "x" },
-        };
+        let e = Error::Label { path: PathBuf::from("/b/end_location"), source: LabelError::MissingLine { key: "x" } };
         assert_eq!(e.to_string(), "/b/end_location: invalid end_location");
     }
 }
