@@ -212,6 +212,9 @@ impl DirInfo {
                 let (c, size, why) = control_placeholder(&dir, e)?;
                 (c, size, Some(why))
             }
+            // An interrupted backup may lack pg_control (copied last): name it
+            // for what it is.
+            Err(_) if incomplete => return Err(Error::IncompleteBackup { path: path.to_path_buf() }),
             Err(e) => return Err(e),
         };
         let label_path = path.join(BACKUP_LABEL);

@@ -144,6 +144,35 @@ pub enum Error {
 
     #[error("interrupted by signal; the server of {} was stopped and access never opened", pgdata.display())]
     GateInterrupted { pgdata: PathBuf },
+    /// Replay on a hot standby cancelled a statement, and retrying did not
+    /// help.
+    #[error("{step} on {target} was cancelled by a conflict with recovery: {detail}")]
+    RecoveryConflict {
+        target: String,
+        step: String,
+        detail: String,
+        /// `max_standby_streaming_delay` and `max_standby_archive_delay`,
+        /// as the standby reports them.
+        delays: String,
+        hot_standby_feedback: String,
+    },
+
+    #[error("{path} is not the data directory of the server at {target}: {reason}")]
+    WrongDataDirectory { path: PathBuf, target: String, reason: String },
+
+    #[error("{path}: the backup is incomplete: it was interrupted")]
+    IncompleteBackup { path: PathBuf },
+
+    /// Something in a data directory pgdrill refuses to read (as root it
+    /// would leak what the owner cannot read).
+    #[error("refusing to copy {path}: {reason}")]
+    UnsafeSource { path: PathBuf, reason: String },
+
+    #[error("the role {role} on {target} lacks privileges the backup needs: {missing}")]
+    MissingPrivileges { target: String, role: String, missing: String, grants: Vec<String> },
+
+    #[error("{target} accepts no connections: {message}")]
+    NotAcceptingConnections { target: String, message: String },
 }
 
 /// Which of the backup's own files a path names, for messages.
@@ -213,6 +242,9 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         match self {
+            // An input this user may not read is the environment (run as
+            // root or as its owner), not bad input.
+            Error::ReadInput { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => EXIT_RUNTIME,
             Error::Usage { .. }
             | Error::NotADataDir { .. }
             | Error::ReadInput { .. }
@@ -225,7 +257,9 @@ impl Error {
             | Error::WrongBinaries { .. }
             | Error::NoSuchUser { .. }
             | Error::NeedOsUser { .. }
-            | Error::Conninfo(_) => EXIT_USAGE,
+            | Error::Conninfo(_)
+            | Error::WrongDataDirectory { .. }
+            | Error::IncompleteBackup { .. } => EXIT_USAGE,
             Error::NotConsistent { .. } | Error::BackupDamaged { .. } => EXIT_FAILED,
             Error::ServerDied { consistency: true, .. } => EXIT_FAILED,
             Error::Timeout { .. } => EXIT_TIMEOUT,
@@ -238,7 +272,11 @@ impl Error {
             | Error::Program { .. }
             | Error::ServerDied { .. }
             | Error::Interrupted
-            | Error::GateInterrupted { .. } => EXIT_RUNTIME,
+            | Error::GateInterrupted { .. }
+            | Error::RecoveryConflict { .. }
+            | Error::UnsafeSource { .. }
+            | Error::MissingPrivileges { .. }
+            | Error::NotAcceptingConnections { .. } => EXIT_RUNTIME,
         }
     }
 
@@ -253,6 +291,9 @@ impl Error {
             Error::Usage { hint, .. } => return hint.clone(),
             Error::NotADataDir { .. } => {
                 "point at a data directory or a backup directory (one that holds global/pg_control)".into()
+            }
+            Error::ReadInput { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                "run pgdrill as root or as the owner of the files".into()
             }
             Error::ReadInput { .. } => "check the path and that this user may read it".into(),
             Error::Io { .. } => "check free space and permissions".into(),
@@ -283,7 +324,7 @@ impl Error {
             Error::Connect { source, .. } => source.hint.clone().unwrap_or_else(|| {
                 "check the conninfo, PGHOST/PGPORT/PGUSER and .pgpass, and that the server is running".into()
             }),
-            Error::Sql { .. } => "check the role's privileges (the backup functions need superuser or a grant)".into(),
+            Error::Sql { source, .. } => return sql_hint(source),
             Error::Precondition { hint, .. } => hint.clone(),
             Error::StandbyPromoted { .. } => "take a new backup from a standby".into(),
             Error::Program { log: Some(log), .. } => format!("see the log {}", log.display()),
@@ -296,7 +337,36 @@ impl Error {
             Error::GateInterrupted { pgdata } => {
                 format!("the copy stays locked; run `pgdrill gate --pgdata {}` to resume", pgdata.display())
             }
+            Error::RecoveryConflict { delays, hot_standby_feedback, .. } => format!(
+                "replay cancels a standby's statement when it must remove row versions the statement could \
+                 still see; the standby has {delays} and hot_standby_feedback = {hot_standby_feedback}: set \
+                 hot_standby_feedback = on, or raise max_standby_streaming_delay (and \
+                 max_standby_archive_delay when it restores from an archive), reload it, and run the backup again"
+            ),
+            Error::WrongDataDirectory { .. } => "pass the connected standby's own data directory with --pgdata \
+                 (pgdrill must run on the standby's host), or connect to the server that runs on this directory"
+                .into(),
+            Error::IncompleteBackup { .. } => {
+                "pgdrill was stopped while writing it; remove the directory and take the backup again".into()
+            }
+            Error::UnsafeSource { .. } => "remove it from the data directory: pgdrill follows only the pg_tblspc \
+                 links of tablespaces in pg_tablespace, and as root reads only what the data directory's owner owns"
+                .into(),
+            Error::MissingPrivileges { grants, .. } => {
+                format!("run on the primary (grants reach the standby by replication): {}", grants.join(" "))
+            }
+            Error::NotAcceptingConnections { .. } => "if it is a standby, set hot_standby = on in its configuration \
+                 and restart it; otherwise wait until it has finished starting up"
+                .into(),
         })
+    }
+
+    /// The SQLSTATE of a failed statement, if the server sent one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Error::Sql { source, .. } => source.code().map(|c| c.code()),
+            _ => None,
+        }
     }
 
     /// The full chain of causes, outermost first.
@@ -311,6 +381,36 @@ impl Error {
     }
 }
 
+/// Advice for a failed statement, by its SQLSTATE: what a privilege error
+/// needs is not what a recovery conflict or a shutdown needs.
+fn sql_hint(source: &postgres::Error) -> Option<String> {
+    let db = source.as_db_error();
+    let code = source.code().map(|c| c.code()).unwrap_or("");
+    let message = db.map(|d| d.message()).unwrap_or("");
+    Some(match code {
+        "42501" => "the role lacks a privilege: `pgdrill preflight` with the same options lists the GRANT \
+                    statements it needs"
+            .into(),
+        "40001" | "40P01" if message.contains("conflict with recovery") => {
+            "replay on the standby cancelled the statement: set hot_standby_feedback = on on the standby, or raise \
+             max_standby_streaming_delay (and max_standby_archive_delay)"
+                .into()
+        }
+        "57P04" => "the database pgdrill is connected to was dropped on the primary; connect to another one".into(),
+        "57014" => "a statement_timeout or a cancel request stopped the statement; check statement_timeout for the \
+                    role and database"
+            .into(),
+        "57P01" | "57P02" | "57P03" => "the server is shutting down or starting up; run the command again once it \
+                                        accepts connections"
+            .into(),
+        c if c.starts_with("08") => "the connection to the server was lost; check that it is running".into(),
+        "42883" => "the server lacks a function pgdrill calls; check that it runs a supported PostgreSQL major".into(),
+        "55000" => "the server is not in the state this step needs; see the message above".into(),
+        "53100" => "the server's disk is full".into(),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +421,35 @@ mod tests {
         assert_eq!(e.hint(), None);
         let e = Error::Label { path: PathBuf::from("/b/end_location"), source: LabelError::MissingLine { key: "x" } };
         assert_eq!(e.to_string(), "/b/end_location: invalid end_location");
+    }
+
+    #[test]
+    fn a_recovery_conflict_names_the_settings() {
+        let e = Error::RecoveryConflict {
+            target: "host=/tmp port=5432 user=u".into(),
+            step: "the backup-start call".into(),
+            detail: "User query might have needed to see row versions that must be removed.".into(),
+            delays: "max_standby_streaming_delay = 30s, max_standby_archive_delay = 30s".into(),
+            hot_standby_feedback: "off".into(),
+        };
+        assert_eq!(e.exit_code(), EXIT_RUNTIME);
+        assert!(e.to_string().contains("cancelled by a conflict with recovery"), "{e}");
+        let hint = e.hint().unwrap();
+        for s in ["max_standby_streaming_delay = 30s", "hot_standby_feedback = off", "hot_standby_feedback = on"] {
+            assert!(hint.contains(s), "{hint}");
+        }
+        assert!(!hint.contains("privileges"), "{hint}");
+    }
+
+    #[test]
+    fn backup_refusals_have_their_exit_codes() {
+        let wrong = Error::WrongDataDirectory { path: "/x".into(), target: "t".into(), reason: "r".into() };
+        assert_eq!(wrong.exit_code(), EXIT_USAGE);
+        assert_eq!(Error::IncompleteBackup { path: "/x".into() }.exit_code(), EXIT_USAGE);
+        let grants = vec!["GRANT EXECUTE ON FUNCTION pg_catalog.pg_switch_wal() TO u;".to_string()];
+        let p = Error::MissingPrivileges { target: "t".into(), role: "u".into(), missing: "m".into(), grants };
+        assert_eq!(p.exit_code(), EXIT_RUNTIME);
+        assert!(p.hint().unwrap().contains("pg_switch_wal() TO u;"));
+        assert_eq!(Error::UnsafeSource { path: "/x".into(), reason: "r".into() }.exit_code(), EXIT_RUNTIME);
     }
 }

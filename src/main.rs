@@ -3,10 +3,12 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{CommandFactory, Parser};
-use pgdrill::cli::{Cli, Command};
-use pgdrill::error::{Error, EXIT_USAGE};
+use pgdrill::cli::{Cli, Command, DrillArgs};
+use pgdrill::drill::{self, history, metrics, DrillConfig, DrillReport};
+use pgdrill::error::{Error, EXIT_OK, EXIT_USAGE};
 use pgdrill::report;
 
 fn main() -> ExitCode {
@@ -15,7 +17,15 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+            if !e.use_stderr() {
+                return ExitCode::from(0);
+            }
+            // --json promises one JSON object on stdout, for a command
+            // line the parser rejects too.
+            if std::env::args_os().any(|a| a == "--json") {
+                report::emit_parse_error(&e.render().to_string(), EXIT_USAGE);
+            }
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     pgdrill::observe::install(report::progress::StderrSink::shared(cli.quiet, cli.verbose));
@@ -34,8 +44,9 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
         Command::Inspect(a) => (
             a.json,
             pgdrill::inspect::run(&a.path).map(|r| {
-                report::emit(&r, a.json);
-                r.exit_code()
+                let code = r.exit_code();
+                report::emit_ok(&r, code == EXIT_OK, a.json);
+                code
             }),
         ),
         Command::Preflight(a) => (
@@ -48,8 +59,9 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
         Command::Backup(a) => (
             a.json,
             a.to_config().and_then(|c| pgdrill::backup::run(&c)).map(|r| {
-                report::emit(&r, a.json);
-                0
+                let code = r.exit_code();
+                report::emit_ok(&r, code == EXIT_OK, a.json);
+                code
             }),
         ),
         Command::Verify(a) => (
@@ -62,48 +74,38 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
         Command::Restore(a) => (
             a.json,
             a.to_config().and_then(|c| pgdrill::restore::run(&c)).map(|r| {
-                report::emit(&r, a.json);
-                0
+                report::emit_ok(&r, true, a.json);
+                EXIT_OK
             }),
         ),
         Command::Gate(a) => (
             a.json,
             a.to_config().and_then(|c| pgdrill::gate::run(&c)).map(|r| {
-                report::emit(&r, a.json);
-                0
+                report::emit_ok(&r, true, a.json);
+                EXIT_OK
             }),
         ),
-        Command::Drill(a) => {
-            let result = a.to_config().and_then(|c| pgdrill::drill::run(&c));
-            let xml = match &result {
-                Ok(r) => report::junit::render(r),
-                Err(e) => report::junit::render_error(&e.chain().join(": "), e.exit_code()),
-            };
-            let written = match &a.junit {
-                Some(path) => std::fs::write(path, xml).map_err(|e| Error::io(path, "write the JUnit report", e)),
-                None => Ok(()),
-            };
-            (
-                a.json,
-                result.and_then(|r| {
-                    written?;
-                    report::emit(&r, a.json);
-                    Ok(r.exit_code)
-                }),
-            )
-        }
+        Command::Drill(a) => (a.json, run_drill(&a)),
         Command::Demo(a) => (
             a.json,
             pgdrill::drill::demo::run(&a.to_config()).map(|r| {
-                report::emit(&r, a.json);
-                r.exit_code()
+                let code = r.exit_code();
+                report::emit_ok(&r, code == EXIT_OK, a.json);
+                code
             }),
         ),
         Command::WalKeep(a) => (
             a.json,
             a.to_config().and_then(|c| pgdrill::drill::walkeep::run(&c)).map(|r| {
+                report::emit_ok(&r, true, a.json);
+                EXIT_OK
+            }),
+        ),
+        Command::History(a) => (
+            a.json,
+            a.to_config().and_then(|c| history::run(&c)).map(|r| {
                 report::emit(&r, a.json);
-                0
+                r.exit_code()
             }),
         ),
         Command::Completions(a) => {
@@ -115,19 +117,122 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
         }
         Command::Man(a) => match &a.dir {
             // Every page: pgdrill.1 and pgdrill-<command>.1.
-            Some(dir) => (
-                false,
-                std::fs::create_dir_all(dir)
-                    .and_then(|()| clap_mangen::generate_to(Cli::command(), dir))
-                    .map(|()| 0)
-                    .map_err(|e| Error::io(dir, "write the man pages", e)),
-            ),
+            Some(dir) => (false, write_man_pages(dir).map(|()| 0)),
             None => {
-                let mut buf = Vec::new();
-                let r = clap_mangen::Man::new(Cli::command()).render(&mut buf);
+                let buf = report::man::page(Cli::command());
                 let _ = std::io::stdout().write_all(&buf);
-                (false, r.map(|_| 0).map_err(|e| Error::io("stdout", "writing the man page", e)))
+                (false, Ok(0))
             }
         },
     }
+}
+
+fn write_man_pages(dir: &std::path::Path) -> Result<(), Error> {
+    let io = |e| Error::io(dir, "write the man pages", e);
+    std::fs::create_dir_all(dir).map_err(io)?;
+    for (name, text) in report::man::pages(Cli::command()) {
+        std::fs::write(dir.join(name), text).map_err(io)?;
+    }
+    Ok(())
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `pgdrill drill`: run it, then write the JUnit report, the history line
+/// and the metrics, whatever the outcome.
+fn run_drill(a: &DrillArgs) -> Result<u8, Error> {
+    let started = Instant::now();
+    let started_at = now_rfc3339();
+    let write_junit = |xml: String| match &a.junit {
+        Some(path) => std::fs::write(path, xml).map_err(|e| Error::io(path, "write the JUnit report", e)),
+        None => Ok(()),
+    };
+    let early = |e: &Error| {
+        let mut causes = e.chain()[1..].to_vec();
+        if let Some(h) = e.hint() {
+            causes.push(format!("hint: {h}"));
+        }
+        report::junit::render_error(&e.chain().join(": "), &causes, e.exit_code(), started.elapsed().as_secs_f64())
+    };
+    // The outputs are checked before any step: a drill whose outcome
+    // could not be recorded does not run.
+    let outputs = |c: &DrillConfig| -> Result<(), Error> {
+        if let Some(p) = &c.history {
+            metrics::check_output("--history", p)?;
+        }
+        if let Some(p) = &c.metrics {
+            metrics::check_output("--metrics", p)?;
+        }
+        Ok(())
+    };
+    let cfg = match a.to_config().and_then(|c| outputs(&c).map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = write_junit(early(&e));
+            return Err(e);
+        }
+    };
+    let result = drill::run(&cfg);
+    let xml = match &result {
+        Ok(r) => report::junit::render(r),
+        Err(e) => early(e),
+    };
+    let written = write_junit(xml);
+    let published = publish(&cfg, &result, &started_at, started.elapsed().as_secs_f64());
+    let r = result?;
+    written?;
+    published?;
+    report::emit(&r, a.json);
+    Ok(r.exit_code)
+}
+
+/// Append the history line and write the metrics file.
+fn publish(
+    cfg: &DrillConfig,
+    result: &Result<DrillReport, Error>,
+    started_at: &str,
+    seconds: f64,
+) -> Result<(), Error> {
+    if cfg.history.is_none() && cfg.metrics.is_none() {
+        return Ok(());
+    }
+    let previous = cfg.metrics.as_deref().map(metrics::previous).unwrap_or_default();
+    let report = result.as_ref().ok();
+    let cluster = metrics::cluster_label(cfg.cluster.as_deref(), report, &previous, &cfg.standby);
+    if let Some(path) = &cfg.history {
+        let record = match result {
+            Ok(r) => history::Record::of(r, &cluster),
+            Err(e) => history::Record::early_failure(&cluster, started_at, &now_rfc3339(), e, seconds),
+        };
+        history::append(path, &record)?;
+    }
+    if let Some(path) = &cfg.metrics {
+        let (ok, exit_code) = match result {
+            Ok(r) => (r.ok, r.exit_code),
+            Err(e) => (false, e.exit_code()),
+        };
+        let finished_at = metrics::now_epoch();
+        // A failed drill keeps the time of the last success of its series.
+        let last_success = if ok {
+            Some(finished_at)
+        } else {
+            previous.last_success.filter(|_| previous.cluster.as_deref() == Some(cluster.as_str()))
+        };
+        let snapshot = metrics::Snapshot {
+            cluster: &cluster,
+            report,
+            ok,
+            exit_code,
+            finished_at,
+            last_success,
+            duration: report.map_or(seconds, |r| r.rto.total),
+            rto_target: cfg.rto_target.map(|d| d.as_secs_f64()),
+        };
+        let text = report::metrics::render(&snapshot)
+            .map_err(|e| Error::io(path, "render the metrics", std::io::Error::other(e.to_string())))?;
+        metrics::write_atomically(path, &text)?;
+    }
+    Ok(())
 }

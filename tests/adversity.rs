@@ -445,3 +445,65 @@ fn the_first_signal_stops_a_blocked_connection_in_about_a_second() {
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(sent.elapsed() < Duration::from_secs(3), "took {:?}", sent.elapsed());
 }
+
+/// A restore interrupted before its copy is whole leaves nothing behind,
+/// so "run the command again" (its hint) works.
+#[test]
+fn an_interrupted_restore_leaves_nothing_and_runs_again() {
+    let (g, b, end) = ground_with_backup("label");
+    let target = g.dir.join("t");
+    let args = |port: &str| {
+        vec![
+            "restore".to_string(),
+            b.display().to_string(),
+            "--target".into(),
+            target.display().to_string(),
+            "--wal-archive".into(),
+            g.archive.display().to_string(),
+            "--port".into(),
+            port.into(),
+            "--timeout".into(),
+            "120".into(),
+            "--no-sync".into(),
+            "--json".into(),
+        ]
+    };
+    let port = free_port().to_string();
+    for delay in [20, 60, 150] {
+        let child = Command::new(env!("CARGO_BIN_EXE_pgdrill"))
+            .args(args(&port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        sleep_ms(delay);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            // It finished before the signal: the copy is complete and open.
+            stop_server(&g, &target);
+            std::fs::remove_dir_all(&target).unwrap();
+            continue;
+        }
+        if out.status.code().is_none() {
+            // Killed before its handlers were installed: it wrote nothing.
+            assert!(!target.exists(), "a restore killed at its start left {}", target.display());
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+        let left = target.exists() && std::fs::read_dir(&target).unwrap().next().is_some();
+        let locked = target.join("global/pg_control").exists();
+        assert!(!left || locked, "after {delay} ms: a half copy without pg_control was left behind");
+        if locked {
+            // Interrupted in the gate: the copy is whole and locked; resume.
+            assert!(pgdrill::server::running_postmaster(&target).is_none());
+            stop_server(&g, &target);
+            std::fs::remove_dir_all(&target).unwrap();
+        }
+    }
+    let out = pgdrill(&args(&port).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(lsn(&json(&out)["gate"]["opened_at_lsn"]).unwrap() >= end);
+    stop_server(&g, &target);
+}

@@ -1,6 +1,8 @@
 //! `pgdrill drill`, `demo` and `wal-keep` against real servers.
 
 mod common;
+#[path = "common/prom.rs"]
+mod prom;
 
 use common::*;
 use pgdrill::ground::{invariant_sql, LoadOptions};
@@ -166,6 +168,8 @@ fn the_demo_runs_as_root_and_reports_consistency() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("The restore reached consistency at the end LSN"), "{text}");
     assert!(text.contains("Drill passed."));
+    // Without --keep nothing stays behind in the --dir it created.
+    assert!(!dir.path().join("demo").exists(), "the demo left its servers and copies behind");
     let out = pgdrill(&[
         "demo",
         "--dir",
@@ -241,4 +245,250 @@ fn wal_keep_lists_and_removes_exactly_the_older_files() {
     // The backup still has all it needs.
     let out = pgdrill(&["verify", dest.to_str().unwrap(), "--wal-archive", g.archive.to_str().unwrap(), "--json"]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+fn pgdrill_cols(args: &[&str], columns: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pgdrill"))
+        .env("COLUMNS", columns)
+        .args(args)
+        .output()
+        .expect("run pgdrill")
+}
+
+/// Every line at most `width` characters, none ending in a space.
+fn assert_fits(text: &str, width: usize) {
+    for line in text.lines() {
+        assert!(line.chars().count() <= width, "longer than {width}: {line:?}\n{text}");
+        assert!(!line.ends_with(' '), "trailing space: {line:?}\n{text}");
+    }
+}
+
+#[test]
+fn a_drill_records_history_and_metrics_on_a_predictable_port_in_80_columns() {
+    let g = with_standby();
+    let standby = g.standby().unwrap().conninfo();
+    let work = g.dir.join("work");
+    let hist = g.dir.join("drills.jsonl");
+    let prom_file = g.dir.join("textfile/pgdrill.prom");
+    std::fs::create_dir_all(prom_file.parent().unwrap()).unwrap();
+    let out = pgdrill_cols(
+        &[
+            "drill",
+            "--standby",
+            &standby,
+            "--primary",
+            &g.primary.conninfo(),
+            "--work",
+            work.to_str().unwrap(),
+            "--wal-archive",
+            g.archive.to_str().unwrap(),
+            "--history",
+            hist.to_str().unwrap(),
+            "--metrics",
+            prom_file.to_str().unwrap(),
+            "--rto-target",
+            "3600",
+            "--no-sync",
+            "--stall-secs",
+            "5",
+            "--timeout",
+            "120",
+        ],
+        "80",
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 0, "{text}\n{}", stderr(&out));
+    assert_fits(&text, 80);
+    assert!(text.contains("Drill passed."), "{text}");
+    // The rto step ran and passed.
+    assert!(text.lines().any(|l| l.starts_with(" rto ") && l.contains("pass")), "{text}");
+    // The port: the standby's + 10000, or the next free one.
+    let ports = pgdrill::drill::port::candidates(g.standby().unwrap().port);
+    assert!(
+        ports.iter().any(|p| text.split(|c: char| !c.is_ascii_digit()).any(|w| w == p.to_string())),
+        "none of {ports:?} in {text}"
+    );
+    // Progress and step notes went to stderr, one line per step.
+    for step in ["preflight", "backup", "verify", "restore", "gate"] {
+        assert!(stderr(&out).contains(&format!("drill: {step} passed")), "{}", stderr(&out));
+    }
+
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&hist).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    let rec = &lines[0];
+    assert_eq!(rec["ok"], true);
+    let cluster = rec["cluster"].as_str().unwrap().to_string();
+    assert!(!cluster.is_empty() && cluster.chars().all(|c| c.is_ascii_digit()), "the system identifier: {cluster}");
+    assert!(rec["rto"]["recovery"].as_f64().unwrap() > 0.0);
+    assert_eq!(rec["rto_target"], 3600.0);
+    assert!(rec["backup_bytes"].as_u64().unwrap() > 0);
+
+    let samples = prom::parse(&std::fs::read_to_string(&prom_file).unwrap()).unwrap();
+    let c = [("cluster", cluster.as_str())];
+    assert_eq!(prom::get(&samples, "pgdrill_drill_success", &c), Some(1.0));
+    let last_success = prom::get(&samples, "pgdrill_drill_last_success_timestamp_seconds", &c).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - last_success).abs() < 600.0);
+    assert!(prom::get(&samples, "pgdrill_drill_rto_seconds", &c).unwrap() > 0.0);
+    assert_eq!(prom::get(&samples, "pgdrill_drill_rto_target_seconds", &c), Some(3600.0));
+    assert!(prom::get(&samples, "pgdrill_drill_backup_bytes", &c).unwrap() > 0.0);
+    assert!(prom::get(&samples, "pgdrill_drill_step_seconds", &[("step", "backup")]).is_some());
+    assert!(prom::get(&samples, "pgdrill_drill_end_lsn_lag_bytes", &c).is_some());
+    assert_eq!(std::fs::read_dir(prom_file.parent().unwrap()).unwrap().count(), 1, "no temporary file left");
+
+    // A drill that fails before its first step (a busy --work): recorded too;
+    // the metrics keep the series and its last success.
+    let out = pgdrill(&[
+        "drill",
+        "--standby",
+        &standby,
+        "--work",
+        g.dir.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--history",
+        hist.to_str().unwrap(),
+        "--metrics",
+        prom_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let samples = prom::parse(&std::fs::read_to_string(&prom_file).unwrap()).unwrap();
+    assert_eq!(prom::get(&samples, "pgdrill_drill_success", &c), Some(0.0));
+    assert_eq!(prom::get(&samples, "pgdrill_drill_exit_code", &c), Some(2.0));
+    assert_eq!(prom::get(&samples, "pgdrill_drill_last_success_timestamp_seconds", &c), Some(last_success));
+
+    let out = pgdrill(&["history", hist.to_str().unwrap(), "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    let drills = r["drills"].as_array().unwrap();
+    assert_eq!(drills.len(), 2);
+    assert_eq!(drills[1]["ok"], false);
+    assert_eq!(drills[1]["failed_step"], "drill");
+    assert_eq!(drills[1]["cluster"], cluster.as_str());
+    let out = pgdrill_cols(&["history", hist.to_str().unwrap()], "80");
+    assert_eq!(code(&out), 0);
+    assert_fits(&String::from_utf8_lossy(&out.stdout), 80);
+}
+
+#[test]
+fn a_failed_verify_carries_the_missing_segment_into_junit_and_json() {
+    let g = with_standby();
+    // An archive directory without the WAL the backup needs.
+    let empty = g.dir.join("empty-archive");
+    std::fs::create_dir_all(&empty).unwrap();
+    let junit = g.dir.join("drill.xml");
+    let out = pgdrill(&[
+        "drill",
+        "--standby",
+        &g.standby().unwrap().conninfo(),
+        "--work",
+        g.dir.join("work").to_str().unwrap(),
+        "--wal-archive",
+        empty.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let r = json(&out);
+    let verify = r["steps"].as_array().unwrap().iter().find(|s| s["name"] == "verify").unwrap().clone();
+    assert_eq!(verify["status"], "fail");
+    let causes: Vec<&str> = verify["causes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(causes.iter().any(|c| c.starts_with("wal_segment_missing 0000")), "{causes:?}");
+    assert!(verify["detail"].as_str().unwrap().contains("first: wal_segment_missing"), "{verify}");
+    let segment = causes.iter().find(|c| c.starts_with("wal_segment_missing")).unwrap()[20..44].to_string();
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let failure = doc.descendants().find(|n| n.has_tag_name("failure")).unwrap();
+    assert!(failure.text().unwrap().contains(&segment), "the failure names {segment}: {xml}");
+    // The closing sentence is true: nothing was restored.
+    assert!(xml.contains("No restore ran: the drill stopped at the verify step"), "{xml}");
+    assert!(!xml.contains("did NOT reach consistency"), "{xml}");
+    for n in doc.descendants().filter(|n| n.has_tag_name("testsuite") || n.has_tag_name("testsuites")) {
+        assert!(n.attribute("time").is_some());
+    }
+}
+
+#[test]
+fn a_drill_restores_with_a_restore_command_and_checks_template1() {
+    let g = with_standby();
+    let _ = g.primary_exec("CREATE EXTENSION IF NOT EXISTS amcheck");
+    let cmd = format!("cp {}/%f %p", g.archive.display());
+    let out = pgdrill(&[
+        "drill",
+        "--standby",
+        &g.standby().unwrap().conninfo(),
+        "--primary",
+        &g.primary.conninfo(),
+        "--work",
+        g.dir.join("work").to_str().unwrap(),
+        "--restore-command",
+        &cmd,
+        "--amcheck",
+        "--then",
+        "promote",
+        "--no-sync",
+        "--timeout",
+        "120",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["restore"]["restore_command"], cmd.as_str());
+    let verify = r["steps"].as_array().unwrap().iter().find(|s| s["name"] == "verify").unwrap().clone();
+    assert!(verify["detail"].as_str().unwrap().contains("WAL not checked"), "{verify}");
+    let checks = r["checks"].as_array().unwrap();
+    assert!(checks.iter().any(|c| c["name"] == "amcheck template1" && c["status"] == "pass"), "{checks:?}");
+}
+
+#[test]
+fn backup_restore_and_gate_json_carry_ok() {
+    let g = with_standby();
+    let dest = g.dir.join("b");
+    let out = pgdrill(&[
+        "backup",
+        "--standby",
+        &g.standby().unwrap().conninfo(),
+        "--primary",
+        &g.primary.conninfo(),
+        "--dest",
+        dest.to_str().unwrap(),
+        "--fast",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["ok"], true);
+    assert!(r["end_lsn"].is_string(), "the report's own keys stay: {r}");
+    let target = g.dir.join("r");
+    let port = pgdrill::ground::free_port().to_string();
+    let out = pgdrill(&[
+        "restore",
+        dest.to_str().unwrap(),
+        "--target",
+        target.to_str().unwrap(),
+        "--wal-archive",
+        g.archive.to_str().unwrap(),
+        "--port",
+        &port,
+        "--no-start",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["started"], false);
+    let out = pgdrill(&["gate", "--pgdata", target.to_str().unwrap(), "--timeout", "120", "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = json(&out);
+    assert_eq!(r["ok"], true);
+    assert_eq!(r["opened"], true);
+    if let Some(mut pm) = pgdrill::server::Postmaster::attach(&target, target.join("log/pgdrill-postmaster.log")) {
+        pm.stop(std::time::Duration::from_secs(30));
+    }
 }

@@ -16,32 +16,48 @@
 //!
 //! Both write `end_location` and a PostgreSQL-format `backup_manifest`. The
 //! backup is written into a staging directory beside the destination and
-//! renamed into place only when complete.
+//! renamed into place only when complete and synced.
+//!
+//! Before anything is copied: the directory must be the connected
+//! server's ([`identity`]), the role must hold every privilege the run
+//! needs ([`privileges`]), and `--primary` must be the standby's primary.
+//! On a busy standby the start never waits inside a statement
+//! ([`session`]). Whatever fails after the start stops the backup on the
+//! server and removes the staging directory.
 
+pub mod identity;
 pub mod preflight;
+pub mod privileges;
+pub mod session;
 pub mod walk;
 
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use postgres::Client;
 use serde::Serialize;
 
-use crate::conn::{first_words, query_text, ConnSpec};
-use crate::copy::{self, CopyJob, CopyOptions, Throttle};
+use crate::conn::ConnSpec;
+use crate::copy::{self, CopyJob, CopyOptions, Job, Throttle};
 use crate::datadir::{BACKUP_LABEL, BACKUP_MANIFEST, CONTROL_PATH, END_LOCATION, INCOMPLETE_MARKER, TABLESPACE_MAP};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, EXIT_OK, EXIT_TIMEOUT};
+use crate::observe::{self, Level};
 use crate::pg::control::ControlFile;
 use crate::pg::history;
 use crate::pg::label::{self, BackupLabel};
 use crate::pg::manifest::{self, ChecksumAlgorithm, Manifest, ManifestFile, WalRange};
-use crate::pg::version::{self, PgVersion};
 use crate::pg::wal::{history_file_name, SegmentName};
 use crate::pg::{Lsn, TimelineId};
 use crate::server::OsUser;
+use privileges::On;
+use session::{Session, StartReport};
+use walk::{Plan, Sources};
+
+/// How long `--primary` waits for the end segment by default.
+pub const DEFAULT_ARCHIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which procedure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -67,6 +83,8 @@ pub struct BackupConfig {
     pub max_rate: Option<u64>,
     /// Where the WAL archive is, to check that the end segment arrived.
     pub wal_archive: Option<PathBuf>,
+    /// How long `--primary` waits for the end segment to be archived.
+    pub archive_timeout: Duration,
     /// fsync the result (like pg_basebackup without --no-sync).
     pub sync: bool,
     /// No progress bar.
@@ -88,6 +106,8 @@ pub struct WalSwitchReport {
 /// The result of a backup; its JSON form is documented in docs/json.md.
 #[derive(Clone, Debug, Serialize)]
 pub struct BackupReport {
+    /// 0, or 4 when `--primary` could not get the end segment archived.
+    pub exit_code: u8,
     pub dest: PathBuf,
     pub method: Method,
     pub pg_major: u32,
@@ -106,52 +126,67 @@ pub struct BackupReport {
     pub tablespaces: Vec<u32>,
     pub manifest_version: u32,
     pub wal_ranges: Vec<WalRange>,
+    /// How the label method's start went (restartpoint, retries).
+    pub start: Option<StartReport>,
     pub wal_switch: Option<WalSwitchReport>,
     pub seconds: f64,
 }
 
+impl BackupReport {
+    pub fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
+}
+
+/// The server to copy from, checked.
 struct Source {
-    client: Client,
-    target: String,
-    version: &'static PgVersion,
-    in_recovery: bool,
-    pgdata: PathBuf,
+    session: Session,
+    sources: Sources,
+    system_identifier: u64,
 }
 
-fn sql_err(target: &str, sql: &str) -> impl FnOnce(postgres::Error) -> Error {
-    let what = first_words(sql);
-    let target = target.to_string();
-    move |source| Error::Sql { target, what, source }
-}
-
-fn open_source(cfg: &BackupConfig) -> Result<Source> {
-    let mut client = cfg.standby.connect()?;
-    let target = cfg.standby.to_string();
-    let num: i32 = query_text(&mut client, &target, "SELECT current_setting('server_version_num')")?
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let major = (num / 10000) as u32;
-    let version = version::by_major(major).ok_or_else(|| Error::Precondition {
-        message: format!("the server at {target} runs PostgreSQL {major}, which pgdrill does not support"),
-        hint: "pgdrill supports PostgreSQL 10 to 18".into(),
-    })?;
-    let in_recovery: bool = client
-        .query_one("SELECT pg_is_in_recovery()", &[])
-        .map_err(sql_err(&target, "SELECT pg_is_in_recovery()"))?
-        .get(0);
-    if !in_recovery && !cfg.allow_primary {
+/// Connect to the standby and check everything that can be checked before a
+/// byte is copied: a standby (unless allowed), the privileges, and that the
+/// directory is its own.
+fn open_source(cfg: &BackupConfig, mut session: Session, needs: &[privileges::Need]) -> Result<Source> {
+    if !session.in_recovery && !cfg.allow_primary {
         return Err(Error::usage(
-            format!("{target} is not a standby (pg_is_in_recovery() is false)"),
+            format!("{} is not a standby (pg_is_in_recovery() is false)", session.target),
             Some("pgdrill backs up hot standbys; point --standby at one".into()),
         ));
     }
-    let pgdata = match &cfg.pgdata {
-        Some(p) => p.clone(),
-        None => PathBuf::from(
-            query_text(&mut client, &target, "SELECT current_setting('data_directory')")?.unwrap_or_default(),
-        ),
+    privileges::require(&mut session, On::Standby, needs)?;
+    let facts = identity::server_facts(&mut session)?;
+    let pgdata = match (&cfg.pgdata, &facts.data_directory) {
+        (Some(p), _) => p.clone(),
+        (None, Some(d)) => d.clone(),
+        (None, None) => {
+            return Err(Error::MissingPrivileges {
+                target: session.target.clone(),
+                role: session.role.clone(),
+                missing: "reading data_directory (to find the data directory; or pass --pgdata)".into(),
+                grants: vec![privileges::settings_grant(&session.role)],
+            })
+        }
     };
-    Ok(Source { client, target, version, in_recovery, pgdata })
+    let sources = Sources::open_data_directory(&pgdata)?;
+    identity::check(&facts, &sources, &session.target)?;
+    Ok(Source { session, sources, system_identifier: facts.system_identifier })
+}
+
+/// Connect to `--primary`: the role's privileges, and the same system as
+/// the standby's.
+fn open_primary(spec: &ConnSpec, needs: &[privileges::Need], standby_sysid: u64) -> Result<Session> {
+    let mut p = Session::connect(spec)?;
+    privileges::require(&mut p, On::Primary, needs)?;
+    let sysid = p.text("SELECT system_identifier::text FROM pg_control_system()")?.unwrap_or_default();
+    if sysid != standby_sysid.to_string() {
+        return Err(Error::usage(
+            format!("--primary {} is database system {sysid}, the standby is {standby_sysid}", p.target),
+            Some("pass the standby's own primary with --primary".into()),
+        ));
+    }
+    Ok(p)
 }
 
 /// The staging directory beside `dest`.
@@ -162,8 +197,8 @@ fn staging_path(dest: &Path) -> Result<PathBuf> {
     Ok(parent.join(format!(".{}.pgdrill-partial", name.to_string_lossy())))
 }
 
-/// Refuse a destination that holds anything; return the staging path.
-fn prepare_dest(dest: &Path) -> Result<PathBuf> {
+/// Refuse a destination that holds anything.
+fn check_dest(dest: &Path) -> Result<()> {
     if let Ok(mut rd) = fs::read_dir(dest) {
         if rd.next().is_some() {
             return Err(Error::TargetNotEmpty { path: dest.to_path_buf() });
@@ -171,25 +206,39 @@ fn prepare_dest(dest: &Path) -> Result<PathBuf> {
     } else if dest.exists() {
         return Err(Error::usage(format!("{}: exists and is not a directory", dest.display()), None));
     }
+    Ok(())
+}
+
+/// Create the staging directory (with its incomplete marker), owned by
+/// `owner` when given.
+fn prepare_staging(dest: &Path, owner: Option<&OsUser>) -> Result<PathBuf> {
     let staging = staging_path(dest)?;
     if staging.exists() {
         // A previous run was interrupted; what it left is not a backup.
         fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, "remove an interrupted backup", e))?;
     }
     fs::DirBuilder::new().mode(0o700).create(&staging).map_err(|e| Error::io(&staging, "create directory", e))?;
-    fs::write(staging.join(INCOMPLETE_MARKER), b"this backup is incomplete\n")
-        .map_err(|e| Error::io(&staging, "write the incomplete marker", e))?;
+    write_file(&staging.join(INCOMPLETE_MARKER), b"this backup is incomplete\n", 0o600, owner)?;
+    if let Some(u) = owner {
+        u.chown(&staging)?;
+    }
     Ok(staging)
 }
 
-/// Read pg_control from a live data directory until its CRC holds.
-fn read_live_control(pgdata: &Path) -> Result<(Vec<u8>, ControlFile)> {
-    let path = pgdata.join(CONTROL_PATH);
+/// Read pg_control from a live data directory until its CRC holds; with
+/// its modification time.
+fn read_live_control(sources: &Sources) -> Result<(Vec<u8>, ControlFile, i64)> {
+    let path = sources.data_directory().join(CONTROL_PATH);
     for _ in 0..50 {
-        let bytes = fs::read(&path).map_err(|e| Error::ReadInput { path: path.clone(), source: e })?;
+        let mut f = sources
+            .open(&path, false)?
+            .ok_or_else(|| Error::ReadInput { path: path.clone(), source: std::io::ErrorKind::NotFound.into() })?;
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map_err(|e| Error::ReadInput { path: path.clone(), source: e })?;
+        let mtime = f.metadata().map(|m| m.mtime()).unwrap_or_else(|_| now_secs());
         let c = ControlFile::parse(&bytes).map_err(|source| Error::Control { path: path.clone(), source })?;
         if c.crc_ok {
-            return Ok((bytes, c));
+            return Ok((bytes, c, mtime));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -258,53 +307,190 @@ pub fn wal_ranges(
 /// Take a backup.
 pub fn run(cfg: &BackupConfig) -> Result<BackupReport> {
     let started = Instant::now();
-    let mut src = open_source(cfg)?;
-    let staging = prepare_dest(&cfg.dest)?;
-    let result = take(cfg, &mut src, &staging, started);
-    if result.is_err() {
-        // Never leave something that looks like a backup.
-        let _ = fs::remove_dir_all(&staging);
+    check_dest(&cfg.dest)?;
+    let session = Session::connect(&cfg.standby)?;
+    let needs = privileges::needs(session.version, cfg.method, cfg.primary.is_some());
+    let mut src = open_source(cfg, session, &needs)?;
+    let sysid = src.system_identifier;
+    let mut primary = cfg.primary.as_ref().map(|p| open_primary(p, &needs, sysid)).transpose()?;
+    // As root, everything written belongs to the data directory's owner.
+    let owner = if OsUser::running_as_root() { OsUser::by_uid(src.sources.data_directory_uid()?) } else { None };
+    let staging = prepare_staging(&cfg.dest, owner.as_ref())?;
+    let result = take(cfg, &mut src, &staging, owner.as_ref(), started);
+    let mut report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            // Never leave the standby in backup mode, nor anything that
+            // looks like a backup (the signal watchdog waits for this).
+            let _cleaning = crate::signals::cleaning();
+            src.session.abort_backup();
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    drop(src);
+    if let Some(p) = primary.as_mut() {
+        let seg = report.wal_seg_size;
+        let w = ensure_end_segment_archived(
+            p,
+            report.end_segment.clone(),
+            cfg.wal_archive.as_deref(),
+            seg,
+            cfg.archive_timeout,
+        )?;
+        if !w.archived {
+            report.report.exit_code = EXIT_TIMEOUT;
+        }
+        report.report.wal_switch = Some(w);
     }
-    result
+    report.report.seconds = started.elapsed().as_secs_f64();
+    Ok(report.report)
 }
 
-fn take(cfg: &BackupConfig, src: &mut Source, staging: &Path, started: Instant) -> Result<BackupReport> {
-    let pgdata_meta =
-        fs::metadata(&src.pgdata).map_err(|e| Error::ReadInput { path: src.pgdata.clone(), source: e })?;
-    let owner = if OsUser::running_as_root() { OsUser::by_uid(pgdata_meta.uid()) } else { None };
-    let owner = owner.as_ref();
-    if let Some(u) = owner {
-        u.chown(staging)?;
-        u.chown(&staging.join(INCOMPLETE_MARKER))?;
-    }
+/// A finished copy, and what the archive check needs.
+struct Taken {
+    report: BackupReport,
+    end_segment: String,
+    wal_seg_size: crate::pg::WalSegSize,
+}
 
-    // Legacy: pg_control first, before anything else is listed or copied.
-    let mut legacy_control = None;
-    let mut start_lsn_sql = None;
+/// What the start gave: pg_control copied first (legacy), or the backup
+/// start (label).
+enum Started {
+    Legacy(Vec<u8>, Box<ControlFile>, i64),
+    Label(StartReport),
+}
+
+fn start(cfg: &BackupConfig, src: &mut Source) -> Result<Started> {
     match cfg.method {
-        Method::Legacy => legacy_control = Some(read_live_control(&src.pgdata)?),
+        // Legacy: pg_control first, before anything else is listed or copied.
+        Method::Legacy => {
+            let (b, c, m) = read_live_control(&src.sources)?;
+            Ok(Started::Legacy(b, Box::new(c), m))
+        }
         Method::Label => {
-            let sql = src.version.backup_start_sql;
-            let lsn: String =
-                src.client.query_one(sql, &[&cfg.label, &cfg.fast]).map_err(sql_err(&src.target, sql))?.get(0);
-            start_lsn_sql = lsn.parse::<Lsn>().ok();
+            // Say what the wait is, then every half minute (notes reach a
+            // terminal and CI logs alike).
+            let mut last: Option<Instant> = None;
+            let r = src.session.start_backup(&cfg.label, cfg.fast, &mut |msg| {
+                if !cfg.quiet && last.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                    observe::note(Level::Info, msg);
+                    last = Some(Instant::now());
+                }
+            })?;
+            Ok(Started::Label(r))
         }
     }
+}
 
-    let plan = walk::plan(&src.pgdata)?;
-    for d in &plan.dirs {
-        copy::create_dir(&staging.join(d), owner)?;
-    }
-    if src.version.major >= 17 {
-        copy::create_dir(&staging.join("pg_wal/summaries"), owner)?;
-    }
+fn take(
+    cfg: &BackupConfig,
+    src: &mut Source,
+    staging: &Path,
+    owner: Option<&OsUser>,
+    started: Instant,
+) -> Result<Taken> {
+    let begun = start(cfg, src)?;
+    let sources = std::mem::take(&mut src.sources);
+    let session = &mut src.session;
+    let plan = walk::plan(sources, &mut |oid| session.tablespace_location(oid))?;
     for (rel, target) in &plan.symlinks {
-        let p = staging.join(rel);
-        std::os::unix::fs::symlink(target, &p).map_err(|e| Error::io(&p, "create symlink", e))?;
-        if let Some(u) = owner {
-            u.chown(&p)?;
-        }
+        observe::note(
+            Level::Warn,
+            &format!(
+                "{} is a symbolic link (to {}): skipped, as pg_basebackup skips it; a backup holds links \
+                 only as tablespaces (restore refuses any other)",
+                rel.display(),
+                target.display()
+            ),
+        );
     }
+    create_tree(&plan, staging, owner)?;
+    if src.session.version.has_wal_summaries {
+        // pg_basebackup sends pg_wal/summaries (empty) from 17 on.
+        create_dirs(&staging.join("pg_wal/summaries"), 0o700, owner)?;
+    }
+    let copied = copy_data(cfg, &plan, staging, owner)?;
+
+    // pg_control: the legacy copy taken first, or a fresh read now, last.
+    let (control_bytes, control, control_mtime, start_report) = match begun {
+        Started::Legacy(b, c, m) => (b, *c, m, None),
+        Started::Label(r) => {
+            let (b, c, m) = read_live_control(&plan.sources)?;
+            (b, c, m, Some(r))
+        }
+    };
+    write_file(&staging.join(CONTROL_PATH), &control_bytes, 0o600, owner)?;
+    if crate::signals::interrupted() {
+        return Err(Error::Interrupted);
+    }
+    let end = finish_on_server(cfg, src, &control, start_report.as_ref())?;
+    let (end_tli, ranges) = end_timeline(src, &plan, &control, &end, cfg.method)?;
+
+    let extra = our_files(&end);
+    for (name, bytes) in &extra {
+        write_file(&staging.join(name), bytes, 0o600, owner)?;
+    }
+    let (files, bytes, vanished) = manifest_files(&plan, &copied, &control_bytes, control_mtime, &extra);
+    let manifest_version = src.session.version.manifest_version;
+    let text = Manifest::render(manifest_version, control.system_identifier, &files, &ranges);
+    write_file(&staging.join(BACKUP_MANIFEST), text.as_bytes(), 0o600, owner)?;
+    complete(staging, &cfg.dest, cfg.sync)?;
+
+    let seg = control.wal_seg_size().unwrap_or(crate::pg::WalSegSize::DEFAULT);
+    let report = BackupReport {
+        exit_code: EXIT_OK,
+        dest: cfg.dest.clone(),
+        method: cfg.method,
+        pg_major: src.session.version.major,
+        system_identifier: control.system_identifier.to_string(),
+        backup_from: if src.session.in_recovery {
+            "standby".into()
+        } else {
+            src.session.version.label_from_primary.into()
+        },
+        start_lsn: end.start_lsn,
+        start_timeline: end.start_tli,
+        end_lsn: end.end_lsn,
+        end_timeline: end_tli,
+        control_min_recovery_lsn: control.min_recovery_lsn,
+        files: files.len(),
+        bytes,
+        vanished_files: vanished,
+        excluded_paths: plan.excluded.len(),
+        tablespaces: plan.tablespaces.iter().map(|t| t.0).collect(),
+        manifest_version,
+        wal_ranges: ranges,
+        start: start_report,
+        wal_switch: None,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let end_segment = SegmentName::new(end_tli, end.end_lsn.prev_segment_number(seg)).file_name(seg);
+    Ok(Taken { report, end_segment, wal_seg_size: seg })
+}
+
+/// Directories, with the source's modes as the owner may use them. Links
+/// that are not tablespaces are not recreated: like pg_basebackup
+/// ("skipping special file"), a backup holds no other links, so that a
+/// restore (which refuses them) can use it.
+fn create_tree(plan: &Plan, staging: &Path, owner: Option<&OsUser>) -> Result<()> {
+    for (d, mode) in &plan.dirs {
+        // Group access (0750) is kept; nothing more than the owner's.
+        create_dirs(&staging.join(d), (mode & 0o750) | 0o700, owner)?;
+    }
+    Ok(())
+}
+
+fn create_dirs(p: &Path, mode: u32, owner: Option<&OsUser>) -> Result<()> {
+    fs::DirBuilder::new().mode(mode).recursive(true).create(p).map_err(|e| Error::io(p, "create directory", e))?;
+    if let Some(u) = owner {
+        u.chown(p)?;
+    }
+    Ok(())
+}
+
+/// Copy every file but pg_control, each opened without following links.
+fn copy_data(cfg: &BackupConfig, plan: &Plan, staging: &Path, owner: Option<&OsUser>) -> Result<Vec<copy::Copied>> {
     let control_rel = Path::new(CONTROL_PATH);
     let jobs: Vec<CopyJob> = plan
         .files
@@ -312,8 +498,6 @@ fn take(cfg: &BackupConfig, src: &mut Source, staging: &Path, started: Instant) 
         .filter(|(_, rel, _)| rel != control_rel)
         .map(|(src_path, rel, size)| CopyJob { src: src_path.clone(), dst: staging.join(rel), size_hint: *size })
         .collect();
-    let rels: Vec<&Path> =
-        plan.files.iter().filter(|(_, rel, _)| rel != control_rel).map(|(_, r, _)| r.as_path()).collect();
     let throttle = cfg.max_rate.map(Throttle::new);
     let pb = copy::progress_bar(plan.total_bytes(), "backup", cfg.quiet);
     let cancel = AtomicBool::new(false);
@@ -326,110 +510,167 @@ fn take(cfg: &BackupConfig, src: &mut Source, staging: &Path, started: Instant) 
         vanish_ok: true,
         cancel: &cancel,
     };
+    let jobs: Vec<SourceJob> = jobs.into_iter().map(|job| SourceJob { job, sources: &plan.sources }).collect();
     let copied = copy::copy_files(&jobs, &opts)?;
     pb.finish_and_clear();
+    Ok(copied)
+}
 
-    // pg_control: the legacy copy taken first, or a fresh read now, last.
-    let (control_bytes, control) = match legacy_control {
-        Some(c) => c,
-        None => read_live_control(&src.pgdata)?,
-    };
-    let control_mtime = fs::metadata(src.pgdata.join(CONTROL_PATH)).map(|m| m.mtime()).unwrap_or_else(|_| now_secs());
-    write_file(&staging.join(CONTROL_PATH), &control_bytes, 0o600, owner)?;
+/// A file of the plan, opened through the plan's open directories, so no
+/// link planted after the listing is followed.
+struct SourceJob<'a> {
+    job: CopyJob,
+    sources: &'a Sources,
+}
 
-    // Finish the backup session / record the end.
-    let (start_lsn, start_tli, end_lsn, label_text, spcmap) = match cfg.method {
+impl Job for SourceJob<'_> {
+    fn size_hint(&self) -> u64 {
+        self.job.size_hint
+    }
+    fn src_display(&self) -> PathBuf {
+        self.job.src.clone()
+    }
+    fn dst_display(&self) -> PathBuf {
+        self.job.dst.clone()
+    }
+    fn open_src(&self) -> std::io::Result<Option<std::fs::File>> {
+        self.sources.open(&self.job.src, true).map_err(|e| std::io::Error::other(e.chain().join(": ")))
+    }
+    fn create_dst(&self, mode: u32, owner: Option<&OsUser>) -> std::io::Result<std::fs::File> {
+        self.job.create_dst(mode, owner)
+    }
+}
+
+/// Where the backup starts and ends.
+struct Ends {
+    start_lsn: Lsn,
+    start_tli: TimelineId,
+    end_lsn: Lsn,
+    label: Option<String>,
+    spcmap: Option<String>,
+}
+
+/// Stop the backup (label) or record the replay position (legacy).
+fn finish_on_server(
+    cfg: &BackupConfig,
+    src: &mut Source,
+    control: &ControlFile,
+    start: Option<&StartReport>,
+) -> Result<Ends> {
+    match cfg.method {
         Method::Label => {
-            let sql = src.version.backup_stop_sql;
-            let row = src.client.query_one(sql, &[]).map_err(|e| {
-                let text = e.as_db_error().map(|d| d.message().to_string()).unwrap_or_default();
-                if text.contains("promoted") {
-                    Error::StandbyPromoted { detail: text }
-                } else {
-                    Error::Sql { target: src.target.clone(), what: first_words(sql), source: e }
-                }
-            })?;
-            let stop: String = row.get(0);
-            let labelfile: String = row.get(1);
-            let spcmap: Option<String> = row.get(2);
-            let stop = stop.parse::<Lsn>().map_err(|_| Error::Precondition {
-                message: format!("pg_backup_stop returned an invalid LSN {stop:?}"),
-                hint: "report this as a bug".into(),
-            })?;
+            let (stop, labelfile, spcmap) = src.session.stop_backup()?;
             let (_, fields) = BackupLabel::parse(&labelfile)
                 .map_err(|source| Error::Label { path: PathBuf::from("(label returned by the server)"), source })?;
-            let _ = start_lsn_sql;
-            (
-                fields.start_wal_location,
-                fields.start_file_timeline,
-                stop,
-                Some(labelfile),
-                spcmap.filter(|s| !s.is_empty()),
-            )
+            if let Some(s) = start {
+                if s.lsn != fields.start_wal_location {
+                    return Err(Error::Precondition {
+                        message: format!(
+                            "the backup-start call returned {}, but the label says START WAL LOCATION {}",
+                            s.lsn, fields.start_wal_location
+                        ),
+                        hint: "the backup is not usable; take it again, and report this if it repeats".into(),
+                    });
+                }
+            }
+            Ok(Ends {
+                start_lsn: fields.start_wal_location,
+                start_tli: fields.start_file_timeline,
+                end_lsn: stop,
+                label: Some(labelfile),
+                spcmap,
+            })
         }
         Method::Legacy => {
-            let row = src
-                .client
-                .query_one("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text", &[])
-                .map_err(sql_err(&src.target, "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()"))?;
+            let row = src.session.query_one("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text", &[])?;
             let still: bool = row.get(0);
             let replay: Option<String> = row.get(1);
-            if src.in_recovery && !still {
+            if src.session.in_recovery && !still {
                 return Err(Error::StandbyPromoted {
                     detail: "pg_is_in_recovery() became false during the copy".into(),
                 });
             }
             let end = replay.and_then(|r| r.parse::<Lsn>().ok()).unwrap_or(control.min_recovery_lsn);
-            (control.redo_lsn, control.timeline, end, None, None)
+            Ok(Ends {
+                start_lsn: control.redo_lsn,
+                start_tli: control.timeline,
+                end_lsn: end,
+                label: None,
+                spcmap: None,
+            })
         }
-    };
+    }
+}
 
-    // The timeline at the end, and a change of it during a legacy copy.
-    let end_tli_raw: i64 = if src.in_recovery {
-        src.client
+/// The timeline at the end (a change of it during a legacy copy is a
+/// promotion), and the WAL ranges.
+fn end_timeline(
+    src: &mut Source,
+    plan: &Plan,
+    control: &ControlFile,
+    end: &Ends,
+    method: Method,
+) -> Result<(TimelineId, Vec<WalRange>)> {
+    let end_tli_raw: i64 = if src.session.in_recovery {
+        src.session
             .query_one("SELECT min_recovery_end_timeline::bigint FROM pg_control_recovery()", &[])
             .map(|r| r.get(0))
             .unwrap_or(0)
     } else {
         i64::from(control.timeline.0)
     };
-    let end_tli = if end_tli_raw > 0 { TimelineId(end_tli_raw as u32) } else { start_tli };
-    if cfg.method == Method::Legacy && end_tli != start_tli {
+    let end_tli = if end_tli_raw > 0 { TimelineId(end_tli_raw as u32) } else { end.start_tli };
+    if method == Method::Legacy && end_tli != end.start_tli {
         return Err(Error::StandbyPromoted {
-            detail: format!("the standby moved from timeline {start_tli} to {end_tli} during the copy"),
+            detail: format!("the standby moved from timeline {} to {end_tli} during the copy", end.start_tli),
         });
     }
-    let history = if end_tli != start_tli {
-        let p = src.pgdata.join("pg_wal").join(history_file_name(end_tli));
-        fs::read_to_string(&p)
+    let history = if end_tli != end.start_tli {
+        let p = plan.sources.data_directory().join("pg_wal").join(history_file_name(end_tli));
+        plan.sources
+            .read(&Path::new("pg_wal").join(history_file_name(end_tli)))
             .ok()
-            .map(|t| history::parse(&t).map_err(|source| Error::History { path: p.clone(), source }))
+            .map(|b| {
+                history::parse(&String::from_utf8_lossy(&b))
+                    .map_err(|source| Error::History { path: p.clone(), source })
+            })
             .transpose()?
             .unwrap_or_default()
     } else {
         Vec::new()
     };
-    let ranges = wal_ranges(start_lsn, start_tli, end_lsn, end_tli, &history);
+    Ok((end_tli, wal_ranges(end.start_lsn, end.start_tli, end.end_lsn, end_tli, &history)))
+}
 
-    // Our files.
+/// backup_label, tablespace_map and end_location.
+fn our_files(end: &Ends) -> Vec<(&'static str, Vec<u8>)> {
     let mut extra: Vec<(&str, Vec<u8>)> = Vec::new();
-    if let Some(l) = &label_text {
+    if let Some(l) = &end.label {
         extra.push((BACKUP_LABEL, l.clone().into_bytes()));
     }
-    if let Some(m) = &spcmap {
+    if let Some(m) = &end.spcmap {
         extra.push((TABLESPACE_MAP, m.clone().into_bytes()));
     }
-    extra.push((END_LOCATION, label::render_end_location(end_lsn).into_bytes()));
-    for (name, bytes) in &extra {
-        write_file(&staging.join(name), bytes, 0o600, owner)?;
-    }
+    extra.push((END_LOCATION, label::render_end_location(end.end_lsn).into_bytes()));
+    extra
+}
 
-    // The manifest.
+/// The manifest's file list: `(files, bytes, vanished)`.
+fn manifest_files(
+    plan: &Plan,
+    copied: &[copy::Copied],
+    control_bytes: &[u8],
+    control_mtime: i64,
+    extra: &[(&str, Vec<u8>)],
+) -> (Vec<ManifestFile>, u64, usize) {
+    let control_rel = Path::new(CONTROL_PATH);
+    let rels = plan.files.iter().filter(|(_, rel, _)| rel != control_rel).map(|(_, r, _)| r.as_path());
     let now = now_secs();
     let mut files: Vec<ManifestFile> = Vec::with_capacity(copied.len() + 4);
     let mut vanished = 0usize;
     let mut bytes = 0u64;
-    for (rel, c) in rels.iter().zip(&copied) {
+    let crc = |b: &[u8]| Some((ChecksumAlgorithm::Crc32c, crc32c::crc32c(b).to_le_bytes().to_vec()));
+    for (rel, c) in rels.zip(copied) {
         if c.vanished {
             vanished += 1;
             continue;
@@ -446,84 +687,65 @@ fn take(cfg: &BackupConfig, src: &mut Source, staging: &Path, started: Instant) 
         path: CONTROL_PATH.as_bytes().to_vec(),
         size: control_bytes.len() as u64,
         last_modified: manifest::format_last_modified(control_mtime),
-        checksum: Some((ChecksumAlgorithm::Crc32c, crc32c::crc32c(&control_bytes).to_le_bytes().to_vec())),
+        checksum: crc(control_bytes),
     });
-    for (name, b) in &extra {
+    bytes += control_bytes.len() as u64;
+    for (name, b) in extra {
         bytes += b.len() as u64;
         files.push(ManifestFile {
             path: name.as_bytes().to_vec(),
             size: b.len() as u64,
             last_modified: manifest::format_last_modified(now),
-            checksum: Some((ChecksumAlgorithm::Crc32c, crc32c::crc32c(b).to_le_bytes().to_vec())),
+            checksum: crc(b),
         });
     }
-    bytes += control_bytes.len() as u64;
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    let manifest_version = src.version.manifest_version;
-    let text = Manifest::render(manifest_version, control.system_identifier, &files, &ranges);
-    write_file(&staging.join(BACKUP_MANIFEST), text.as_bytes(), 0o600, owner)?;
+    (files, bytes, vanished)
+}
 
-    // Complete: drop the marker, sync, and move into place.
-    fs::remove_file(staging.join(INCOMPLETE_MARKER))
-        .map_err(|e| Error::io(staging, "remove the incomplete marker", e))?;
-    if cfg.sync {
+fn fsync_dir(dir: &Path) -> Result<()> {
+    let f = fs::File::open(dir).map_err(|e| Error::io(dir, "open for sync", e))?;
+    f.sync_all().map_err(|e| Error::io(dir, "sync", e))
+}
+
+/// Make the staging directory the backup: sync everything, and only then
+/// drop the incomplete marker and move it into place.
+fn complete(staging: &Path, dest: &Path, sync: bool) -> Result<()> {
+    if sync {
         copy::sync_filesystem(staging)?;
     }
-    if cfg.dest.exists() {
-        fs::remove_dir(&cfg.dest).map_err(|e| Error::io(&cfg.dest, "replace the empty destination directory", e))?;
+    fs::remove_file(staging.join(INCOMPLETE_MARKER))
+        .map_err(|e| Error::io(staging, "remove the incomplete marker", e))?;
+    if sync {
+        fsync_dir(staging)?;
     }
-    fs::rename(staging, &cfg.dest).map_err(|e| Error::io(&cfg.dest, "move the finished backup into place", e))?;
-
-    let seg = control.wal_seg_size().unwrap_or(crate::pg::WalSegSize::DEFAULT);
-    let wal_switch = match &cfg.primary {
-        Some(p) => Some(ensure_end_segment_archived(
-            p,
-            SegmentName::new(end_tli, end_lsn.prev_segment_number(seg)).file_name(seg),
-            cfg.wal_archive.as_deref(),
-            seg,
-        )?),
-        None => None,
-    };
-
-    Ok(BackupReport {
-        dest: cfg.dest.clone(),
-        method: cfg.method,
-        pg_major: src.version.major,
-        system_identifier: control.system_identifier.to_string(),
-        backup_from: if src.in_recovery { "standby".into() } else { src.version.label_from_primary.into() },
-        start_lsn,
-        start_timeline: start_tli,
-        end_lsn,
-        end_timeline: end_tli,
-        control_min_recovery_lsn: control.min_recovery_lsn,
-        files: files.len(),
-        bytes,
-        vanished_files: vanished,
-        excluded_paths: plan.excluded.len(),
-        tablespaces: plan.tablespaces.iter().map(|t| t.0).collect(),
-        manifest_version,
-        wal_ranges: ranges,
-        wal_switch,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    if dest.exists() {
+        fs::remove_dir(dest).map_err(|e| Error::io(dest, "replace the empty destination directory", e))?;
+    }
+    fs::rename(staging, dest).map_err(|e| Error::io(dest, "move the finished backup into place", e))?;
+    if sync {
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// Make sure the segment holding the backup's end reaches the archive: if
 /// the primary has not archived it yet, ask it for one WAL switch and wait
 /// (bounded) for the archiver.
 fn ensure_end_segment_archived(
-    primary: &ConnSpec,
+    primary: &mut Session,
     end_segment: String,
     archive: Option<&Path>,
     seg: crate::pg::WalSegSize,
+    timeout: Duration,
 ) -> Result<WalSwitchReport> {
-    let mut client = primary.connect()?;
-    let target = primary.to_string();
     // The archiver counts a segment only once archive_command succeeded; a
     // file in the archive can still be half written by a plain `cp`, so it
     // counts only at its full size.
-    let archived = |client: &mut Client| -> Result<bool> {
-        let last = query_text(client, &target, "SELECT last_archived_wal FROM pg_stat_archiver")?;
+    let archived = |p: &mut Session| -> Result<bool> {
+        let last = p.text("SELECT last_archived_wal FROM pg_stat_archiver")?;
         // Names of one timeline sort like their positions.
         let by_archiver = last.is_some_and(|l| l.len() >= 24 && l[..24] >= *end_segment.as_str());
         let in_dir = archive.is_none_or(|dir| {
@@ -532,7 +754,7 @@ fn ensure_end_segment_archived(
         Ok(by_archiver && in_dir)
     };
     let started = Instant::now();
-    let before = archived(&mut client)?;
+    let before = archived(primary)?;
     let mut report = WalSwitchReport {
         end_segment: end_segment.clone(),
         archived_before: before,
@@ -543,15 +765,15 @@ fn ensure_end_segment_archived(
     if before {
         return Ok(report);
     }
-    client.query_one("SELECT pg_switch_wal()", &[]).map_err(sql_err(&target, "SELECT pg_switch_wal()"))?;
+    primary.query_one("SELECT pg_switch_wal()::text", &[])?;
     report.switched = true;
-    let deadline = started + Duration::from_secs(60);
+    let deadline = started + timeout;
     while Instant::now() < deadline {
-        if archived(&mut client)? {
+        if archived(primary)? {
             report.archived = true;
             break;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        session::sleep_interruptibly(Duration::from_millis(200))?;
     }
     report.waited_secs = started.elapsed().as_secs_f64();
     Ok(report)

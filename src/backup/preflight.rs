@@ -1,14 +1,23 @@
-//! `pgdrill preflight`: can a backup be taken from this standby, and will it
-//! be restorable?
+//! `pgdrill preflight`: can a backup be taken from this standby, with these
+//! options, and will it be restorable?
+//!
+//! It checks what `backup` would check before copying (the privileges for
+//! every function the run calls, that the data directory is the standby's)
+//! plus the settings a restore depends on. A standby that refuses
+//! connections because hot_standby is off is a failed check, not an error.
 
 use std::path::{Path, PathBuf};
 
-use postgres::Client;
 use serde::Serialize;
 
+use super::privileges::{self, On};
+use super::session::Session;
+use super::walk::{self, Sources};
+use super::{identity, Method};
 use crate::conn::ConnSpec;
-use crate::error::{Result, EXIT_FAILED, EXIT_OK};
-use crate::pg::{version, Lsn};
+use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
+use crate::pg::version::RecoveryStyle;
+use crate::pg::Lsn;
 
 /// A validated preflight request.
 #[derive(Clone, Debug)]
@@ -17,6 +26,8 @@ pub struct PreflightConfig {
     pub primary: Option<ConnSpec>,
     pub dest: Option<PathBuf>,
     pub pgdata: Option<PathBuf>,
+    /// The backup method the run will use (it decides the functions).
+    pub method: Method,
     /// How many copies of the data go to `dest` (a drill writes the backup
     /// and the restored copy there).
     pub copies: u64,
@@ -64,9 +75,17 @@ fn check(name: &'static str, status: Status, detail: impl Into<String>, hint: Op
     Check { name, status, detail: detail.into(), hint: hint.map(str::to_string) }
 }
 
+fn pass_or(ok: bool, fail: Status) -> Status {
+    if ok {
+        Status::Pass
+    } else {
+        fail
+    }
+}
+
 /// One value, or `None` when the query fails (missing privilege, old major).
-fn value(c: &mut Client, sql: &str) -> Option<String> {
-    c.query_one(sql, &[]).ok().and_then(|r| r.get::<_, Option<String>>(0))
+fn value(s: &mut Session, sql: &str) -> Option<String> {
+    s.text(sql).ok().flatten()
 }
 
 /// Bytes free for an unprivileged user on the file system holding `path`
@@ -80,32 +99,60 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     Some(s.blocks_available() as u64 * s.fragment_size() as u64)
 }
 
-pub fn run(cfg: &PreflightConfig) -> Result<PreflightReport> {
-    let mut s = cfg.standby.connect()?;
-    let mut checks = Vec::new();
-    let num: u32 =
-        value(&mut s, "SELECT current_setting('server_version_num')").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let major = num / 10000;
-    let supported = version::by_major(major).is_some();
-    checks.push(check(
-        "version",
-        if supported { Status::Pass } else { Status::Fail },
-        format!("PostgreSQL {major}"),
-        (!supported).then_some("pgdrill supports PostgreSQL 10 to 18"),
-    ));
+fn report(cfg: &PreflightConfig, major: Option<u32>, pgdata: Option<PathBuf>, checks: Vec<Check>) -> PreflightReport {
+    PreflightReport {
+        ok: checks.iter().all(|c| c.status != Status::Fail),
+        standby: cfg.standby.to_string(),
+        pg_major: major,
+        data_directory: pgdata,
+        checks,
+    }
+}
 
-    let in_recovery = value(&mut s, "SELECT pg_is_in_recovery()::text").as_deref() == Some("true");
+pub fn run(cfg: &PreflightConfig) -> Result<PreflightReport> {
+    let mut s = match Session::connect(&cfg.standby) {
+        Ok(s) => s,
+        Err(e @ Error::NotAcceptingConnections { .. }) => {
+            let hint = e.hint();
+            let c = Check { name: "hot_standby", status: Status::Fail, detail: e.to_string(), hint };
+            return Ok(report(cfg, None, None, vec![c]));
+        }
+        Err(Error::Precondition { message, hint }) => {
+            return Ok(report(cfg, None, None, vec![check("version", Status::Fail, message, Some(&hint))]));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut checks = vec![check("version", Status::Pass, format!("PostgreSQL {}", s.version.major), None)];
+    let mut primary = match cfg.primary.as_ref().map(Session::connect).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            let hint = e.hint();
+            checks.push(Check { name: "primary", status: Status::Fail, detail: e.chain().join(": "), hint });
+            None
+        }
+    };
+    server_checks(&mut s, primary.as_mut(), &mut checks);
+    checks.extend(privilege_checks(cfg, &mut s, primary.as_mut()));
+    checks.push(conflict_check(&mut s));
+    let (pgdata, size) = data_directory_checks(cfg, &mut s, &mut checks);
+    checks.push(space_check(cfg, size));
+    Ok(report(cfg, Some(s.version.major), pgdata, checks))
+}
+
+/// Recovery, replay, settings, lag, WAL source.
+fn server_checks(s: &mut Session, mut primary: Option<&mut Session>, checks: &mut Vec<Check>) {
+    let in_recovery = s.in_recovery;
     checks.push(check(
         "in recovery",
-        if in_recovery { Status::Pass } else { Status::Fail },
+        pass_or(in_recovery, Status::Fail),
         if in_recovery { "the server is a standby" } else { "the server is not in recovery" },
         (!in_recovery).then_some("point --standby at a hot standby, not at a primary"),
     ));
     if in_recovery {
-        let paused = if major >= 14 {
-            value(&mut s, "SELECT pg_get_wal_replay_pause_state()").unwrap_or_default()
+        let paused = if s.version.has_replay_pause_state {
+            value(s, "SELECT pg_get_wal_replay_pause_state()").unwrap_or_default()
         } else {
-            match value(&mut s, "SELECT pg_is_wal_replay_paused()::text").as_deref() {
+            match value(s, "SELECT pg_is_wal_replay_paused()::text").as_deref() {
                 Some("true") => "paused".into(),
                 _ => "not paused".into(),
             }
@@ -113,50 +160,49 @@ pub fn run(cfg: &PreflightConfig) -> Result<PreflightReport> {
         let ok = paused == "not paused";
         checks.push(check(
             "replay not paused",
-            if ok { Status::Pass } else { Status::Fail },
+            pass_or(ok, Status::Fail),
             format!("replay is {paused}"),
             (!ok).then_some(
                 "run SELECT pg_wal_replay_resume() on the standby; a paused standby never reaches the backup's end",
             ),
         ));
     }
-
-    let hot = value(&mut s, "SELECT current_setting('hot_standby')").unwrap_or_default();
+    let hot = s.show("hot_standby");
     checks.push(check(
         "hot_standby",
-        if hot == "on" { Status::Pass } else { Status::Fail },
+        pass_or(hot == "on", Status::Fail),
         format!("hot_standby = {hot}"),
         (hot != "on").then_some("set hot_standby = on on the standby"),
     ));
-    let level = value(&mut s, "SELECT current_setting('wal_level')").unwrap_or_default();
-    let primary_level = cfg
-        .primary
-        .as_ref()
-        .and_then(|p| p.connect().ok())
-        .and_then(|mut p| value(&mut p, "SELECT current_setting('wal_level')"));
+    let level = s.show("wal_level");
+    let primary_level = primary.as_deref_mut().map(|p| p.show("wal_level"));
     let level_ok = |l: &str| l == "replica" || l == "logical";
     let all_ok = level_ok(&level) && primary_level.as_deref().is_none_or(level_ok);
     checks.push(check(
         "wal_level",
-        if all_ok { Status::Pass } else { Status::Fail },
+        pass_or(all_ok, Status::Fail),
         match &primary_level {
             Some(p) => format!("standby {level}, primary {p}"),
             None => format!("standby {level}"),
         },
         (!all_ok).then_some("set wal_level = replica (or logical) and restart"),
     ));
+    checks.push(full_page_writes_check(s, primary.as_deref_mut()));
+    if in_recovery {
+        checks.push(lag_check(s, primary.as_deref_mut()));
+    }
+    checks.push(wal_source_check(s, primary));
+}
 
-    // full_page_writes: the primary's setting, or what the standby's last
-    // restartpoint recorded from the primary.
-    let (fpw, source) = match &cfg.primary {
-        Some(p) => match p.connect() {
-            Ok(mut pc) => (value(&mut pc, "SELECT current_setting('full_page_writes')"), "primary"),
-            Err(_) => (None, "primary (unreachable)"),
-        },
-        None => (value(&mut s, "SELECT full_page_writes::text FROM pg_control_checkpoint()"), "standby's pg_control"),
+/// full_page_writes: the primary's setting, or what the standby's last
+/// restartpoint recorded from the primary.
+fn full_page_writes_check(s: &mut Session, primary: Option<&mut Session>) -> Check {
+    let (fpw, source) = match primary {
+        Some(p) => (Some(p.show("full_page_writes")), "primary"),
+        None => (value(s, "SELECT full_page_writes::text FROM pg_control_checkpoint()"), "standby's pg_control"),
     };
     let fpw_ok = matches!(fpw.as_deref(), Some("on" | "true"));
-    checks.push(check(
+    check(
         "full_page_writes",
         match fpw {
             None => Status::Warn,
@@ -165,57 +211,55 @@ pub fn run(cfg: &PreflightConfig) -> Result<PreflightReport> {
         },
         format!("{} according to the {source}", fpw.as_deref().unwrap_or("unknown")),
         (!fpw_ok).then_some("enable full_page_writes on the primary and run CHECKPOINT there"),
-    ));
+    )
+}
 
-    // Replay lag.
-    if in_recovery {
-        let receive = value(&mut s, "SELECT pg_last_wal_receive_lsn()::text").and_then(|v| v.parse::<Lsn>().ok());
-        let replay = value(&mut s, "SELECT pg_last_wal_replay_lsn()::text").and_then(|v| v.parse::<Lsn>().ok());
-        let age: Option<f64> = s
-            .query_one("SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8", &[])
-            .ok()
-            .and_then(|r| r.get(0));
-        let primary_lsn = cfg
-            .primary
-            .as_ref()
-            .and_then(|p| p.connect().ok())
-            .and_then(|mut p| value(&mut p, "SELECT pg_current_wal_lsn()::text"))
-            .and_then(|v| v.parse::<Lsn>().ok());
-        let ahead = primary_lsn.or(receive);
-        let lag = match (ahead, replay) {
-            (Some(a), Some(r)) => a.distance_from(r),
-            _ => None,
-        };
-        let big = lag.is_some_and(|l| l > 1 << 30);
-        checks.push(check(
-            "replay lag",
-            if big { Status::Warn } else { Status::Pass },
-            format!(
-                "replay {}, {} {}{}",
-                replay.map_or("-".into(), |l| l.to_string()),
-                if primary_lsn.is_some() { "primary at" } else { "received" },
-                ahead.map_or("-".into(), |l| l.to_string()),
-                age.map_or(String::new(), |a| format!(", last replayed transaction {a:.0} s ago")),
-            ),
-            big.then_some("the standby is far behind; the backup's end will be old and replay to it long"),
-        ));
-    }
+fn lag_check(s: &mut Session, primary: Option<&mut Session>) -> Check {
+    let receive = value(s, "SELECT pg_last_wal_receive_lsn()::text").and_then(|v| v.parse::<Lsn>().ok());
+    let replay = value(s, "SELECT pg_last_wal_replay_lsn()::text").and_then(|v| v.parse::<Lsn>().ok());
+    let age = value(s, "SELECT round(extract(epoch FROM now() - pg_last_xact_replay_timestamp()))::text");
+    let primary_lsn =
+        primary.and_then(|p| value(p, "SELECT pg_current_wal_lsn()::text")).and_then(|v| v.parse::<Lsn>().ok());
+    let ahead = primary_lsn.or(receive);
+    let lag = match (ahead, replay) {
+        (Some(a), Some(r)) => a.distance_from(r),
+        _ => None,
+    };
+    let big = lag.is_some_and(|l| l > 1 << 30);
+    check(
+        "replay lag",
+        pass_or(!big, Status::Warn),
+        format!(
+            "replay {}, {} {}{}",
+            replay.map_or("-".into(), |l| l.to_string()),
+            if primary_lsn.is_some() { "primary at" } else { "received" },
+            ahead.map_or("-".into(), |l| l.to_string()),
+            age.map_or(String::new(), |a| format!(", last replayed transaction {a} s ago")),
+        ),
+        big.then_some("the standby is far behind; the backup's end will be old and replay to it long"),
+    )
+}
 
-    // A WAL source a restore can use.
-    let restore_command = if major >= 12 {
-        value(&mut s, "SELECT current_setting('restore_command')")
-    } else {
-        value(&mut s, "SELECT pg_read_file('recovery.conf')").and_then(|t| crate::pg::conf::get(&t, "restore_command"))
+/// A WAL source a restore can use. Before 12 the standby's restore_command
+/// is in recovery.conf, read from the data directory (pgdrill runs on the
+/// standby's host), so no file-reading function needs a grant.
+fn wal_source_check(s: &mut Session, primary: Option<&mut Session>) -> Check {
+    let restore_command = match s.version.recovery {
+        RecoveryStyle::SignalFiles => value(s, "SELECT current_setting('restore_command')"),
+        RecoveryStyle::RecoveryConf => value(s, "SELECT current_setting('data_directory')")
+            .and_then(|d| Sources::open_data_directory(Path::new(&d)).ok())
+            .and_then(|src| src.read(Path::new("recovery.conf")).ok())
+            .and_then(|t| crate::pg::conf::get(&String::from_utf8_lossy(&t), "restore_command")),
     }
     .filter(|v| !v.is_empty());
-    let primary_archive = cfg.primary.as_ref().and_then(|p| p.connect().ok()).and_then(|mut p| {
-        let mode = value(&mut p, "SELECT current_setting('archive_mode')")?;
+    let primary_archive = primary.and_then(|p| {
+        let mode = p.show("archive_mode");
         (mode != "off")
-            .then(|| value(&mut p, "SELECT current_setting('archive_command')"))
+            .then(|| value(p, "SELECT current_setting('archive_command')"))
             .flatten()
             .filter(|c| !c.is_empty())
     });
-    checks.push(match (&restore_command, &primary_archive) {
+    match (&restore_command, &primary_archive) {
         (Some(rc), _) => check("WAL source", Status::Pass, format!("the standby restores with: {rc}"), None),
         (None, Some(ac)) => check("WAL source", Status::Pass, format!("the primary archives with: {ac}"), None),
         (None, None) => check(
@@ -224,73 +268,165 @@ pub fn run(cfg: &PreflightConfig) -> Result<PreflightReport> {
             "no restore_command on the standby and no archiving known",
             Some("a restore needs the backup's WAL: configure a WAL archive, or pass --primary so pgdrill can see the primary's archive settings"),
         ),
-    });
+    }
+}
 
-    // The data directory must be readable here: pgdrill copies files.
-    let pgdata =
-        cfg.pgdata.clone().or_else(|| value(&mut s, "SELECT current_setting('data_directory')").map(PathBuf::from));
-    let mut data_size = None;
-    match &pgdata {
-        None => checks.push(check(
+/// Every function the backup will call with these options, on each server.
+fn privilege_checks(cfg: &PreflightConfig, s: &mut Session, primary: Option<&mut Session>) -> Vec<Check> {
+    let needs = privileges::needs(s.version, cfg.method, cfg.primary.is_some());
+    let mut out = Vec::new();
+    let mut one = |name: &'static str, session: &mut Session, on: On| match privileges::missing(session, on, &needs) {
+        Ok(m) if m.is_empty() => {
+            let n = needs.iter().filter(|n| n.on == on).count();
+            out.push(check(
+                name,
+                Status::Pass,
+                format!("{} may call the {n} functions the backup calls here", session.role),
+                None,
+            ))
+        }
+        Ok(m) => {
+            let names: Vec<&str> = m.iter().map(|n| n.function.as_str()).collect();
+            let hint = format!(
+                "run on the primary (grants reach the standby by replication): {}",
+                privileges::grants(&session.role, &m).join(" ")
+            );
+            out.push(check(
+                name,
+                Status::Fail,
+                format!("{} may not call {}", session.role, names.join(", ")),
+                Some(&hint),
+            ))
+        }
+        Err(e) => out.push(check(name, Status::Fail, e.chain().join(": "), None)),
+    };
+    one("privileges", s, On::Standby);
+    if let Some(p) = primary {
+        one("privileges on the primary", p, On::Primary);
+    }
+    out
+}
+
+/// What decides whether replay cancels the backup's statements.
+fn conflict_check(s: &mut Session) -> Check {
+    let streaming = s.show("max_standby_streaming_delay");
+    let archive = s.show("max_standby_archive_delay");
+    let feedback = s.show("hot_standby_feedback");
+    let detail = format!(
+        "max_standby_streaming_delay = {streaming}, max_standby_archive_delay = {archive}, hot_standby_feedback = \
+         {feedback}; the backup holds a snapshot for at most {} s at a time and waits for restartpoints outside one",
+        super::session::ATTEMPT_TIMEOUT.as_secs()
+    );
+    let instant = streaming == "0" && feedback == "off";
+    check(
+        "recovery conflicts",
+        pass_or(!instant, Status::Warn),
+        detail,
+        instant.then_some(
+            "with max_standby_streaming_delay = 0 replay cancels every conflicting statement at once; pgdrill \
+             retries, but hot_standby_feedback = on avoids the conflicts",
+        ),
+    )
+}
+
+/// The data directory: found, the standby's own, readable. Returns it and
+/// the bytes a backup would copy.
+fn data_directory_checks(
+    cfg: &PreflightConfig,
+    s: &mut Session,
+    checks: &mut Vec<Check>,
+) -> (Option<PathBuf>, Option<u64>) {
+    let facts = match identity::server_facts(s) {
+        Ok(f) => f,
+        Err(e) => {
+            checks.push(check("data directory", Status::Fail, e.chain().join(": "), None));
+            return (cfg.pgdata.clone(), None);
+        }
+    };
+    let grant = privileges::settings_grant(&s.role);
+    let Some(pgdata) = cfg.pgdata.clone().or_else(|| facts.data_directory.clone()) else {
+        let hint = format!("pass --pgdata, or run on the primary: {grant}");
+        checks.push(check(
             "data directory",
             Status::Fail,
-            "the server did not say where its data directory is",
-            Some("pass --pgdata, or connect as a role with pg_read_all_settings"),
-        )),
-        Some(p) => match crate::backup::walk::plan(p).and_then(|plan| {
-            crate::datadir::read_control(p)?;
-            Ok(plan)
-        }) {
-            Ok(plan) => {
-                data_size = Some(plan.total_bytes());
-                checks.push(check(
-                    "data directory",
-                    Status::Pass,
-                    format!("{} is readable ({} to copy)", p.display(), crate::report::bytes(plan.total_bytes())),
-                    None,
-                ))
-            }
-            Err(e) => checks.push(check(
+            format!("{} may not read data_directory, and no --pgdata was given", s.role),
+            Some(&hint),
+        ));
+        return (None, None);
+    };
+    let result = Sources::open_data_directory(&pgdata).and_then(|src| {
+        if let Some(reason) = identity::mismatch(&facts, &src)? {
+            return Ok(Err(reason));
+        }
+        let plan = walk::plan(src, &mut |oid| s.tablespace_location(oid))?;
+        Ok(Ok(plan.total_bytes()))
+    });
+    let size = match result {
+        Ok(Ok(size)) => {
+            let unchecked = if facts.data_directory.is_none() {
+                format!("; data_directory not compared ({} may not read it)", s.role)
+            } else {
+                String::new()
+            };
+            checks.push(check(
+                "data directory",
+                Status::Pass,
+                format!(
+                    "{} is the standby's and readable ({} to copy){unchecked}",
+                    pgdata.display(),
+                    crate::report::bytes(size)
+                ),
+                None,
+            ));
+            Some(size)
+        }
+        Ok(Err(reason)) => {
+            checks.push(check(
                 "data directory",
                 Status::Fail,
-                format!("{}: {}", p.display(), e.chain().join(": ")),
-                Some("run pgdrill on the standby's host as root or as the data directory's owner"),
-            )),
-        },
-    }
+                format!("{} is not the standby's data directory: {reason}", pgdata.display()),
+                Some("pass the standby's own data directory with --pgdata"),
+            ));
+            None
+        }
+        Err(e) => {
+            let hint = e
+                .hint()
+                .unwrap_or_else(|| "run pgdrill on the standby's host as root or as the data directory's owner".into());
+            checks.push(check(
+                "data directory",
+                Status::Fail,
+                format!("{}: {}", pgdata.display(), e.chain().join(": ")),
+                Some(&hint),
+            ));
+            None
+        }
+    };
+    (Some(pgdata), size)
+}
 
+fn space_check(cfg: &PreflightConfig, data_size: Option<u64>) -> Check {
+    let b = crate::report::bytes;
     match (&cfg.dest, data_size.map(|s| s * cfg.copies.max(1))) {
         (Some(d), Some(size)) => match free_bytes(d) {
-            Some(free) if free >= size + size / 10 => checks.push(check(
-                "destination space",
-                Status::Pass,
-                format!("{} free", crate::report::bytes(free)),
-                None,
-            )),
-            Some(free) if free >= size => checks.push(check(
+            Some(free) if free >= size + size / 10 => {
+                check("destination space", Status::Pass, format!("{} free", b(free)), None)
+            }
+            Some(free) if free >= size => check(
                 "destination space",
                 Status::Warn,
-                format!("{} free for {}", crate::report::bytes(free), crate::report::bytes(size)),
+                format!("{} free for {}", b(free), b(size)),
                 Some("less than 10% to spare; the data may grow during the backup"),
-            )),
-            Some(free) => checks.push(check(
+            ),
+            Some(free) => check(
                 "destination space",
                 Status::Fail,
-                format!("{} free, {} needed", crate::report::bytes(free), crate::report::bytes(size)),
+                format!("{} free, {} needed", b(free), b(size)),
                 Some("free space or choose another --dest"),
-            )),
-            None => checks.push(check("destination space", Status::Warn, format!("cannot stat {}", d.display()), None)),
+            ),
+            None => check("destination space", Status::Warn, format!("cannot stat {}", d.display()), None),
         },
-        (None, _) => checks.push(check("destination space", Status::Skip, "no --dest given", None)),
-        (Some(_), None) => checks.push(check("destination space", Status::Skip, "data size unknown", None)),
+        (None, _) => check("destination space", Status::Skip, "no --dest given", None),
+        (Some(_), None) => check("destination space", Status::Skip, "data size unknown", None),
     }
-
-    let ok = checks.iter().all(|c| c.status != Status::Fail);
-    Ok(PreflightReport {
-        ok,
-        standby: cfg.standby.to_string(),
-        pg_major: supported.then_some(major),
-        data_directory: pgdata,
-        checks,
-    })
 }

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::backup::{preflight::PreflightConfig, BackupConfig, Method};
 use crate::conn::ConnSpec;
 use crate::drill::demo::DemoConfig;
+use crate::drill::history::HistoryConfig;
 use crate::drill::walkeep::WalKeepConfig;
 use crate::drill::DrillConfig;
 use crate::error::{Error, Result};
@@ -38,13 +39,15 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Show no progress and no notes on stderr (errors and warnings still).
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", display_order = 900)]
     pub quiet: bool,
     /// Show more notes on stderr (what each step does).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, display_order = 901)]
     pub verbose: bool,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show what a data directory or backup holds: pg_control, backup_label,
@@ -69,6 +72,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// List (or remove) archived WAL a verified backup no longer needs.
     WalKeep(WalKeepArgs),
+    /// Show the drills `drill --history FILE` recorded: pass/fail, step
+    /// times, recovery time and its trend.
+    History(HistoryArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write every page with --dir.
@@ -80,6 +86,8 @@ pub struct InspectArgs {
     /// A data directory or a backup directory.
     pub path: PathBuf,
     /// Print one JSON object (schema: docs/json.md).
+    /// Print one JSON object on stdout instead of tables (schema:
+    /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
 }
@@ -94,8 +102,12 @@ pub struct DemoArgs {
     #[arg(long, env = "PGDRILL_PG_BIN")]
     pub pg_bin: Option<PathBuf>,
     /// Keep the work directory (and leave the restored copy running).
+    /// Without it everything the demo created is removed, also from a
+    /// --dir given.
     #[arg(long)]
     pub keep: bool,
+    /// Print one JSON object on stdout instead of tables (schema:
+    /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
 }
@@ -127,6 +139,16 @@ impl From<ThenArg> for Then {
     }
 }
 
+/// `drill --then`: a drill never follows production, so no `standby`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DrillThen {
+    /// Stop exactly at the end target, paused, open read-only.
+    Pause,
+    /// End recovery at the end target, promote, open read-write (amcheck
+    /// can then install itself).
+    Promote,
+}
+
 #[derive(Debug, Args)]
 pub struct DrillArgs {
     /// The standby to back up: a conninfo string or URI.
@@ -141,9 +163,18 @@ pub struct DrillArgs {
     /// Work directory for the backup and the restored copy (new or empty).
     #[arg(long, value_name = "DIR")]
     pub work: PathBuf,
-    /// The WAL archive directory the restored copy replays from.
-    #[arg(long, value_name = "DIR")]
-    pub wal_archive: PathBuf,
+    /// The WAL archive directory: verify checks the WAL chain in it, and
+    /// the restored copy replays from it (restore_command = cp) unless
+    /// --restore-command is given. Required without --restore-command.
+    #[arg(long, value_name = "DIR", required_unless_present = "restore_command")]
+    pub wal_archive: Option<PathBuf>,
+    /// A restore_command of your own for the restored copy (for an archive
+    /// that is not a directory). Without --wal-archive, verify then checks
+    /// the backup's files but not its WAL chain.
+    #[arg(long, value_name = "CMD")]
+    pub restore_command: Option<String>,
+    /// The backup procedure: label (pg_backup_start/stop, pg_control copied
+    /// last) or legacy (no backup functions, pg_control copied first).
     #[arg(long, value_enum, default_value = "label")]
     pub method: Method,
     /// SQL statements that must each return a single true value.
@@ -158,13 +189,43 @@ pub struct DrillArgs {
     /// What the restored copy does at the end target: stay paused
     /// (read-only) or promote (read-write; lets amcheck install itself).
     #[arg(long, value_enum, default_value = "pause")]
-    pub then: ThenArg,
-    /// Port of the restored copy (default: a free one).
+    pub then: DrillThen,
+    /// Port of the restored copy [default: the standby's port + 10000,
+    /// else the next free one up to + 10009; counted down from the port -
+    /// 10000 when that passes 65535].
     #[arg(long)]
     pub port: Option<u16>,
-    /// Give up on the gate after this many seconds.
+    /// Give up on the gate after this many seconds (exit 4).
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub timeout: u64,
+    /// Diagnose replay that makes no progress for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub stall_secs: u64,
+    /// Put tablespace OID of the restored copy at DIR, an absolute path,
+    /// new or empty [default: WORK/restore.tblspc/OID]. Repeatable.
+    #[arg(long, value_name = "OID=DIR")]
+    pub tablespace_map: Vec<String>,
+    /// Do not fsync the backup or the restored copy (faster; for tests).
+    #[arg(long)]
+    pub no_sync: bool,
+    /// Fail the drill (exit 1) when the recovery time, copy + replay +
+    /// open, is longer than SECS.
+    #[arg(long, value_name = "SECS")]
+    pub rto_target: Option<u64>,
+    /// Append the drill as one JSON line to FILE (`pgdrill history FILE`
+    /// shows the trend).
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+    /// Write the drill's metrics to FILE in the Prometheus text format,
+    /// for node_exporter's textfile collector (written to a temporary file
+    /// and renamed).
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
+    /// The `cluster` label of --history and --metrics [default: the
+    /// standby's system identifier, else the previous metrics file's
+    /// label, else HOST:PORT of --standby].
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
     /// Keep the backup and the restored copy (left running).
     #[arg(long)]
     pub keep: bool,
@@ -175,10 +236,13 @@ pub struct DrillArgs {
     #[arg(long, env = "PGDRILL_PG_BIN", value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
     /// OS user to run the restored server as when pgdrill runs as root
-    /// [default: the owner of the backup, else postgres].
+    /// [default: the owner of the backup, else postgres; not root: pgdrill's
+    /// own user].
     #[arg(long, value_name = "USER")]
     pub os_user: Option<String>,
-    /// Database role pgdrill connects as while the gate is shut.
+    /// Database role pgdrill connects as to the restored copy while the
+    /// gate is shut, and for the checks [default: PGUSER, the server's OS
+    /// user, postgres].
     #[arg(long, value_name = "ROLE")]
     pub db_user: Option<String>,
     /// Parallel copy and checksum workers (default: the number of cores).
@@ -189,6 +253,8 @@ pub struct DrillArgs {
     pub max_rate: Option<String>,
     #[command(flatten)]
     pub stop: TargetArgs,
+    /// Print one JSON object on stdout instead of tables (schema:
+    /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
 }
@@ -198,6 +264,18 @@ impl DrillArgs {
         let (end_lsn, stop_at) = self.stop.to_targets()?;
         if self.timeout == 0 {
             return Err(Error::usage("--timeout must be at least 1 second", None));
+        }
+        if self.stall_secs == 0 {
+            return Err(Error::usage("--stall-secs must be at least 1 second", None));
+        }
+        if self.port == Some(0) {
+            return Err(Error::usage("--port must be between 1 and 65535", None));
+        }
+        if self.rto_target == Some(0) {
+            return Err(Error::usage("--rto-target must be at least 1 second", None));
+        }
+        if self.cluster.as_deref().is_some_and(|c| c.is_empty() || c.contains('\n')) {
+            return Err(Error::usage("--cluster must be one non-empty line", None));
         }
         if let Some(f) = &self.check_sql {
             if !f.is_file() {
@@ -215,16 +293,12 @@ impl DrillArgs {
             check_db: self.check_db.clone(),
             amcheck: self.amcheck,
             then: match self.then {
-                // A drill never follows production as a standby.
-                ThenArg::Standby => {
-                    return Err(Error::usage(
-                        "drill --then standby: a drill never follows production",
-                        Some("use --then pause or --then promote".into()),
-                    ))
-                }
-                t => t.into(),
+                DrillThen::Pause => Then::Pause,
+                DrillThen::Promote => Then::Promote,
             },
-            port: Some(self.port.unwrap_or_else(crate::ground::free_port)),
+            // Without --port the drill chooses one (drill::port): the CLI
+            // does no I/O.
+            port: self.port,
             timeout: std::time::Duration::from_secs(self.timeout),
             keep: self.keep,
             pg_bin: self.pg_bin.clone(),
@@ -237,10 +311,91 @@ impl DrillArgs {
                 .map(crate::copy::parse_rate)
                 .transpose()
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
+            junit: self.junit.clone(),
             // -q and -v reach the progress sink main installs.
             quiet: false,
             end_lsn,
             stop_at,
+            restore_command: self.restore_command.clone(),
+            stall: std::time::Duration::from_secs(self.stall_secs),
+            tablespace_map: parse_tablespace_map(&self.tablespace_map)?,
+            sync: !self.no_sync,
+            rto_target: self.rto_target.map(std::time::Duration::from_secs),
+            cluster: self.cluster.clone(),
+            history: self.history.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+/// `--tablespace-map OID=DIR` values.
+fn parse_tablespace_map(values: &[String]) -> Result<Vec<(u32, PathBuf)>> {
+    let mut map = Vec::new();
+    for m in values {
+        let (oid, dir) =
+            m.split_once('=').ok_or_else(|| Error::usage(format!("--tablespace-map {m:?}: expected OID=DIR"), None))?;
+        let oid: u32 = oid
+            .trim()
+            .parse()
+            .map_err(|_| Error::usage(format!("--tablespace-map {m:?}: {oid:?} is not an OID"), None))?;
+        let dir = PathBuf::from(dir);
+        if !dir.is_absolute() {
+            return Err(Error::usage(format!("--tablespace-map {m:?}: the directory must be an absolute path"), None));
+        }
+        map.push((oid, dir));
+    }
+    Ok(map)
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// The history file `drill --history FILE` appends to.
+    pub file: PathBuf,
+    /// How many of the newest drills to show.
+    #[arg(long, short = 'n', value_name = "N", default_value_t = 10)]
+    pub last: usize,
+    /// Compare each passing drill's recovery time with the median of up to
+    /// N passing drills before it.
+    #[arg(long, value_name = "N", default_value_t = 7)]
+    pub baseline: usize,
+    /// A recovery time more than PCT percent over that median is a
+    /// regression.
+    #[arg(long, value_name = "PCT", default_value_t = 25.0)]
+    pub threshold: f64,
+    /// Exit 1 when the newest drill is a regression.
+    #[arg(long)]
+    pub fail_on_regression: bool,
+    /// Only the drills with this cluster label.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Print one JSON object on stdout instead of tables (schema:
+    /// docs/json.md); errors too.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The most rows `history` shows, and drills it compares with: memory
+/// stays bounded whatever the file holds.
+pub const HISTORY_MAX_ROWS: usize = 10_000;
+
+impl HistoryArgs {
+    pub fn to_config(&self) -> Result<HistoryConfig> {
+        if self.last == 0 || self.last > HISTORY_MAX_ROWS {
+            return Err(Error::usage(format!("--last must be between 1 and {HISTORY_MAX_ROWS}"), None));
+        }
+        if self.baseline == 0 || self.baseline > HISTORY_MAX_ROWS {
+            return Err(Error::usage(format!("--baseline must be between 1 and {HISTORY_MAX_ROWS}"), None));
+        }
+        if !self.threshold.is_finite() || self.threshold < 0.0 {
+            return Err(Error::usage("--threshold must be a percentage of 0 or more", None));
+        }
+        Ok(HistoryConfig {
+            file: self.file.clone(),
+            last: self.last,
+            baseline: self.baseline,
+            threshold_pct: self.threshold,
+            fail_on_regression: self.fail_on_regression,
+            cluster: self.cluster.clone(),
         })
     }
 }
@@ -252,9 +407,11 @@ pub struct WalKeepArgs {
     /// The WAL archive directory to list.
     #[arg(long, value_name = "DIR")]
     pub archive: Option<PathBuf>,
-    /// Delete the listed files (default: a dry run).
+    /// Delete the listed files (default: a dry run). Requires --archive.
     #[arg(long, requires = "archive")]
     pub remove: bool,
+    /// Print one JSON object on stdout instead of tables (schema:
+    /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
 }
@@ -297,6 +454,12 @@ pub struct PreflightArgs {
     /// The standby's data directory (default: ask the server).
     #[arg(long, value_name = "DIR")]
     pub pgdata: Option<PathBuf>,
+    /// The backup method you will use (it decides which functions the
+    /// role must be allowed to call).
+    #[arg(long, value_enum, default_value = "label")]
+    pub method: Method,
+    /// Print one JSON object on stdout instead of tables (schema:
+    /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
 }
@@ -308,6 +471,7 @@ impl PreflightArgs {
             primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
             dest: self.dest.clone(),
             pgdata: self.pgdata.clone(),
+            method: self.method,
             copies: 1,
         })
     }
@@ -348,9 +512,15 @@ pub struct BackupArgs {
     /// be there, complete, before the backup reports it archived.
     #[arg(long, value_name = "DIR")]
     pub wal_archive: Option<PathBuf>,
+    /// With --primary: how long to wait for the end segment to reach the
+    /// archive before exiting 4.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub archive_timeout: u64,
     /// Do not fsync the backup.
     #[arg(long)]
     pub no_sync: bool,
+    /// Print one JSON object on stdout instead of tables (schema:
+    /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
 }
@@ -362,6 +532,9 @@ impl BackupArgs {
         }
         if self.label.contains('\n') {
             return Err(Error::usage("--label must be one line", None));
+        }
+        if self.archive_timeout == 0 {
+            return Err(Error::usage("--archive-timeout must be at least 1 second", None));
         }
         Ok(BackupConfig {
             standby: ConnSpec::parse(&self.standby)?,
@@ -379,6 +552,7 @@ impl BackupArgs {
                 .transpose()
                 .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
             wal_archive: self.wal_archive.clone(),
+            archive_timeout: std::time::Duration::from_secs(self.archive_timeout),
             sync: !self.no_sync,
             // -q and -v reach the progress sink main installs.
             quiet: false,
@@ -405,6 +579,8 @@ pub struct VerifyArgs {
     /// Parallel checksum workers (default: the number of cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
+    /// Print one JSON object on stdout instead of tables (schema:
+    /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
 }
@@ -474,10 +650,6 @@ impl TargetArgs {
 /// Options the gate shares with restore.
 #[derive(Debug, Args)]
 pub struct GateOptions {
-    /// What to do at the end target [default: pause; for `gate`, what an
-    /// unfinished gate on the directory saved].
-    #[arg(long, value_enum)]
-    pub then: Option<ThenArg>,
     /// Give up after this many seconds: exit 4, server stopped, access
     /// never opened.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
@@ -489,11 +661,12 @@ pub struct GateOptions {
     #[arg(long, env = "PGDRILL_PG_BIN", value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
     /// OS user to run the server as when pgdrill runs as root [default: the
-    /// owner of the backup or data directory, else postgres].
+    /// owner of the backup or data directory, else postgres; not root:
+    /// pgdrill's own user].
     #[arg(long, value_name = "USER")]
     pub os_user: Option<String>,
-    /// Database role pgdrill connects as while the gate is shut (default:
-    /// PGUSER, the server's OS user, postgres).
+    /// Database role pgdrill connects as while the gate is shut [default:
+    /// PGUSER, the server's OS user, postgres].
     #[arg(long, value_name = "ROLE")]
     pub db_user: Option<String>,
 }
@@ -518,9 +691,10 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DIR")]
     pub target: PathBuf,
     /// A WAL archive directory to restore from (restore_command = cp).
+    /// Conflicts with --restore-command.
     #[arg(long, value_name = "DIR", conflicts_with = "restore_command")]
     pub wal_archive: Option<PathBuf>,
-    /// A restore_command of your own.
+    /// A restore_command of your own. Conflicts with --wal-archive.
     #[arg(long, value_name = "CMD")]
     pub restore_command: Option<String>,
     /// Stream WAL from this server (by default the copy never streams from
@@ -528,9 +702,13 @@ pub struct RestoreArgs {
     /// OS user a .pgpass.
     #[arg(long, value_name = "CONNINFO")]
     pub primary_conninfo: Option<String>,
-    /// The restored server's port.
+    /// The restored server's port [default: the backup's own `port`
+    /// setting, else 5432; it must be free].
     #[arg(long)]
     pub port: Option<u16>,
+    /// What the restored server does at the end target.
+    #[arg(long, value_enum, default_value = "pause")]
+    pub then: ThenArg,
     /// Copy and lock only; `pgdrill gate --pgdata DIR` starts it later.
     #[arg(long)]
     pub no_start: bool,
@@ -552,6 +730,8 @@ pub struct RestoreArgs {
     pub stop: TargetArgs,
     #[command(flatten)]
     pub gate: GateOptions,
+    /// Print one JSON object on stdout instead of tables (schema:
+    /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
 }
@@ -560,24 +740,7 @@ impl RestoreArgs {
     pub fn to_config(&self) -> Result<RestoreConfig> {
         self.gate.check()?;
         let (end_lsn, stop_at) = self.stop.to_targets()?;
-        let mut map = Vec::new();
-        for m in &self.tablespace_map {
-            let (oid, dir) = m
-                .split_once('=')
-                .ok_or_else(|| Error::usage(format!("--tablespace-map {m:?}: expected OID=DIR"), None))?;
-            let oid: u32 = oid
-                .trim()
-                .parse()
-                .map_err(|_| Error::usage(format!("--tablespace-map {m:?}: {oid:?} is not an OID"), None))?;
-            let dir = PathBuf::from(dir);
-            if !dir.is_absolute() {
-                return Err(Error::usage(
-                    format!("--tablespace-map {m:?}: the directory must be an absolute path"),
-                    None,
-                ));
-            }
-            map.push((oid, dir));
-        }
+        let map = parse_tablespace_map(&self.tablespace_map)?;
         if self.port == Some(0) {
             return Err(Error::usage("--port must be between 1 and 65535", None));
         }
@@ -587,7 +750,7 @@ impl RestoreArgs {
             wal_archive: self.wal_archive.clone(),
             restore_command: self.restore_command.clone(),
             primary_conninfo: self.primary_conninfo.as_deref().map(ConnSpec::parse).transpose()?,
-            then: self.gate.then.map_or(Then::Pause, Then::from),
+            then: self.then.into(),
             port: self.port,
             timeout: std::time::Duration::from_secs(self.gate.timeout),
             stall: std::time::Duration::from_secs(self.gate.stall_secs),
@@ -622,8 +785,14 @@ pub struct GateArgs {
     /// The WAL archive the copy restores from, to name missing segments.
     #[arg(long, value_name = "DIR")]
     pub wal_archive: Option<PathBuf>,
+    /// What the server does at the end target [default: what an unfinished
+    /// gate on the directory saved, else pause].
+    #[arg(long, value_enum)]
+    pub then: Option<ThenArg>,
     #[command(flatten)]
     pub gate: GateOptions,
+    /// Print one JSON object on stdout instead of tables (schema:
+    /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
 }
@@ -641,7 +810,7 @@ impl GateArgs {
             pgdata: self.pgdata.clone(),
             end_lsn: end_lsn.or(target_lsn),
             stop_at,
-            then: self.gate.then.map(Then::from),
+            then: self.then.map(Then::from),
             timeout: std::time::Duration::from_secs(self.gate.timeout),
             stall: std::time::Duration::from_secs(self.gate.stall_secs),
             pg_bin: self.gate.pg_bin.clone(),

@@ -180,14 +180,16 @@ fn query_strings(client: &mut Client, sql: &str) -> Result<Vec<String>, postgres
     Ok(client.query(sql, &[])?.iter().map(|r| r.get::<_, String>(0)).collect())
 }
 
-/// amcheck on every database that accepts connections.
+/// amcheck on every database that accepts connections (template1 too).
 pub fn run_amcheck(conn: &ConnSpec, read_write: bool) -> Vec<CheckResult> {
     let mut c = conn.clone();
     c.set_dbname("postgres");
     let dbs = match c.connect().map(|mut cl| {
         query_strings(
             &mut cl,
-            "SELECT datname::text FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+            // Every database that accepts connections, template1 included
+            // (new databases are copied from it); template0 does not.
+            "SELECT datname::text FROM pg_database WHERE datallowconn ORDER BY 1",
         )
     }) {
         Ok(Ok(d)) => d,

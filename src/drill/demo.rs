@@ -1,9 +1,11 @@
 //! `pgdrill demo`: the whole job on a throwaway primary and standby.
 //!
 //! Builds a primary with a WAL archive and a hot standby (the test ground),
-//! runs a write load, and runs a drill against the standby while the load
-//! runs: backup with the label method, verify, restore, gate, amcheck and an
-//! invariant check, report, clean up.
+//! runs a write load like `pgbench -c 2`, and runs a drill against the
+//! standby while the load runs: backup with the label method, verify,
+//! restore, gate, amcheck and an invariant check, report, clean up. The
+//! servers keep PostgreSQL's defaults for checkpoints, buffers and recovery
+//! conflicts (max_standby_streaming_delay 30s, hot_standby_feedback off).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +18,10 @@ use crate::error::{Error, Result};
 use crate::gate::Then;
 use crate::ground::{free_port, invariant_sql, Ground, GroundOptions, LoadOptions};
 use crate::server::PgBin;
+
+/// Settings the demo's servers keep at PostgreSQL's defaults although the
+/// test ground lowers them.
+pub const SERVER_DEFAULTS: &[(&str, &str)] = &[("shared_buffers", "128MB"), ("max_wal_size", "1GB")];
 
 /// A validated demo request.
 #[derive(Clone, Debug)]
@@ -59,11 +65,14 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         },
         other => other,
     })?;
+    // Whether the demo created --dir (then it removes it again).
+    let mut created = false;
     let (tmp, dir) = match &cfg.dir {
         Some(d) => {
             if std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some()) {
                 return Err(Error::TargetNotEmpty { path: d.clone() });
             }
+            created = !d.exists();
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, "create directory", e))?;
             (None, d.clone())
         }
@@ -81,6 +90,10 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let mut opts = GroundOptions::new(bin.clone());
     opts.dir = Some(dir.join("servers"));
     opts.fresh_initdb = true;
+    // PostgreSQL's own defaults for what decides how long a restartpoint
+    // takes and when replay cancels a standby's query (the ground's smaller
+    // values would make a busy standby look easy).
+    opts.primary_settings = SERVER_DEFAULTS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let mut ground = Ground::new(opts)?;
     say(cfg.quiet, "building a hot standby from it ...");
     ground.add_standby()?;
@@ -89,15 +102,16 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let _ = ground.primary_exec(
         "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck') THEN CREATE EXTENSION IF NOT EXISTS amcheck; END IF; END $$",
     );
-    say(cfg.quiet, "starting a write load on the primary (transfers between accounts; the total never changes) ...");
-    let load = ground.start_load(LoadOptions::default())?;
+    say(
+        cfg.quiet,
+        "starting a write load on the primary like pgbench -c 2 (transfers between accounts; the total never changes) ...",
+    );
+    let load_opts = LoadOptions::pgbench_like();
+    let load = ground.start_load(load_opts.clone())?;
     std::thread::sleep(Duration::from_secs(3));
     let check_sql = dir.join("invariant.sql");
-    std::fs::write(
-        &check_sql,
-        format!("-- the load's invariant\n{};\n", invariant_sql(LoadOptions::default().accounts)),
-    )
-    .map_err(|e| Error::io(&check_sql, "write", e))?;
+    std::fs::write(&check_sql, format!("-- the load's invariant\n{};\n", invariant_sql(load_opts.accounts)))
+        .map_err(|e| Error::io(&check_sql, "write", e))?;
     say(
         cfg.quiet,
         "running a drill against the standby while the load runs: backup, verify, restore, gate, checks ...",
@@ -108,7 +122,7 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         primary: Some(ground.primary.conn()),
         pgdata: Some(standby.pgdata.clone()),
         work: dir.join("work"),
-        wal_archive: ground.archive.clone(),
+        wal_archive: Some(ground.archive.clone()),
         method: Method::Label,
         check_sql: Some(check_sql),
         check_db: "postgres".into(),
@@ -122,12 +136,21 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         db_user: None,
         jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         max_rate: None,
+        junit: None,
         quiet: cfg.quiet,
         end_lsn: None,
         stop_at: None,
+        restore_command: None,
+        stall: Duration::from_secs(10),
+        tablespace_map: Vec::new(),
+        sync: true,
+        rto_target: None,
+        cluster: None,
+        history: None,
+        metrics: None,
     });
     let transfers = load.stop().transfers;
-    let drill = drill?;
+    let given_dir = tmp.is_none();
     if cfg.keep {
         ground.keep();
         if let Some(t) = tmp {
@@ -135,5 +158,27 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         }
     }
     drop(ground);
+    if !cfg.keep && given_dir {
+        // A --dir given without --keep: remove what the demo put there
+        // (servers, archive, backup, restored copy: hundreds of MB).
+        remove_contents(&dir);
+        if created {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+    let drill = drill?;
     Ok(DemoReport { postgres: bin.version, dir, kept: cfg.keep, transfers, drill })
+}
+
+/// Remove everything in `dir` (best effort: the demo's own files).
+fn remove_contents(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+    }
 }

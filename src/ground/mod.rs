@@ -382,6 +382,7 @@ impl Ground {
             jobs: 2,
             max_rate: None,
             wal_archive: None,
+            archive_timeout: backup::DEFAULT_ARCHIVE_TIMEOUT,
             sync: false,
             quiet: true,
             allow_primary: true,

@@ -279,6 +279,19 @@ pub struct PgVersion {
     /// SQL that stops it without waiting for archiving; returns
     /// `(lsn, labelfile, spcmapfile)`.
     pub backup_stop_sql: &'static str,
+    /// The backup-start function's signature, for `has_function_privilege`
+    /// and GRANT statements.
+    pub backup_start_fn: &'static str,
+    /// The backup-stop function's signature.
+    pub backup_stop_fn: &'static str,
+    /// `idle_session_timeout` exists (14+): a backup session sits idle for
+    /// the whole copy, so pgdrill turns it off for its session.
+    pub has_idle_session_timeout: bool,
+    /// `pg_get_wal_replay_pause_state()` exists (14+); before, only
+    /// `pg_is_wal_replay_paused()`.
+    pub has_replay_pause_state: bool,
+    /// `pg_wal/summaries` exists and a backup carries it, empty (17+).
+    pub has_wal_summaries: bool,
     /// Text of `BACKUP FROM:` for a backup taken on a primary.
     pub label_from_primary: &'static str,
     /// `START TIMELINE:` is written and checked (11+).
@@ -338,6 +351,10 @@ const PAUSED_STATE: &str = "SELECT pg_get_wal_replay_pause_state() = 'paused'";
 const PAUSED_OLD: &str = "SELECT pg_is_wal_replay_paused()";
 const START_NEW: &str = "SELECT pg_backup_start($1, $2)::text";
 const STOP_NEW: &str = "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(false)";
+const START_OLD_FN: &str = "pg_start_backup(text, boolean, boolean)";
+const STOP_OLD_FN: &str = "pg_stop_backup(boolean, boolean)";
+const START_NEW_FN: &str = "pg_backup_start(text, boolean)";
+const STOP_NEW_FN: &str = "pg_backup_stop(boolean)";
 
 /// Supported majors, newest first. See the module docs for how to add one.
 pub static VERSIONS: &[PgVersion] = &[
@@ -349,6 +366,11 @@ pub static VERSIONS: &[PgVersion] = &[
         control: &CONTROL_18,
         backup_start_sql: START_NEW,
         backup_stop_sql: STOP_NEW,
+        backup_start_fn: START_NEW_FN,
+        backup_stop_fn: STOP_NEW_FN,
+        has_idle_session_timeout: true,
+        has_replay_pause_state: true,
+        has_wal_summaries: true,
         label_from_primary: "primary",
         label_has_start_timeline: true,
         has_incremental_backup: true,
@@ -370,6 +392,11 @@ pub static VERSIONS: &[PgVersion] = &[
         control: &CONTROL_17,
         backup_start_sql: START_NEW,
         backup_stop_sql: STOP_NEW,
+        backup_start_fn: START_NEW_FN,
+        backup_stop_fn: STOP_NEW_FN,
+        has_idle_session_timeout: true,
+        has_replay_pause_state: true,
+        has_wal_summaries: true,
         label_from_primary: "primary",
         label_has_start_timeline: true,
         has_incremental_backup: true,
@@ -391,6 +418,11 @@ pub static VERSIONS: &[PgVersion] = &[
         control: &CONTROL_13,
         backup_start_sql: START_NEW,
         backup_stop_sql: STOP_NEW,
+        backup_start_fn: START_NEW_FN,
+        backup_stop_fn: STOP_NEW_FN,
+        has_idle_session_timeout: true,
+        has_replay_pause_state: true,
+        has_wal_summaries: false,
         label_from_primary: "primary",
         label_has_start_timeline: true,
         has_incremental_backup: false,
@@ -412,6 +444,11 @@ pub static VERSIONS: &[PgVersion] = &[
         control: &CONTROL_13,
         backup_start_sql: START_NEW,
         backup_stop_sql: STOP_NEW,
+        backup_start_fn: START_NEW_FN,
+        backup_stop_fn: STOP_NEW_FN,
+        has_idle_session_timeout: true,
+        has_replay_pause_state: true,
+        has_wal_summaries: false,
         label_from_primary: "primary",
         label_has_start_timeline: true,
         has_incremental_backup: false,
@@ -433,6 +470,11 @@ pub static VERSIONS: &[PgVersion] = &[
         control: &CONTROL_13,
         backup_start_sql: START_OLD,
         backup_stop_sql: STOP_OLD,
+        backup_start_fn: START_OLD_FN,
+        backup_stop_fn: STOP_OLD_FN,
+        has_idle_session_timeout: true,
+        has_replay_pause_state: true,
+        has_wal_summaries: false,
         label_from_primary: "primary",
         label_has_start_timeline: true,
         has_incremental_backup: false,
@@ -454,6 +496,11 @@ pub static VERSIONS: &[PgVersion] = &[
         control: &CONTROL_13,
         backup_start_sql: START_OLD,
         backup_stop_sql: STOP_OLD,
+        backup_start_fn: START_OLD_FN,
+        backup_stop_fn: STOP_OLD_FN,
+        has_idle_session_timeout: false,
+        has_replay_pause_state: false,
+        has_wal_summaries: false,
         label_from_primary: "master",
         label_has_start_timeline: true,
         has_incremental_backup: false,
@@ -475,6 +522,11 @@ pub static VERSIONS: &[PgVersion] = &[
         control: &CONTROL_12,
         backup_start_sql: START_OLD,
         backup_stop_sql: STOP_OLD,
+        backup_start_fn: START_OLD_FN,
+        backup_stop_fn: STOP_OLD_FN,
+        has_idle_session_timeout: false,
+        has_replay_pause_state: false,
+        has_wal_summaries: false,
         label_from_primary: "master",
         label_has_start_timeline: true,
         has_incremental_backup: false,
@@ -496,6 +548,11 @@ pub static VERSIONS: &[PgVersion] = &[
         control: &CONTROL_11,
         backup_start_sql: START_OLD,
         backup_stop_sql: STOP_OLD,
+        backup_start_fn: START_OLD_FN,
+        backup_stop_fn: STOP_OLD_FN,
+        has_idle_session_timeout: false,
+        has_replay_pause_state: false,
+        has_wal_summaries: false,
         label_from_primary: "master",
         label_has_start_timeline: true,
         has_incremental_backup: false,
@@ -517,6 +574,11 @@ pub static VERSIONS: &[PgVersion] = &[
         control: &CONTROL_10,
         backup_start_sql: START_OLD,
         backup_stop_sql: STOP_OLD,
+        backup_start_fn: START_OLD_FN,
+        backup_stop_fn: STOP_OLD_FN,
+        has_idle_session_timeout: false,
+        has_replay_pause_state: false,
+        has_wal_summaries: false,
         label_from_primary: "master",
         label_has_start_timeline: false,
         has_incremental_backup: false,

@@ -1,5 +1,6 @@
 use super::{bytes, kv_table, section, table, Render};
 use crate::backup::preflight::{PreflightReport, Status};
+use crate::backup::session::Restartpoint;
 use crate::backup::BackupReport;
 
 impl Render for BackupReport {
@@ -18,6 +19,19 @@ impl Render for BackupReport {
             ("manifest version", self.manifest_version.to_string()),
             ("duration", format!("{:.1} s", self.seconds)),
         ];
+        if let Some(st) = &self.start {
+            let how = match st.restartpoint {
+                Restartpoint::Current => "the standby's last restartpoint was current".to_string(),
+                Restartpoint::Spread => format!("waited {:.0} s for a spread restartpoint", st.seconds),
+                Restartpoint::Immediate => format!("immediate restartpoint ({:.1} s)", st.seconds),
+            };
+            let retried = if st.conflicts_retried > 0 {
+                format!("; {} recovery conflicts retried", st.conflicts_retried)
+            } else {
+                String::new()
+            };
+            rows.push(("backup start", format!("{how}; {} attempts{retried}", st.attempts)));
+        }
         if !self.tablespaces.is_empty() {
             rows.push(("tablespaces", self.tablespaces.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")));
         }
@@ -34,7 +48,12 @@ impl Render for BackupReport {
             };
             rows.push(("end segment", format!("{}: {what}", w.end_segment)));
         }
-        section("backup complete", &kv_table(&rows))
+        let title = if self.exit_code == 0 {
+            "backup complete"
+        } else {
+            "backup written, but its end segment did not reach the archive (exit 4): a restore cannot reach the end"
+        };
+        section(title, &kv_table(&rows))
     }
 }
 

@@ -33,7 +33,22 @@ pub fn verdict(d: &DrillReport) -> String {
         (Some(g), None) => {
             format!("The restore reached PostgreSQL's own end of backup; access opened at {}.", opt(&g.opened_at_lsn))
         }
-        (None, _) => "The restore did NOT reach consistency: no client was let in.".to_string(),
+        (None, _) => no_gate_verdict(d),
+    }
+}
+
+/// The verdict when the gate did not finish: say what actually happened.
+fn no_gate_verdict(d: &DrillReport) -> String {
+    let Some(failed) = d.failed_step() else {
+        return "No restore ran.".to_string();
+    };
+    let why = failed.causes.first().cloned().unwrap_or_else(|| failed.detail.clone());
+    match failed.name {
+        "gate" => format!(
+            "The restored copy did NOT reach consistency ({why}): no client was let in; the copy is stopped and stays locked."
+        ),
+        "restore" => format!("The restore failed before the server started ({why}): no client was let in."),
+        name => format!("No restore ran: the drill stopped at the {name} step ({why})."),
     }
 }
 
@@ -47,6 +62,16 @@ impl Render for DrillReport {
             })
             .collect();
         let mut out = section("drill", &table(&["step", "status", "time", "detail"], &rows));
+        let causes: Vec<Vec<String>> = self
+            .steps
+            .iter()
+            // verify's causes are its findings, shown in full below.
+            .filter(|s| s.name != "verify" || self.findings.is_empty())
+            .flat_map(|s| s.causes.iter().map(move |c| vec![s.name.to_string(), c.clone()]))
+            .collect();
+        if !causes.is_empty() {
+            out.push_str(&section("why", &table(&["step", "cause"], &causes)));
+        }
         let r = &self.rto;
         let rto = vec![
             ("backup", format!("{:.2} s", r.backup)),
@@ -56,10 +81,15 @@ impl Render for DrillReport {
             ("open", format!("{:.2} s", r.open)),
             ("checks", format!("{:.2} s", r.checks)),
             ("total", format!("{:.2} s", r.total)),
+            ("recovery (copy + replay + open)", format!("{:.2} s", r.recovery)),
             ("end LSN", opt(&self.end_lsn)),
             ("access opened at", opt(&self.opened_at_lsn)),
             ("PostgreSQL's own consistency point", opt(&self.server_consistent_lsn)),
         ];
+        let mut rto = rto;
+        if let Some(t) = self.rto_target {
+            rto.push(("RTO target", format!("{t:.0} s")));
+        }
         out.push_str(&section("recovery time", &kv_table(&rto)));
         if !self.checks.is_empty() {
             let rows: Vec<Vec<String>> = self

@@ -68,12 +68,12 @@ impl Sink for StderrSink {
     fn start(&self, what: &str, unit: Unit, total: u64) -> Box<dyn Meter> {
         let bar = (self.mode == Mode::Bars).then(|| {
             let pb = self.multi.add(ProgressBar::new(total));
-            // 8 + 2 + 20 + 2 + at most 48: fits 80 columns.
+            // 8 + 2 + 20 + 2 + at most MSG_WIDTH (48): fits 80 columns.
             let style = ProgressStyle::with_template("{prefix:>8} [{bar:20}] {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
             pb.set_style(style);
-            pb.set_prefix(what.to_string());
+            pb.set_prefix(clip(what, 8));
             pb
         });
         Box::new(Tracker {
@@ -145,6 +145,20 @@ impl State {
     }
 }
 
+/// The widest status a bar shows: `{prefix:>8} [{bar:20}] ` takes 32 of
+/// 80 columns.
+pub const MSG_WIDTH: usize = 48;
+
+/// Cut `s` to `width` characters, marking the cut with `...`.
+fn clip(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(width.saturating_sub(3)).collect();
+    out.push_str("...");
+    out
+}
+
 /// The status text of a meter: where it is, its rate, and its ETA or stall.
 fn status(unit: Unit, total: u64, st: &State, now: Instant) -> String {
     let position = match unit {
@@ -187,12 +201,12 @@ impl Tracker {
             Mode::Bars => {
                 if let Some(b) = &self.bar {
                     b.set_position(st.done.min(self.total));
-                    b.set_message(status(self.unit, self.total, &st, now));
+                    b.set_message(clip(&status(self.unit, self.total, &st, now), MSG_WIDTH));
                 }
             }
             Mode::Lines if now.duration_since(st.last_line) >= LINE_EVERY => {
                 st.last_line = now;
-                eprintln!("pgdrill: {}: {}", self.what, status(self.unit, self.total, &st, now));
+                eprintln!("pgdrill: {}: {}", self.what, clip(&status(self.unit, self.total, &st, now), MSG_WIDTH));
             }
             _ => {}
         }
@@ -260,6 +274,25 @@ mod tests {
         let s = status(Unit::Wal, 40 << 20, &st, t0 + Duration::from_secs(2));
         assert!(s.starts_with("0/3000000 of 0/4000000 "), "{s}");
         assert!(8 + 2 + 20 + 2 + s.len() <= 80, "{s}");
+    }
+
+    #[test]
+    fn a_bar_line_fits_80_columns_whatever_it_shows() {
+        let t0 = Instant::now();
+        let mut st = State::new(t0);
+        st.record(t0 + Duration::from_secs(1), u64::MAX / 4);
+        st.detail = "FFFFFFFF/FFFFFFFF of FFFFFFFF/FFFFFFFF on timeline 4294967295".into();
+        for unit in [Unit::Bytes, Unit::Wal] {
+            for later in [1, 99_999] {
+                let s = clip(&status(unit, u64::MAX, &st, t0 + Duration::from_secs(later)), MSG_WIDTH);
+                // "{prefix:>8} [{bar:20}] {msg}", the prefix clipped to 8.
+                let line = format!("{:>8} [{}] {s}", clip("restore-long-name", 8), "=".repeat(20));
+                assert!(line.chars().count() <= 80, "{line}");
+                assert!(!line.ends_with(' '), "{line:?}");
+            }
+        }
+        assert_eq!(clip("abcdef", 5), "ab...");
+        assert_eq!(clip("abc", 5), "abc");
     }
 
     #[test]

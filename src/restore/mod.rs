@@ -470,6 +470,11 @@ pub fn run(cfg: &RestoreConfig) -> Result<RestoreReport> {
         ));
     }
     let mut tablespace_dirs = Vec::new();
+    // From the first write to pg_control (or the undo), a signal must not
+    // cut the restore in the middle: the watchdog waits for this guard,
+    // and the steps below poll the flag, so an interrupted restore always
+    // ends undone (and "run the command again" stays true).
+    let writing = crate::signals::cleaning();
     let result = restore_into(cfg, &plan, &target, &mut created, &mut tablespace_dirs);
     if result.is_err() && target.meta_optional(Path::new(CONTROL_PATH)).ok().flatten().is_none() {
         // Nothing startable was made; leave everything as we found it.
@@ -478,7 +483,24 @@ pub fn run(cfg: &RestoreConfig) -> Result<RestoreReport> {
         emptied.extend(tablespace_dirs.iter());
         created.undo(&emptied);
     }
-    result
+    drop(writing);
+    // The copy is whole and locked: the gate (outside the guard, so the
+    // watchdog cuts a blocked call in it as everywhere else; it fails
+    // closed).
+    let (mut report, gate_cfg) = result?;
+    if !cfg.no_start {
+        report.gate = Some(gate::run(&gate_cfg)?);
+        report.started = true;
+    }
+    Ok(report)
+}
+
+/// Stop between steps when a signal came.
+fn unless_interrupted() -> Result<()> {
+    if crate::signals::interrupted() {
+        return Err(Error::Interrupted);
+    }
+    Ok(())
 }
 
 /// Read the backup and check everything that can be checked without
@@ -821,14 +843,16 @@ fn restore_into(
     target: &Dir,
     created: &mut Created,
     tablespace_dirs: &mut Vec<Dir>,
-) -> Result<RestoreReport> {
+) -> Result<(RestoreReport, GateConfig)> {
     let started = Instant::now();
     let info = &plan.info;
     let version = info.control.version();
     let owner = OsUser::running_as_root().then_some(&plan.user);
     let tablespaces = place_tablespaces(cfg, plan, target, created, tablespace_dirs)?;
     let (files, bytes, manifest_checked) = copy_files(cfg, plan, target, tablespace_dirs)?;
+    unless_interrupted()?;
     let (notes, restore_command) = configure(cfg, plan, target, &tablespaces)?;
+    unless_interrupted()?;
 
     // Lock before pg_control exists; then pg_control, last.
     let floor = info.gate_target();
@@ -850,6 +874,7 @@ fn restore_into(
     if cfg.sync {
         copy::sync_filesystem(target.path())?;
     }
+    unless_interrupted()?;
     let control_bytes =
         plan.listing.root.read(Path::new(CONTROL_PATH)).map_err(read_err(cfg.backup.join(CONTROL_PATH)))?;
     let control_dst = target.path().join(CONTROL_PATH);
@@ -864,26 +889,28 @@ fn restore_into(
     }
     let copy_secs = started.elapsed().as_secs_f64();
 
-    let gate = if cfg.no_start { None } else { Some(gate::run(&gate_cfg)?) };
-    Ok(RestoreReport {
-        backup: cfg.backup.clone(),
-        target: target.path().to_path_buf(),
-        pg_major: version.major,
-        method: if info.kind == DirKind::LegacyBackup { "legacy" } else { "label" },
-        end_lsn: end,
-        os_user: plan.user.name.clone(),
-        files: files + 1,
-        bytes: bytes + control_bytes.len() as u64,
-        manifest_checked,
-        copy_secs,
-        tablespaces,
-        port: Some(prepared.port),
-        restore_command,
-        streaming_from: cfg.primary_conninfo.as_ref().map(|c| c.to_string()),
-        config_notes: notes,
-        started: gate.is_some(),
-        gate,
-    })
+    Ok((
+        RestoreReport {
+            backup: cfg.backup.clone(),
+            target: target.path().to_path_buf(),
+            pg_major: version.major,
+            method: if info.kind == DirKind::LegacyBackup { "legacy" } else { "label" },
+            end_lsn: end,
+            os_user: plan.user.name.clone(),
+            files: files + 1,
+            bytes: bytes + control_bytes.len() as u64,
+            manifest_checked,
+            copy_secs,
+            tablespaces,
+            port: Some(prepared.port),
+            restore_command,
+            streaming_from: cfg.primary_conninfo.as_ref().map(|c| c.to_string()),
+            config_notes: notes,
+            started: false,
+            gate: None,
+        },
+        gate_cfg,
+    ))
 }
 
 /// Quote a path for a shell command line (restore_command runs in a shell).
