@@ -58,3 +58,9 @@ bench WHAT="all" *ARGS:
         all) cargo bench --bench pgdrill -- backup gate {{ARGS}}; scripts/bench-verify.sh ;;
         *) echo "usage: just bench [backup|gate|verify|all]" >&2; exit 2 ;;
     esac
+
+# Mutation run of `pgdrill verify` over real backups (tests/fuzz_verify.rs): counts
+# panics, aborts, hangs and missed corruptions, and fails unless all are zero.
+# EXECS executions (CI runs 100 in the ordinary test suite); SEED to replay one.
+fuzz EXECS="20000" SEED="":
+    PGDRILL_FUZZ_EXECS={{EXECS}} {{ if SEED == "" { "" } else { "PGDRILL_FUZZ_SEED=" + SEED } }} cargo test --release --test fuzz_verify -- --nocapture

@@ -572,6 +572,10 @@ pub struct VerifyArgs {
     /// Skip the WAL checks.
     #[arg(long)]
     pub no_wal: bool,
+    /// Accept a backup without a backup_manifest (pgdrill and pg_basebackup
+    /// 13+ write one; without this option its absence is an error).
+    #[arg(long)]
+    pub allow_missing_manifest: bool,
     /// Parallel checksum workers (default: the number of cores).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
@@ -588,6 +592,7 @@ impl VerifyArgs {
             wal_archive: self.wal_archive.clone(),
             no_wal: self.no_wal,
             jobs: positive_jobs(self.jobs)?,
+            allow_missing_manifest: self.allow_missing_manifest,
         })
     }
 }

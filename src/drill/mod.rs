@@ -532,6 +532,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             // command's to fetch, so verify checks the files only.
             no_wal: cfg.wal_archive.is_none(),
             jobs: cfg.jobs,
+            allow_missing_manifest: false,
         })?;
         let errors: Vec<&Finding> = r.findings.iter().filter(|f| f.is_error()).collect();
         let mut detail = format!("{} errors, {} warnings", r.errors, r.warnings);

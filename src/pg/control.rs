@@ -312,6 +312,69 @@ impl ControlFile {
         })
     }
 
+    /// A stand-in for a pg_control that cannot be read, of major `v`: every
+    /// value zero, the CRC failed. Callers must not trust its fields.
+    pub fn placeholder(v: &PgVersion) -> ControlFile {
+        ControlFile {
+            pg_major: v.major,
+            system_identifier: 0,
+            pg_control_version: v.control_version,
+            catalog_version: v.catalog_version,
+            state: DbState::Unknown(0),
+            time: 0,
+            checkpoint_lsn: Lsn(0),
+            prev_checkpoint_lsn: None,
+            redo_lsn: Lsn(0),
+            timeline: TimelineId(0),
+            prev_timeline: TimelineId(0),
+            full_page_writes: false,
+            next_xid: "0:0".into(),
+            next_oid: 0,
+            next_multixact_id: 0,
+            next_multi_offset: 0,
+            oldest_xid: 0,
+            oldest_xid_dbid: 0,
+            oldest_active_xid: 0,
+            oldest_multi_xid: 0,
+            oldest_multi_dbid: 0,
+            oldest_commit_ts_xid: 0,
+            newest_commit_ts_xid: 0,
+            checkpoint_time: 0,
+            unlogged_lsn: Lsn(0),
+            min_recovery_lsn: Lsn(0),
+            min_recovery_timeline: 0,
+            backup_start_lsn: Lsn(0),
+            backup_end_lsn: Lsn(0),
+            backup_end_required: false,
+            wal_level: "unknown",
+            wal_log_hints: false,
+            max_connections: 0,
+            max_worker_processes: 0,
+            max_wal_senders: None,
+            max_prepared_xacts: 0,
+            max_locks_per_xact: 0,
+            track_commit_timestamp: false,
+            max_data_alignment: 0,
+            float_format_ok: false,
+            block_size: 0,
+            blocks_per_segment: 0,
+            wal_block_size: 0,
+            wal_segment_size: 0,
+            max_identifier_length: 0,
+            max_index_columns: 0,
+            max_toast_chunk_size: 0,
+            large_object_chunk_size: 0,
+            float4_pass_by_value: None,
+            float8_pass_by_value: false,
+            data_checksum_version: 0,
+            default_char_signedness: None,
+            mock_authentication_nonce: String::new(),
+            crc_ok: false,
+            crc_stored: 0,
+            crc_computed: 0,
+        }
+    }
+
     /// The table row of this file's major.
     pub fn version(&self) -> &'static PgVersion {
         // parse() only succeeds for a major in the table.

@@ -309,11 +309,41 @@ pub struct PgVersion {
     pub manifest_version: u32,
     /// `initdb --wal-segsize` exists (11+).
     pub configurable_wal_segsize: bool,
+    /// How xlogreader.c decodes this major's WAL records.
+    pub wal_records: &'static WalRecordRules,
+    /// pg_basebackup writes a backup_manifest by default (13+).
+    pub basebackup_writes_manifest: bool,
     /// SQL returning true while replay is paused (at a recovery target with
     /// `recovery_target_action = pause`): `pg_get_wal_replay_pause_state()`
     /// from 14, `pg_is_wal_replay_paused()` before.
     pub replay_paused_sql: &'static str,
 }
+
+/// The version-dependent rules of WAL record decoding
+/// (`src/include/access/rmgrlist.h`, `rmgr.h`, `xlogrecord.h`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct WalRecordRules {
+    /// `RM_MAX_BUILTIN_ID` (`RM_MAX_ID` before 15): the highest built-in
+    /// resource manager.
+    pub max_builtin_rmgr: u8,
+    /// `RM_MIN_CUSTOM_ID..=RM_MAX_CUSTOM_ID`: custom resource managers (15+).
+    pub custom_rmgrs: Option<(u8, u8)>,
+    /// `XLR_BLOCK_ID_TOPLEVEL_XID` (252) exists (14+).
+    pub toplevel_xid_block: bool,
+    /// The `bimg_info` bits that mean a compressed image:
+    /// `BKPIMAGE_IS_COMPRESSED` (0x02) before 15, the three
+    /// `BKPIMAGE_COMPRESS_*` bits (0x04, 0x08, 0x10) from 15.
+    pub image_compressed_bits: u8,
+}
+
+/// 10–13: 22 built-in resource managers, one compression bit.
+const WAL_RECORDS_10: WalRecordRules =
+    WalRecordRules { max_builtin_rmgr: 21, custom_rmgrs: None, toplevel_xid_block: false, image_compressed_bits: 0x02 };
+/// 14: the top-level XID block.
+const WAL_RECORDS_14: WalRecordRules = WalRecordRules { toplevel_xid_block: true, ..WAL_RECORDS_10 };
+/// 15+: custom resource managers and three compression methods.
+const WAL_RECORDS_15: WalRecordRules =
+    WalRecordRules { custom_rmgrs: Some((128, 255)), image_compressed_bits: 0x1C, ..WAL_RECORDS_14 };
 
 const START_OLD: &str = "SELECT pg_start_backup($1, $2, false)::text";
 const STOP_OLD: &str = "SELECT lsn::text, labelfile, spcmapfile FROM pg_stop_backup(false, false)";
@@ -350,6 +380,8 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 2,
         configurable_wal_segsize: true,
+        wal_records: &WAL_RECORDS_15,
+        basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
@@ -374,6 +406,8 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 2,
         configurable_wal_segsize: true,
+        wal_records: &WAL_RECORDS_15,
+        basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
@@ -398,6 +432,8 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_records: &WAL_RECORDS_15,
+        basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
@@ -422,6 +458,8 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_records: &WAL_RECORDS_15,
+        basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
@@ -446,6 +484,8 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_records: &WAL_RECORDS_14,
+        basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
     },
     PgVersion {
@@ -470,6 +510,8 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_records: &WAL_RECORDS_10,
+        basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_OLD,
     },
     PgVersion {
@@ -494,6 +536,8 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_records: &WAL_RECORDS_10,
+        basebackup_writes_manifest: false,
         replay_paused_sql: PAUSED_OLD,
     },
     PgVersion {
@@ -518,6 +562,8 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: false,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_records: &WAL_RECORDS_10,
+        basebackup_writes_manifest: false,
         replay_paused_sql: PAUSED_OLD,
     },
     PgVersion {
@@ -542,6 +588,8 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: false,
         manifest_version: 1,
         configurable_wal_segsize: false,
+        wal_records: &WAL_RECORDS_10,
+        basebackup_writes_manifest: false,
         replay_paused_sql: PAUSED_OLD,
     },
 ];
