@@ -2,8 +2,10 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# The PostgreSQL majors we test against.
-majors := "10 11 12 13 14 15 16 17 18"
+# The PostgreSQL majors we test against (scripts/majors).
+majors := `grep -v '^#' scripts/majors | awk '{print $1}' | tr '\n' ' '`
+# The ones CI runs the integration tests on besides Debian's 15.
+ci_majors := `grep -v '^#' scripts/majors | awk '$3 == "ci" {print $1}' | tr '\n' ' '`
 
 # List the recipes.
 default:
@@ -13,7 +15,7 @@ default:
 pg MAJOR:
     scripts/pg-install.sh '{{MAJOR}}'
 
-# Install every supported major (10..18).
+# Install every supported major.
 pg-all:
     for m in {{majors}}; do scripts/pg-install.sh "$m"; done
 
@@ -34,6 +36,10 @@ matrix *MAJORS:
         echo "=== PostgreSQL $m ($bin)"
         PGDRILL_TEST_PG_BIN="$bin" cargo test --test '*' -q
     done
+
+# Print the majors CI tests besides Debian's 15 (scripts/majors).
+ci-majors:
+    @echo {{ci_majors}}
 
 # The checks CI runs, in order.
 check:

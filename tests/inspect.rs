@@ -3,8 +3,8 @@
 
 mod common;
 
+use common::compare::control_mismatches;
 use common::*;
-use pgdrill::ground::compare::control_mismatches;
 use pgdrill::ground::{server_control_view, Cluster, Ground, GroundOptions};
 
 /// Compare inspect's view of a running cluster with the server's, retrying

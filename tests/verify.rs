@@ -344,10 +344,11 @@ fn backups_pass_and_each_kind_of_damage_is_named() {
     let (_, c, v) = damaged("early-control", &|d| {
         let p = d.join("global/pg_control");
         let mut b = std::fs::read(&p).unwrap();
-        let layout = pgdrill::pg::version::by_major(major).unwrap().control;
-        b[layout.min_recovery_point..layout.min_recovery_point + 8].copy_from_slice(&start.0.to_le_bytes());
-        let crc = pgdrill::pg::control::compute_crc(&b, layout.crc);
-        b[layout.crc..layout.crc + 4].copy_from_slice(&crc.to_le_bytes());
+        let layout = pgdrill::pg::layout::Layout::of(pgdrill::pg::version::by_major(major).unwrap().control);
+        let (mrp, crc_at) = (layout.offset("minRecoveryPoint").unwrap(), layout.offset("crc").unwrap());
+        b[mrp..mrp + 8].copy_from_slice(&start.0.to_le_bytes());
+        let crc = pgdrill::pg::control::compute_crc(&b, crc_at);
+        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
         std::fs::write(&p, b).unwrap();
         refresh_manifest_entry(d, "global/pg_control");
     });
@@ -860,8 +861,8 @@ fn strict_as_pg_verifybackup_bounded_and_honest() {
     // A flipped bit in pg_control's minRecoveryPoint: the CRC fails, and
     // nothing in it sizes any work.
     let d = copy("flipped_min_recovery", &label);
-    let layout = pgdrill::pg::version::by_major(major).unwrap().control;
-    flip_byte(&d.join("global/pg_control"), layout.min_recovery_point + 6);
+    let layout = pgdrill::pg::layout::Layout::of(pgdrill::pg::version::by_major(major).unwrap().control);
+    flip_byte(&d.join("global/pg_control"), layout.offset("minRecoveryPoint").unwrap() + 6);
     let (c, v) = verify_bounded(&d, &archive);
     assert_flags(c, &v, "control_crc", "global/pg_control");
     assert_eq!(v["wal"]["checked"], false);

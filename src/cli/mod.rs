@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backup::{preflight::PreflightConfig, BackupConfig, Method};
 use crate::conn::ConnSpec;
+#[cfg(feature = "demo")]
 use crate::drill::demo::DemoConfig;
 use crate::drill::history::HistoryConfig;
 use crate::drill::walkeep::WalKeepConfig;
@@ -69,6 +70,7 @@ pub enum Command {
     Drill(DrillArgs),
     /// Run the whole job on a throwaway primary and standby: backup, verify,
     /// restore, gate, report.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// List (or remove) archived WAL a verified backup no longer needs.
     WalKeep(WalKeepArgs),
@@ -92,6 +94,7 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Work directory (default: a new temporary directory).
@@ -112,6 +115,7 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
+#[cfg(feature = "demo")]
 impl DemoArgs {
     pub fn to_config(&self) -> DemoConfig {
         DemoConfig { dir: self.dir.clone(), pg_bin: self.pg_bin.clone(), keep: self.keep, quiet: false }

@@ -14,6 +14,7 @@
 //! Prometheus textfile.
 
 pub mod checks;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod history;
 pub mod metrics;

@@ -7,12 +7,18 @@ pub mod tls;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use pgdrill::ground::{test_bin, Ground, GroundOptions, LoadOptions};
+use pgdrill::ground::{Ground, GroundOptions, LoadOptions};
 use pgdrill::pg::Lsn;
 use pgdrill::server::PgBin;
 
+pub mod compare;
+
+/// The bindir the tests use: `PGDRILL_TEST_PG_BIN`, else Debian's 15.
 pub fn bin() -> PgBin {
-    test_bin().expect("PostgreSQL server binaries (set PGDRILL_TEST_PG_BIN)")
+    let dir = std::env::var_os("PGDRILL_TEST_PG_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/lib/postgresql/15/bin"));
+    PgBin::at(&dir).expect("PostgreSQL server binaries (set PGDRILL_TEST_PG_BIN)")
 }
 
 /// A primary with archiving.
