@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests. Every test runs real servers
 //! from the test ground (`pgdrill::ground`); nothing is mocked.
-#![allow(dead_code)]
 
 pub mod tls;
 
@@ -12,6 +11,7 @@ use pgdrill::pg::Lsn;
 use pgdrill::server::PgBin;
 
 pub mod compare;
+pub mod prom;
 
 /// The bindir the tests use: `PGDRILL_TEST_PG_BIN`, else Debian's 15.
 pub fn bin() -> PgBin {
@@ -36,10 +36,6 @@ pub fn with_standby() -> Ground {
 /// Run the pgdrill binary.
 pub fn pgdrill(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgdrill")).args(args).output().expect("run pgdrill")
-}
-
-pub fn pgdrill_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgdrill")).current_dir(dir).args(args).output().expect("run pgdrill")
 }
 
 pub fn code(o: &Output) -> i32 {

@@ -2,11 +2,9 @@
 //! samples of every major in `testdata/` (made by `just testdata` from real
 //! clusters) decode, and agree with what their servers reported.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::compare::control_mismatches;
+use crate::common::compare::control_mismatches;
 use pgdrill::pg::control::ControlFile;
 use serde_json::Value;
 

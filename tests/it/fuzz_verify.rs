@@ -17,14 +17,12 @@
 //! executions (default 100, what CI runs), `PGDRILL_FUZZ_SEED` the seed;
 //! `just fuzz` runs a long one in a release build.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pgdrill::pg::manifest::Manifest;
 
 /// A backup to damage and what is known of it.

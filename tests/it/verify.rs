@@ -3,14 +3,12 @@
 //! PostgreSQL 15's pg_verifybackup is installed, pgdrill must flag at least
 //! every file it flags.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use pgdrill::ground::{Cluster, Ground, GroundOptions, LoadOptions};
 use pgdrill::pg::manifest::{Checksummer, Manifest, ManifestFile};
 use pgdrill::pg::{Lsn, WalSegSize};

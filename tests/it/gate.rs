@@ -1,11 +1,9 @@
 //! `pgdrill restore` and `pgdrill gate` against real servers: nobody but
 //! pgdrill gets in before replay reaches the backup's end point.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use pgdrill::ground::{free_port, invariant_sql, LoadOptions};
 use pgdrill::pg::Lsn;
 
