@@ -19,5 +19,6 @@ mod fuzz_verify;
 mod gate;
 mod golden;
 mod inspect;
+mod snapshots;
 mod targets;
 mod verify;
