@@ -41,17 +41,30 @@ pub fn read_control(dir: &Path) -> Result<(ControlFile, u64)> {
 
 fn read_control_in(dir: &Dir) -> Result<(ControlFile, u64)> {
     let path = dir.path().join(CONTROL_PATH);
-    let mut last_bad: Option<u32> = None;
-    for attempt in 0..10 {
-        let bytes = dir.read(Path::new(CONTROL_PATH)).map_err(|e| match e.kind() {
+    let (bytes, control) = read_control_retrying(&path, || {
+        dir.read(Path::new(CONTROL_PATH)).map_err(|e| match e.kind() {
             ErrorKind::NotFound => {
                 Error::NotADataDir { path: dir.path().to_path_buf(), reason: format!("{CONTROL_PATH} is missing") }
             }
             _ => Error::ReadInput { path: path.clone(), source: e },
-        })?;
-        let control = ControlFile::parse(&bytes).map_err(|source| Error::Control { path: path.clone(), source })?;
+        })
+    })?;
+    Ok((control, bytes.len() as u64))
+}
+
+/// The one re-read policy for a pg_control that may be torn mid-write,
+/// PostgreSQL's own (`get_controlfile()`): up to 10 reads 10 ms apart while
+/// the CRC is bad, stopping early when the same bad CRC comes back twice (a
+/// damaged file, not a torn read). Returns the last read; its `crc_ok` says
+/// whether the CRC held.
+pub fn read_control_retrying(path: &Path, mut read: impl FnMut() -> Result<Vec<u8>>) -> Result<(Vec<u8>, ControlFile)> {
+    let mut last_bad: Option<u32> = None;
+    for attempt in 0..10 {
+        let bytes = read()?;
+        let control =
+            ControlFile::parse(&bytes).map_err(|source| Error::Control { path: path.to_path_buf(), source })?;
         if control.crc_ok || last_bad == Some(control.crc_computed) || attempt == 9 {
-            return Ok((control, bytes.len() as u64));
+            return Ok((bytes, control));
         }
         last_bad = Some(control.crc_computed);
         sleep(Duration::from_millis(10));
@@ -119,18 +132,44 @@ pub struct ManifestSummary {
 impl ManifestInfo {
     pub fn summary(&self) -> ManifestSummary {
         let m = &self.manifest;
-        let mut algs: Vec<&'static str> =
-            m.files.iter().filter_map(|f| f.checksum.as_ref().map(|(a, _)| a.name())).collect();
+        ManifestSummary::new(
+            m.version,
+            m.system_identifier,
+            m.files.iter().map(|f| (f.size, f.checksum.as_ref().map(|(a, _)| *a))),
+            &m.wal_ranges,
+            self.checksum_ok,
+        )
+    }
+}
+
+impl ManifestSummary {
+    /// The summary of a manifest's parts: its files as (size, algorithm).
+    pub fn new(
+        version: u32,
+        system_identifier: Option<u64>,
+        files: impl Iterator<Item = (u64, Option<crate::pg::manifest::ChecksumAlgorithm>)>,
+        wal_ranges: &[crate::pg::manifest::WalRange],
+        checksum_ok: bool,
+    ) -> ManifestSummary {
+        let (mut count, mut total_bytes, mut algs) = (0, 0, Vec::new());
+        for (size, alg) in files {
+            count += 1;
+            total_bytes += size;
+            if let Some(a) = alg {
+                if !algs.contains(&a.name()) {
+                    algs.push(a.name());
+                }
+            }
+        }
         algs.sort_unstable();
-        algs.dedup();
         ManifestSummary {
-            version: m.version,
-            system_identifier: m.system_identifier.map(|s| s.to_string()),
-            files: m.files.len(),
-            total_bytes: m.files.iter().map(|f| f.size).sum(),
+            version,
+            system_identifier: system_identifier.map(|s| s.to_string()),
+            files: count,
+            total_bytes,
             checksum_algorithms: algs,
-            wal_ranges: m.wal_ranges.clone(),
-            manifest_checksum_ok: self.checksum_ok,
+            wal_ranges: wal_ranges.to_vec(),
+            manifest_checksum_ok: checksum_ok,
         }
     }
 }
@@ -145,10 +184,29 @@ pub struct WalNeeded {
     pub end_segment: Option<String>,
 }
 
+/// How [`DirInfo::read_with`] reads a directory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadOptions {
+    /// Leave `backup_manifest` alone ([`DirInfo::manifest`] stays `None`),
+    /// for callers that read it their own way.
+    pub skip_manifest: bool,
+    /// In a directory that is evidently a backup (it has a backup_label,
+    /// end_location or backup_manifest), go on when `global/pg_control` is
+    /// missing or cannot be decoded: [`DirInfo::control`] is then a
+    /// placeholder for the major in `PG_VERSION`, and the reason is returned.
+    pub tolerate_bad_control: bool,
+}
+
 impl DirInfo {
     /// Read a directory. Errors for anything that is not a data or backup
     /// directory, or whose files cannot be parsed.
     pub fn read(path: &Path) -> Result<DirInfo> {
+        Self::read_with(path, ReadOptions::default()).map(|(info, _)| info)
+    }
+
+    /// Read a directory as [`ReadOptions`] say; the second value says why
+    /// pg_control could not be used, when it was tolerated.
+    pub fn read_with(path: &Path, opts: ReadOptions) -> Result<(DirInfo, Option<String>)> {
         let meta = fs::metadata(path).map_err(|e| match e.kind() {
             ErrorKind::NotFound => Error::NotADataDir { path: path.to_path_buf(), reason: "no such directory".into() },
             _ => Error::ReadInput { path: path.to_path_buf(), source: e },
@@ -161,11 +219,16 @@ impl DirInfo {
             .meta_optional(Path::new(INCOMPLETE_MARKER))
             .map_err(|e| Error::ReadInput { path: path.join(INCOMPLETE_MARKER), source: e })?
             .is_some();
-        // An interrupted backup may lack pg_control (copied last): name it
-        // for what it is.
-        let (control, control_size) = match read_control_in(&dir) {
+        let (control, control_size, control_problem) = match read_control_in(&dir) {
+            Ok((c, size)) => (c, size, None),
+            Err(e) if opts.tolerate_bad_control && is_evidently_backup(&dir) => {
+                let (c, size, why) = control_placeholder(&dir, e)?;
+                (c, size, Some(why))
+            }
+            // An interrupted backup may lack pg_control (copied last): name it
+            // for what it is.
             Err(_) if incomplete => return Err(Error::IncompleteBackup { path: path.to_path_buf() }),
-            r => r?,
+            Err(e) => return Err(e),
         };
         let label_path = path.join(BACKUP_LABEL);
         let label = read_optional(&dir, BACKUP_LABEL)?
@@ -185,6 +248,7 @@ impl DirInfo {
             .transpose()?;
         let manifest_path = path.join(BACKUP_MANIFEST);
         let manifest = match dir.read(Path::new(BACKUP_MANIFEST)) {
+            _ if opts.skip_manifest => None,
             Ok(bytes) => {
                 let m = Manifest::parse(&bytes)
                     .map_err(|source| Error::Manifest { path: manifest_path.clone(), source })?;
@@ -205,7 +269,7 @@ impl DirInfo {
             Some((_, f)) if !f.is_from_standby() => find_backup_history_stop(&dir, f),
             _ => None,
         };
-        Ok(DirInfo {
+        let info = DirInfo {
             path: path.to_path_buf(),
             kind,
             control,
@@ -216,7 +280,8 @@ impl DirInfo {
             manifest,
             incomplete,
             backup_history_stop,
-        })
+        };
+        Ok((info, control_problem))
     }
 
     pub fn label_fields(&self) -> Option<&LabelFields> {
@@ -290,6 +355,29 @@ impl DirInfo {
         });
         Some(WalNeeded { timeline: tli, start_lsn: start, start_segment, end_lsn: end, end_segment })
     }
+}
+
+/// A directory that carries a backup's own files.
+fn is_evidently_backup(dir: &Dir) -> bool {
+    [BACKUP_LABEL, END_LOCATION, BACKUP_MANIFEST]
+        .iter()
+        .any(|f| dir.meta_optional(Path::new(f)).is_ok_and(|m| m.is_some()))
+}
+
+/// A placeholder pg_control for a backup whose own is unusable (`err`
+/// says why), of the major named by `PG_VERSION`; `err` itself when that
+/// names no supported major.
+fn control_placeholder(dir: &Dir, err: Error) -> Result<(ControlFile, u64, String)> {
+    let major =
+        dir.read(Path::new("PG_VERSION")).ok().and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok());
+    let Some(v) = major.and_then(crate::pg::version::by_major) else { return Err(err) };
+    let why = match &err {
+        Error::Control { source, .. } => source.to_string(),
+        Error::NotADataDir { .. } => format!("{CONTROL_PATH} is missing"),
+        other => other.to_string(),
+    };
+    let size = dir.meta_optional(Path::new(CONTROL_PATH)).ok().flatten().map_or(0, |m| m.size);
+    Ok((ControlFile::placeholder(v), size, why))
 }
 
 fn find_backup_history_stop(dir: &Dir, f: &LabelFields) -> Option<Lsn> {

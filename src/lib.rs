@@ -21,6 +21,8 @@ pub mod datadir;
 pub mod drill;
 pub mod error;
 pub mod gate;
+/// Test support: throwaway clusters for the tests and `pgdrill demo`.
+#[cfg(feature = "demo")]
 pub mod ground;
 pub mod inspect;
 pub mod objstore;

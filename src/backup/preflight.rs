@@ -407,6 +407,9 @@ fn data_directory_checks(
 
 fn space_check(cfg: &PreflightConfig, data_size: Option<u64>) -> Check {
     let b = crate::report::bytes;
+    if cfg.dest.as_deref().and_then(|d| d.to_str()).is_some_and(crate::objstore::is_s3) {
+        return check("destination space", Status::Skip, "object storage has no free space to check", None);
+    }
     match (&cfg.dest, data_size.map(|s| s * cfg.copies.max(1))) {
         (Some(d), Some(size)) => match free_bytes(d) {
             Some(free) if free >= size + size / 10 => {

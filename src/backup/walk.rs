@@ -27,6 +27,7 @@ use nix::fcntl::{openat, readlinkat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 
 use crate::error::{Error, Result};
+use crate::pg::relfile;
 use crate::server::OsUser;
 
 /// Top-level directories whose contents are skipped; the directory itself
@@ -64,40 +65,11 @@ pub fn skipped_anywhere(name: &str) -> bool {
     name.starts_with("pgsql_tmp") || name.starts_with("pg_internal.init")
 }
 
-/// Split a relation file name `<relfilenode>[_<fork>][.<segment>]`.
-fn relation_parts(name: &str) -> Option<(&str, Option<&str>)> {
-    let base = match name.split_once('.') {
-        Some((b, seg)) if !seg.is_empty() && seg.bytes().all(|c| c.is_ascii_digit()) => b,
-        Some(_) => return None,
-        None => name,
-    };
-    let (node, fork) = match base.split_once('_') {
-        Some((n, f)) => (n, Some(f)),
-        None => (base, None),
-    };
-    (!node.is_empty() && node.bytes().all(|c| c.is_ascii_digit())).then_some((node, fork))
-}
-
-/// A temporary relation file: `t<backend>_<relfilenode>...`.
-/// A temporary relation file: `t<backend>_<relfilenode>...`.
-fn is_temp_relation(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix('t') else { return false };
-    let Some((backend, rel)) = rest.split_once('_') else { return false };
-    !backend.is_empty() && backend.bytes().all(|c| c.is_ascii_digit()) && relation_parts(rel).is_some()
-}
-
 /// The files of a database directory to leave out: temporary relations and
 /// every fork but `_init` of unlogged relations.
 pub fn db_dir_exclusions<'a>(names: impl Iterator<Item = &'a str> + Clone) -> HashSet<String> {
-    let unlogged: HashSet<&str> =
-        names.clone().filter_map(relation_parts).filter(|(_, f)| *f == Some("init")).map(|(n, _)| n).collect();
-    names
-        .filter(|n| {
-            is_temp_relation(n)
-                || matches!(relation_parts(n), Some((node, fork)) if unlogged.contains(node) && fork != Some("init"))
-        })
-        .map(str::to_string)
-        .collect()
+    let unlogged: HashSet<&str> = relfile::unlogged_files(names.clone()).into_iter().collect();
+    names.filter(|n| relfile::is_temp_relation(n) || unlogged.contains(n)).map(str::to_string).collect()
 }
 
 /// What to create in the backup.
@@ -476,18 +448,20 @@ mod tests {
 
     #[test]
     fn relation_names() {
-        assert_eq!(relation_parts("16384"), Some(("16384", None)));
-        assert_eq!(relation_parts("16384_fsm"), Some(("16384", Some("fsm"))));
-        assert_eq!(relation_parts("16384.2"), Some(("16384", None)));
-        assert_eq!(relation_parts("16384_vm.1"), Some(("16384", Some("vm"))));
-        assert_eq!(relation_parts("PG_VERSION"), None);
-        assert_eq!(relation_parts("pg_filenode.map"), None);
-        assert!(is_temp_relation("t3_16400"));
-        assert!(is_temp_relation("t3_16400_fsm"));
-        assert!(is_temp_relation("t12_16400.1"));
-        assert!(!is_temp_relation("t_1"));
-        assert!(!is_temp_relation("tx_1"));
-        assert!(!is_temp_relation("16400"));
+        use crate::pg::relfile::{Fork, RelFileName};
+        let parts = |n| RelFileName::parse(n).map(|r| (r.node, r.fork));
+        assert_eq!(parts("16384"), Some(("16384", Fork::Main)));
+        assert_eq!(parts("16384_fsm"), Some(("16384", Fork::Fsm)));
+        assert_eq!(parts("16384.2"), Some(("16384", Fork::Main)));
+        assert_eq!(parts("16384_vm.1"), Some(("16384", Fork::Vm)));
+        assert_eq!(parts("PG_VERSION"), None);
+        assert_eq!(parts("pg_filenode.map"), None);
+        assert!(relfile::is_temp_relation("t3_16400"));
+        assert!(relfile::is_temp_relation("t3_16400_fsm"));
+        assert!(relfile::is_temp_relation("t12_16400.1"));
+        assert!(!relfile::is_temp_relation("t_1"));
+        assert!(!relfile::is_temp_relation("tx_1"));
+        assert!(!relfile::is_temp_relation("16400"));
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub fn run(cfg: &WalKeepConfig) -> Result<WalKeepReport> {
         wal_archive: cfg.archive.clone(),
         no_wal: cfg.archive.is_none(),
         jobs: cfg.jobs,
+        allow_missing_manifest: false,
     })?;
     if !v.ok {
         let first = v

@@ -5,11 +5,15 @@ pub mod conninfo;
 pub mod control;
 pub mod history;
 pub mod label;
+pub mod layout;
 pub mod lsn;
 pub mod manifest;
+pub mod page;
 pub mod pgpass;
+pub mod relfile;
 pub mod timestamp;
 pub mod version;
 pub mod wal;
+pub mod walrecord;
 
 pub use lsn::{Lsn, TimelineId, WalSegSize};

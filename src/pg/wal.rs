@@ -21,15 +21,18 @@
 //! each following page says `XLP_FIRST_IS_CONTRECORD` and how many bytes of
 //! it remain. After an `XLOG_SWITCH` record the rest of the segment is unused.
 //!
-//! [`RecordWalker`] is fed pages in order and validates headers and record
-//! CRCs the way `xlogreader.c` does, without decoding record payloads. It keeps
-//! no record in memory, so a walk of any size runs in constant memory.
+//! [`RecordWalker`] is fed pages in order and validates page headers, record
+//! headers, record CRCs and record bodies (see [`super::walrecord`]) the way
+//! `xlogreader.c` does. It keeps no more of a record than its first
+//! [`MAX_HEADER_BYTES`] bytes, so a walk of any size runs in constant memory.
 
 use std::fmt;
 
 use serde::Serialize;
 
 use super::lsn::{Lsn, TimelineId, WalSegSize};
+use super::version::WalRecordRules;
+use super::walrecord::{check_body, BodyProblem, MAX_HEADER_BYTES};
 
 /// `XLP_FIRST_IS_CONTRECORD`.
 pub const XLP_FIRST_IS_CONTRECORD: u16 = 0x0001;
@@ -50,8 +53,6 @@ const RECORD_CRC_OFFSET: usize = 20;
 /// `RM_XLOG_ID` and `XLOG_SWITCH`.
 const RM_XLOG_ID: u8 = 0;
 const XLOG_SWITCH: u8 = 0x40;
-/// The highest built-in resource manager before custom ones (15+) existed.
-const RM_MAX_BUILTIN_ID: u8 = 21;
 
 // ---------------------------------------------------------------------------
 // Names
@@ -244,6 +245,117 @@ impl PageHeader {
             SHORT_HEADER_LEN
         }
     }
+
+    pub fn is_continuation(&self) -> bool {
+        self.info & XLP_FIRST_IS_CONTRECORD != 0
+    }
+
+    /// The checks of `XLogReaderValidatePageHeader()` (xlogreader.c) for the
+    /// page expected at `at`, except the timeline order, which needs the
+    /// pages before it: magic, info bits, a long header exactly at a
+    /// segment's start with this system's identifier and sizes, and the page
+    /// address.
+    pub fn validate(&self, at: Lsn, cfg: &WalkConfig) -> Result<(), WalProblem> {
+        if self.magic != cfg.magic {
+            return Err(WalProblem::BadMagic { found: self.magic, expected: cfg.magic });
+        }
+        if self.info & !XLP_ALL_FLAGS != 0 {
+            return Err(WalProblem::BadInfoBits { info: self.info });
+        }
+        match self.long {
+            Some(l) => l.validate(cfg)?,
+            None if at.segment_offset(cfg.seg_size) == 0 => return Err(WalProblem::MissingLongHeader),
+            None => {}
+        }
+        if self.page_addr != at {
+            return Err(WalProblem::PageAddrMismatch { found: self.page_addr, expected: at });
+        }
+        Ok(())
+    }
+}
+
+impl LongHeader {
+    fn validate(&self, cfg: &WalkConfig) -> Result<(), WalProblem> {
+        if let Some(sysid) = cfg.system_identifier {
+            if self.system_identifier != sysid {
+                return Err(WalProblem::SystemIdMismatch {
+                    found: self.system_identifier.to_string(),
+                    expected: sysid.to_string(),
+                });
+            }
+        }
+        if u64::from(self.seg_size) != cfg.seg_size.bytes() {
+            return Err(WalProblem::SegSizeMismatch { found: self.seg_size, expected: cfg.seg_size.bytes() as u32 });
+        }
+        if self.block_size != cfg.page_size {
+            return Err(WalProblem::BlockSizeMismatch { found: self.block_size, expected: cfg.page_size });
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with the first page header of a segment starting at
+/// `seg_start`, checked on its own (a walk that starts inside the segment
+/// never reads that page).
+pub fn segment_head_problem(head: &[u8], cfg: &WalkConfig, seg_start: Lsn) -> Option<WalProblem> {
+    let Some(h) = PageHeader::parse(head) else { return Some(WalProblem::ShortPage { len: head.len() }) };
+    h.validate(seg_start, cfg).err()
+}
+
+/// Where a reader that starts at a segment's first page begins reading
+/// records: after the tail of a record continued from the segment before,
+/// exactly as [`RecordWalker`] skips it. Fed the segment's pages in order.
+#[derive(Debug)]
+pub struct FirstRecordFinder {
+    cfg: WalkConfig,
+    at: Lsn,
+    seg_start: Lsn,
+    /// Bytes of the continued record still to skip, once known.
+    remaining: Option<u64>,
+}
+
+/// The result of one page fed to a [`FirstRecordFinder`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirstRecord {
+    /// The first record starts here.
+    At(Lsn),
+    /// The continued record goes on: feed the next page.
+    NeedMore,
+    /// Not a clean place to start (odd headers, a record ending in a page's
+    /// last bytes, or covering the whole segment).
+    Unusable,
+}
+
+impl FirstRecordFinder {
+    pub fn new(cfg: WalkConfig, seg_start: Lsn) -> FirstRecordFinder {
+        FirstRecordFinder { cfg, at: seg_start, seg_start, remaining: None }
+    }
+
+    pub fn feed(&mut self, page: &[u8]) -> FirstRecord {
+        let page_size = self.cfg.page_size as usize;
+        let Some(h) = PageHeader::parse(page) else { return FirstRecord::Unusable };
+        if page.len() != page_size || h.validate(self.at, &self.cfg).is_err() {
+            return FirstRecord::Unusable;
+        }
+        let rem = u64::from(h.rem_len);
+        match self.remaining {
+            None if !h.is_continuation() => return FirstRecord::At(Lsn(self.at.0 + h.header_len() as u64)),
+            // A continuation must go on where the previous page left it.
+            Some(left) if !h.is_continuation() || rem != left => return FirstRecord::Unusable,
+            _ => {}
+        }
+        let room = (page_size - h.header_len()) as u64;
+        if rem < room {
+            let off = align8(h.header_len() + rem as usize);
+            return if off < page_size { FirstRecord::At(Lsn(self.at.0 + off as u64)) } else { FirstRecord::Unusable };
+        }
+        self.remaining = Some(rem - room);
+        self.at = Lsn(self.at.0 + page_size as u64);
+        if self.at.0 >= self.seg_start.0 + self.cfg.seg_size.bytes() {
+            return FirstRecord::Unusable;
+        }
+        FirstRecord::NeedMore
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -254,6 +366,7 @@ impl PageHeader {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WalProblem {
+    ShortPage { len: usize },
     BadMagic { found: u16, expected: u16 },
     BadInfoBits { info: u16 },
     MissingLongHeader,
@@ -262,27 +375,42 @@ pub enum WalProblem {
     BlockSizeMismatch { found: u32, expected: u32 },
     PageAddrMismatch { found: Lsn, expected: Lsn },
     TimelineOutOfSequence { found: u32, after: u32 },
-    MissingContrecord,
+    MissingContrecord { page: Lsn },
     UnexpectedContrecord,
-    ContrecordLength { found: u32, expected: u64 },
+    ContrecordLength { page: Lsn, found: u32, expected: u64 },
     InvalidRecordLength { len: u32 },
     InvalidResourceManager { rmid: u8 },
     BadPrevLink { found: Lsn, expected: Lsn },
     RecordCrc { stored: u32, computed: u32 },
+    RecordBody { body: BodyProblem },
+}
+
+impl WalProblem {
+    /// Whether the problem is with a page header rather than a record.
+    pub fn is_page_header(&self) -> bool {
+        matches!(
+            self,
+            WalProblem::ShortPage { .. }
+                | WalProblem::BadMagic { .. }
+                | WalProblem::BadInfoBits { .. }
+                | WalProblem::MissingLongHeader
+                | WalProblem::SegSizeMismatch { .. }
+                | WalProblem::BlockSizeMismatch { .. }
+                | WalProblem::PageAddrMismatch { .. }
+                | WalProblem::TimelineOutOfSequence { .. }
+        )
+    }
 }
 
 impl fmt::Display for WalProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            WalProblem::ShortPage { len } => write!(f, "a page of only {len} bytes"),
             WalProblem::BadMagic { found, expected } => {
                 write!(f, "invalid magic number {found:04X} in page header (expected {expected:04X})")
             }
-            WalProblem::BadInfoBits { info } => {
-                write!(f, "invalid info bits {info:04X} in page header")
-            }
-            WalProblem::MissingLongHeader => {
-                write!(f, "first page of the segment has no long header")
-            }
+            WalProblem::BadInfoBits { info } => write!(f, "invalid info bits {info:04X} in page header"),
+            WalProblem::MissingLongHeader => write!(f, "first page of the segment has no long header"),
             WalProblem::SystemIdMismatch { found, expected } => {
                 write!(f, "segment is from another system: identifier {found}, expected {expected}")
             }
@@ -298,25 +426,24 @@ impl fmt::Display for WalProblem {
             WalProblem::TimelineOutOfSequence { found, after } => {
                 write!(f, "out-of-sequence timeline ID {found} (after {after})")
             }
-            WalProblem::MissingContrecord => {
-                write!(f, "a record continues on this page, but the page has no continuation flag")
+            WalProblem::MissingContrecord { page } => {
+                write!(f, "the record continues on page {page}, but that page has no continuation flag")
             }
             WalProblem::UnexpectedContrecord => {
                 write!(f, "a new record should start on this page, but it says it continues one")
             }
-            WalProblem::ContrecordLength { found, expected } => {
-                write!(f, "invalid continuation length {found} (expected {expected})")
+            WalProblem::ContrecordLength { page, found, expected } => {
+                write!(f, "invalid continuation length {found} on page {page} (expected {expected})")
             }
             WalProblem::InvalidRecordLength { len } => write!(f, "invalid record length {len}"),
-            WalProblem::InvalidResourceManager { rmid } => {
-                write!(f, "invalid resource manager ID {rmid}")
-            }
+            WalProblem::InvalidResourceManager { rmid } => write!(f, "invalid resource manager ID {rmid}"),
             WalProblem::BadPrevLink { found, expected } => {
                 write!(f, "record's previous-record link is {found}, expected {expected}")
             }
             WalProblem::RecordCrc { stored, computed } => {
                 write!(f, "incorrect record CRC: stored {stored:08X}, computed {computed:08X}")
             }
+            WalProblem::RecordBody { body } => write!(f, "record cannot be decoded: {body}"),
         }
     }
 }
@@ -346,8 +473,17 @@ pub struct WalkConfig {
     pub page_size: u32,
     /// Compared with long headers when known.
     pub system_identifier: Option<u64>,
-    /// Whether resource managers above the built-in range are allowed (15+).
-    pub custom_rmgrs: bool,
+    /// How the major decodes records.
+    pub rules: &'static WalRecordRules,
+    /// The cluster's data block size (`BLCKSZ`), for full-page images.
+    pub block_size: u32,
+}
+
+impl WalkConfig {
+    /// `RmgrIdIsValid()` (15+), `xl_rmid <= RM_MAX_ID` before.
+    fn rmgr_is_valid(&self, rmid: u8) -> bool {
+        rmid <= self.rules.max_builtin_rmgr || self.rules.custom_rmgrs.is_some_and(|(lo, hi)| (lo..=hi).contains(&rmid))
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -373,6 +509,19 @@ pub struct WalkStats {
     pub bytes: u64,
 }
 
+/// The records at the edges of a walk, to check `xl_prev` and the page
+/// timelines across the boundary between two walks of adjacent stretches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkEdges {
+    /// Start and `xl_prev` of the first record whose header was read.
+    pub first_record: Option<(Lsn, Lsn)>,
+    /// Start of the last complete, valid record.
+    pub last_record: Option<Lsn>,
+    /// The timeline of the first and of the last page read.
+    pub first_page_tli: Option<TimelineId>,
+    pub last_page_tli: Option<TimelineId>,
+}
+
 /// Validates a stream of WAL pages record by record.
 #[derive(Debug)]
 pub struct RecordWalker {
@@ -380,15 +529,19 @@ pub struct RecordWalker {
     state: State,
     /// Address the next fed page must have.
     next_page: Lsn,
-    last_page_tli: u32,
-    /// Start of the last complete record (for `xl_prev`).
-    prev_record: Option<Lsn>,
+    /// The first bytes of the record being read, for [`check_body`].
+    body: [u8; MAX_HEADER_BYTES],
+    body_len: usize,
     /// End of the last complete, valid record.
     valid_until: Lsn,
     /// The walk is complete once a valid record ends at or after this.
     end: Lsn,
+    edges: WalkEdges,
     pub stats: WalkStats,
 }
+
+/// `MaxAllocSize`: xlogreader.c cannot hold a longer record.
+const MAX_RECORD_LEN: u32 = 0x3FFF_FFFF;
 
 impl RecordWalker {
     /// Start a walk at `first_page`, which must be page-aligned, that is
@@ -400,9 +553,10 @@ impl RecordWalker {
             cfg,
             state: State::Skipping { remaining: 0 },
             next_page: first_page,
-            last_page_tli: 0,
-            prev_record: None,
+            body: [0; MAX_HEADER_BYTES],
+            body_len: 0,
             valid_until: first_page,
+            edges: WalkEdges::default(),
             stats: WalkStats::default(),
         }
     }
@@ -422,6 +576,11 @@ impl RecordWalker {
         matches!(self.state, State::Done)
     }
 
+    /// The records and page timelines at the walk's edges.
+    pub fn edges(&self) -> WalkEdges {
+        self.edges
+    }
+
     /// Whether the walk no longer needs the rest of the current segment.
     pub fn skip_to(&self) -> Option<Lsn> {
         match self.state {
@@ -437,53 +596,6 @@ impl RecordWalker {
         }
     }
 
-    fn check_header(&mut self, page: &[u8]) -> Result<PageHeader, WalError> {
-        let at = self.next_page;
-        let err = |problem| WalError { lsn: at, problem };
-        let h = PageHeader::parse(page).ok_or(err(WalProblem::InvalidRecordLength { len: page.len() as u32 }))?;
-        if h.magic != self.cfg.magic {
-            return Err(err(WalProblem::BadMagic { found: h.magic, expected: self.cfg.magic }));
-        }
-        if h.info & !XLP_ALL_FLAGS != 0 {
-            return Err(err(WalProblem::BadInfoBits { info: h.info }));
-        }
-        let first_in_segment = at.segment_offset(self.cfg.seg_size) == 0;
-        match h.long {
-            Some(l) => {
-                if let Some(sysid) = self.cfg.system_identifier {
-                    if l.system_identifier != sysid {
-                        return Err(err(WalProblem::SystemIdMismatch {
-                            found: l.system_identifier.to_string(),
-                            expected: sysid.to_string(),
-                        }));
-                    }
-                }
-                if u64::from(l.seg_size) != self.cfg.seg_size.bytes() {
-                    return Err(err(WalProblem::SegSizeMismatch {
-                        found: l.seg_size,
-                        expected: self.cfg.seg_size.bytes() as u32,
-                    }));
-                }
-                if l.block_size != self.cfg.page_size {
-                    return Err(err(WalProblem::BlockSizeMismatch {
-                        found: l.block_size,
-                        expected: self.cfg.page_size,
-                    }));
-                }
-            }
-            None if first_in_segment => return Err(err(WalProblem::MissingLongHeader)),
-            None => {}
-        }
-        if h.page_addr != at {
-            return Err(err(WalProblem::PageAddrMismatch { found: h.page_addr, expected: at }));
-        }
-        if h.tli.0 < self.last_page_tli {
-            return Err(err(WalProblem::TimelineOutOfSequence { found: h.tli.0, after: self.last_page_tli }));
-        }
-        self.last_page_tli = h.tli.0;
-        Ok(h)
-    }
-
     /// Feed the next page (exactly `page_size` bytes at [`Self::next_page`]).
     /// Returns the end of the last valid record so far.
     pub fn feed_page(&mut self, page: &[u8]) -> Result<Lsn, WalError> {
@@ -491,13 +603,35 @@ impl RecordWalker {
             return Ok(self.valid_until);
         }
         let page_lsn = self.next_page;
-        let h = self.check_header(page)?;
+        let h = self.check_page_header(page)?;
         self.stats.pages += 1;
         self.stats.bytes += page.len() as u64;
-        let mut off = h.header_len();
-        let cont = h.info & XLP_FIRST_IS_CONTRECORD != 0;
+        if self.continue_on_page(&h, page_lsn)? {
+            self.read_records(page, h.header_len(), page_lsn)?;
+        }
+        self.next_page = Lsn(page_lsn.0 + page.len() as u64);
+        Ok(self.valid_until)
+    }
 
-        // Reconcile the page's continuation data with our state.
+    fn check_page_header(&mut self, page: &[u8]) -> Result<PageHeader, WalError> {
+        let at = self.next_page;
+        let err = |problem| WalError { lsn: at, problem };
+        let h = PageHeader::parse(page).ok_or(err(WalProblem::ShortPage { len: page.len() }))?;
+        h.validate(at, &self.cfg).map_err(err)?;
+        if let Some(last) = self.edges.last_page_tli {
+            if h.tli < last {
+                return Err(err(WalProblem::TimelineOutOfSequence { found: h.tli.0, after: last.0 }));
+            }
+        }
+        self.edges.first_page_tli.get_or_insert(h.tli);
+        self.edges.last_page_tli = Some(h.tli);
+        Ok(h)
+    }
+
+    /// Reconcile the page's continuation data with the walk's state.
+    /// `false` when the page is the unused tail of a switched segment.
+    fn continue_on_page(&mut self, h: &PageHeader, page_lsn: Lsn) -> Result<bool, WalError> {
+        let cont = h.is_continuation();
         match &mut self.state {
             State::Skipping { remaining } => {
                 // At the very first page, or still inside a record that began
@@ -509,16 +643,17 @@ impl RecordWalker {
                 if cont {
                     return Err(WalError { lsn: page_lsn, problem: WalProblem::UnexpectedContrecord });
                 }
-                self.state =
-                    State::Header { start: Lsn(page_lsn.0 + off as u64), buf: [0; RECORD_HEADER_LEN], have: 0 };
+                self.state = self.header_at(Lsn(page_lsn.0 + h.header_len() as u64));
             }
-            State::Header { .. } | State::Payload { .. } => {
+            State::Header { start, .. } | State::Payload { start, .. } => {
+                let start = *start;
                 if h.info & XLP_FIRST_IS_OVERWRITE_CONTRECORD != 0 {
                     // The record we were reading was abandoned at a crash and
                     // overwritten; PostgreSQL continues with this page's data.
                     self.state = State::Skipping { remaining: 0 };
                 } else if !cont {
-                    return Err(WalError { lsn: page_lsn, problem: WalProblem::MissingContrecord });
+                    // As xlogreader.c, reported at the record it was reading.
+                    return Err(WalError { lsn: start, problem: WalProblem::MissingContrecord { page: page_lsn } });
                 } else {
                     let expected = match self.state {
                         State::Payload { remaining, .. } => remaining,
@@ -526,29 +661,35 @@ impl RecordWalker {
                         _ => 0,
                     };
                     if u64::from(h.rem_len) != expected {
-                        return Err(WalError {
-                            lsn: page_lsn,
-                            problem: WalProblem::ContrecordLength { found: h.rem_len, expected },
-                        });
+                        let problem = WalProblem::ContrecordLength { page: page_lsn, found: h.rem_len, expected };
+                        return Err(WalError { lsn: start, problem });
                     }
                 }
             }
             State::Done => {}
             State::SwitchedUntil { next_segment } => {
                 if page_lsn < *next_segment {
-                    // Unused tail of a switched segment.
-                    self.next_page = page_lsn.checked_add(u64::from(self.cfg.page_size)).unwrap_or(page_lsn);
-                    return Ok(self.valid_until);
+                    return Ok(false); // unused tail of a switched segment
                 }
                 self.state = State::Skipping { remaining: 0 };
             }
         }
+        Ok(true)
+    }
 
-        let page_size = page.len();
-        while off < page_size {
+    fn header_at(&mut self, start: Lsn) -> State {
+        self.body_len = 0;
+        State::Header { start, buf: [0; RECORD_HEADER_LEN], have: 0 }
+    }
+
+    /// Read the records on a page from `off`.
+    fn read_records(&mut self, page: &[u8], mut off: usize, page_lsn: Lsn) -> Result<(), WalError> {
+        // A record without payload whose header ends the page is complete
+        // there, not continued on the next page.
+        while off < page.len() || matches!(self.state, State::Payload { remaining: 0, .. }) {
             match self.state {
                 State::Skipping { remaining } => {
-                    let take = (remaining as usize).min(page_size - off);
+                    let take = (remaining as usize).min(page.len() - off);
                     off += take;
                     let left = remaining - take as u64;
                     if left > 0 {
@@ -556,16 +697,15 @@ impl RecordWalker {
                         break;
                     }
                     off = align8(off);
-                    self.state =
-                        State::Header { start: Lsn(page_lsn.0 + off as u64), buf: [0; RECORD_HEADER_LEN], have: 0 };
+                    self.state = self.header_at(Lsn(page_lsn.0 + off as u64));
                 }
                 State::Header { start, mut buf, have } => {
-                    let take = (RECORD_HEADER_LEN - have).min(page_size - off);
+                    let take = (RECORD_HEADER_LEN - have).min(page.len() - off);
                     buf[have..have + take].copy_from_slice(&page[off..off + take]);
                     off += take;
                     let have = have + take;
                     let tot_len = le32(&buf, 0);
-                    if have >= 4 && (tot_len as usize) < RECORD_HEADER_LEN {
+                    if have >= 4 && !(RECORD_HEADER_LEN as u32..=MAX_RECORD_LEN).contains(&tot_len) {
                         return Err(WalError { lsn: start, problem: WalProblem::InvalidRecordLength { len: tot_len } });
                     }
                     if have < RECORD_HEADER_LEN {
@@ -573,73 +713,96 @@ impl RecordWalker {
                         break;
                     }
                     self.check_record_header(start, &buf)?;
-                    self.state = State::Payload {
-                        start,
-                        header: buf,
-                        remaining: u64::from(tot_len) - RECORD_HEADER_LEN as u64,
-                        crc: 0,
-                    };
+                    let remaining = u64::from(tot_len) - RECORD_HEADER_LEN as u64;
+                    self.state = State::Payload { start, header: buf, remaining, crc: 0 };
                 }
                 State::Payload { start, header, remaining, crc } => {
-                    let take = (remaining as usize).min(page_size - off);
-                    let crc = crc32c::crc32c_append(crc, &page[off..off + take]);
+                    let take = (remaining as usize).min(page.len() - off);
+                    let bytes = &page[off..off + take];
+                    let keep = (MAX_HEADER_BYTES - self.body_len).min(take);
+                    self.body[self.body_len..self.body_len + keep].copy_from_slice(&bytes[..keep]);
+                    self.body_len += keep;
+                    let crc = crc32c::crc32c_append(crc, bytes);
                     off += take;
                     let left = remaining - take as u64;
                     if left > 0 {
                         self.state = State::Payload { start, header, remaining: left, crc };
                         break;
                     }
-                    let computed = crc32c::crc32c_append(crc, &header[..RECORD_CRC_OFFSET]);
-                    let stored = le32(&header, RECORD_CRC_OFFSET);
-                    if computed != stored {
-                        return Err(WalError { lsn: start, problem: WalProblem::RecordCrc { stored, computed } });
-                    }
-                    // The record's end as xlogreader.c sets EndRecPtr: rounded
-                    // up to 8 bytes, and for XLOG_SWITCH the next segment's
-                    // start. The end points PostgreSQL reports
-                    // (minRecoveryPoint, stop LSNs, pg_last_wal_replay_lsn())
-                    // have this form.
                     let exact_end = Lsn(page_lsn.0 + off as u64);
-                    let (info, rmid) = (header[16], header[17]);
-                    let is_switch = rmid == RM_XLOG_ID && info & 0xF0 == XLOG_SWITCH;
-                    let seg = self.cfg.seg_size.bytes();
-                    let end = if is_switch {
-                        Lsn((exact_end.0.saturating_sub(1) / seg + 1) * seg)
-                    } else {
-                        exact_end.max_align().unwrap_or(exact_end)
-                    };
-                    self.valid_until = end;
-                    self.prev_record = Some(start);
-                    self.stats.records += 1;
-                    if end >= self.end {
-                        self.state = State::Done;
-                        break;
-                    }
-                    if is_switch {
-                        self.state = State::SwitchedUntil { next_segment: end };
+                    if !self.finish_record(start, &header, crc, exact_end)? {
                         break;
                     }
                     off = align8(off);
-                    self.state =
-                        State::Header { start: Lsn(page_lsn.0 + off as u64), buf: [0; RECORD_HEADER_LEN], have: 0 };
+                    self.state = self.header_at(Lsn(page_lsn.0 + off as u64));
                 }
                 State::SwitchedUntil { .. } | State::Done => break,
             }
         }
-        self.next_page = Lsn(page_lsn.0 + page_size as u64);
-        Ok(self.valid_until)
+        Ok(())
     }
 
-    fn check_record_header(&self, start: Lsn, h: &[u8; RECORD_HEADER_LEN]) -> Result<(), WalError> {
+    /// A record's bytes are all read: check its CRC, then decode its body,
+    /// as `ValidXLogRecord()` and `DecodeXLogRecord()` do. `false` when the
+    /// walk stops reading this page (done, or after XLOG_SWITCH).
+    fn finish_record(
+        &mut self,
+        start: Lsn,
+        header: &[u8; RECORD_HEADER_LEN],
+        payload_crc: u32,
+        exact_end: Lsn,
+    ) -> Result<bool, WalError> {
+        let computed = crc32c::crc32c_append(payload_crc, &header[..RECORD_CRC_OFFSET]);
+        let stored = le32(header, RECORD_CRC_OFFSET);
+        if computed != stored {
+            return Err(WalError { lsn: start, problem: WalProblem::RecordCrc { stored, computed } });
+        }
+        let body_len = u64::from(le32(header, 0)) - RECORD_HEADER_LEN as u64;
+        check_body(&self.body[..self.body_len], body_len, self.cfg.rules, self.cfg.block_size)
+            .map_err(|body| WalError { lsn: start, problem: WalProblem::RecordBody { body } })?;
+        // The record's end as xlogreader.c sets EndRecPtr: rounded up to 8
+        // bytes, and for XLOG_SWITCH the next segment's start. The end points
+        // PostgreSQL reports (minRecoveryPoint, stop LSNs,
+        // pg_last_wal_replay_lsn()) have this form.
+        let (info, rmid) = (header[16], header[17]);
+        let is_switch = rmid == RM_XLOG_ID && info & 0xF0 == XLOG_SWITCH;
+        let seg = self.cfg.seg_size.bytes();
+        let end = if is_switch {
+            Lsn((exact_end.0.saturating_sub(1) / seg + 1) * seg)
+        } else {
+            exact_end.max_align().unwrap_or(exact_end)
+        };
+        self.valid_until = end;
+        self.edges.last_record = Some(start);
+        self.stats.records += 1;
+        if end >= self.end {
+            self.state = State::Done;
+            return Ok(false);
+        }
+        if is_switch {
+            self.state = State::SwitchedUntil { next_segment: end };
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// `ValidXLogRecordHeader()`: the resource manager and the back link
+    /// (the length was checked as soon as it was read).
+    fn check_record_header(&mut self, start: Lsn, h: &[u8; RECORD_HEADER_LEN]) -> Result<(), WalError> {
         let rmid = h[17];
-        if !self.cfg.custom_rmgrs && rmid > RM_MAX_BUILTIN_ID {
+        if !self.cfg.rmgr_is_valid(rmid) {
             return Err(WalError { lsn: start, problem: WalProblem::InvalidResourceManager { rmid } });
         }
         let prev = Lsn(le64(h, 8));
-        match self.prev_record {
+        if self.edges.first_record.is_none() {
+            self.edges.first_record = Some((start, prev));
+        }
+        match self.edges.last_record {
             Some(expected) if prev != expected => {
                 Err(WalError { lsn: start, problem: WalProblem::BadPrevLink { found: prev, expected } })
             }
+            // The first record read: its predecessor is unknown, but must be
+            // before it (as for a random-access read in xlogreader.c).
             None if prev >= start => {
                 Err(WalError { lsn: start, problem: WalProblem::BadPrevLink { found: prev, expected: start } })
             }
@@ -710,6 +873,71 @@ pub(crate) mod tests {
         }
     }
 
+    /// The bytes of record `k` that are not page headers, as offsets into
+    /// the buffer.
+    fn record_bytes(w: &FakeWal, k: usize) -> Vec<usize> {
+        let (start, end) = (w.records[k].0 .0 - w.base.0, w.exact_ends[k].0 - w.base.0);
+        (start..end)
+            .filter(|o| {
+                let addr = w.base.0 + o;
+                let in_page = (addr % w.page as u64) as usize;
+                let header = if addr / w.page as u64 * w.page as u64 % w.seg.bytes() == 0 {
+                    LONG_HEADER_LEN
+                } else {
+                    SHORT_HEADER_LEN
+                };
+                in_page >= header
+            })
+            .map(|o| o as usize)
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// Random record sizes and page sizes, crossing a segment boundary;
+        /// one byte of one record flipped: the walk reports the damage at
+        /// exactly that record, whatever the byte was (length, resource
+        /// manager, back link, CRC, payload).
+        #[test]
+        fn a_flipped_byte_is_reported_at_its_record(
+            sizes in prop::collection::vec(prop_oneof![Just(0usize), 2usize..300, 300usize..20000], 3..30),
+            page_shift in 10u32..=13,
+            pages_before_segment_end in 1u64..6,
+            victim in any::<prop::sample::Index>(),
+            at in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let seg = WalSegSize::new(1 << 20).unwrap();
+            let page = 1usize << page_shift;
+            let mut w = FakeWal::new(Lsn(seg.bytes() - pages_before_segment_end * page as u64), seg, page, 0xD110);
+            for (i, n) in sizes.iter().enumerate() {
+                w.record(*n, (i % 20) as u8, 0);
+            }
+            let target = w.records.last().unwrap().1;
+            // More WAL after the end, so that a record whose length was
+            // enlarged runs into real pages, as it would in a real segment.
+            for _ in 0..8 {
+                w.record(page, 1, 0);
+            }
+            w.finish();
+            let k = victim.index(sizes.len());
+            let bytes = record_bytes(&w, k);
+            let o = bytes[at.index(bytes.len())];
+            w.bytes[o] ^= 1 << bit;
+            let mut walker = RecordWalker::new(cfg(&w), w.base, target);
+            let mut result = Ok(w.base);
+            for chunk in w.bytes.chunks(w.page) {
+                result = walker.feed_page(chunk);
+                if result.is_err() || walker.is_done() {
+                    break;
+                }
+            }
+            let e = result.expect_err("the flipped byte went unnoticed");
+            prop_assert_eq!(e.lsn, w.records[k].0, "{}", e);
+        }
+    }
+
     /// A tiny WAL writer for tests: lays records out the way PostgreSQL does.
     pub(crate) struct FakeWal {
         pub seg: WalSegSize,
@@ -726,6 +954,8 @@ pub(crate) mod tests {
         pub records: Vec<(Lsn, Lsn)>,
         /// The exact end (last byte + 1) of every record.
         pub exact_ends: Vec<Lsn>,
+        /// The body of the next record, when not the default main data.
+        pub next_body: Option<Vec<u8>>,
     }
 
     impl FakeWal {
@@ -742,6 +972,7 @@ pub(crate) mod tests {
                 prev: 0,
                 records: Vec::new(),
                 exact_ends: Vec::new(),
+                next_body: None,
             };
             w.start_page(0);
             w
@@ -787,6 +1018,22 @@ pub(crate) mod tests {
             for (i, b) in rec[RECORD_HEADER_LEN..].iter_mut().enumerate() {
                 *b = (i as u8).wrapping_mul(31).wrapping_add(start as u8);
             }
+            // A body of main data only, so that it decodes:
+            // XLR_BLOCK_ID_DATA_SHORT or _LONG and the length.
+            let body = &mut rec[RECORD_HEADER_LEN..];
+            if let Some(b) = self.next_body.take() {
+                body.copy_from_slice(&b);
+            } else {
+                match body.len() {
+                    0 => {}
+                    n @ 2..=256 => body[..2].copy_from_slice(&[255, (n - 2) as u8]),
+                    n if n >= 5 => {
+                        body[0] = 254;
+                        body[1..5].copy_from_slice(&((n - 5) as u32).to_le_bytes());
+                    }
+                    n => panic!("a fake record body of {n} bytes cannot be encoded"),
+                }
+            }
             let crc = crc32c::crc32c_append(crc32c::crc32c(&rec[RECORD_HEADER_LEN..]), &rec[..RECORD_CRC_OFFSET]);
             rec[20..24].copy_from_slice(&crc.to_le_bytes());
             let mut written = 0usize;
@@ -828,7 +1075,8 @@ pub(crate) mod tests {
             seg_size: w.seg,
             page_size: w.page as u32,
             system_identifier: Some(w.sysid),
-            custom_rmgrs: true,
+            rules: crate::pg::version::by_major(15).unwrap().wal_records,
+            block_size: 8192,
         }
     }
 
@@ -922,6 +1170,63 @@ pub(crate) mod tests {
         let begun_on_first_page = w.records.iter().filter(|(s, _)| s.0 < 8192).count() as u64;
         assert_eq!(begun_on_first_page, 2);
         assert_eq!(walker.stats.records, w.records.len() as u64 - begun_on_first_page);
+    }
+
+    /// Found by the property below: a record of header only (an
+    /// XLOG_SWITCH has no payload) that ends exactly at a page's end.
+    #[test]
+    fn a_record_without_payload_can_end_a_page() {
+        let seg = WalSegSize::new(1 << 20).unwrap();
+        let mut w = FakeWal::new(Lsn(0), seg, 8192, 0xD110);
+        // 40 (long header) + 8128 + 24 = 8192.
+        w.record(8128 - RECORD_HEADER_LEN, 1, 0);
+        w.record(0, 1, 0);
+        assert_eq!(w.exact_ends[1], Lsn(8192));
+        w.record(100, 1, 0);
+        w.finish();
+        assert_eq!(walk(&w).unwrap(), w.records[2].1);
+    }
+
+    /// Walk a WAL of three records whose middle one has resource manager
+    /// `rmid` and body `body`, with a valid CRC, for the rules of `major`.
+    fn walk_with(major: u32, rmid: u8, body: &[u8]) -> Result<Lsn, WalError> {
+        let seg = WalSegSize::new(1 << 20).unwrap();
+        let mut w = FakeWal::new(Lsn(0), seg, 8192, 0xD110);
+        w.record(100, 1, 0);
+        w.next_body = Some(body.to_vec());
+        w.record(body.len(), rmid, 0);
+        w.record(100, 1, 0);
+        w.finish();
+        let c = WalkConfig { rules: crate::pg::version::by_major(major).unwrap().wal_records, ..cfg(&w) };
+        let target = w.records.last().unwrap().1;
+        let mut walker = RecordWalker::new(c, w.base, target);
+        let mut last = w.base;
+        for chunk in w.bytes.chunks(w.page) {
+            last = walker.feed_page(chunk)?;
+        }
+        assert_eq!(w.records[1].0, Lsn(168));
+        Ok(last)
+    }
+
+    /// With the CRC right, what xlogreader.c rejects is still rejected.
+    #[test]
+    fn records_are_decoded_as_postgres_decodes_them() {
+        let at = |r: Result<Lsn, WalError>| r.map_err(|e| (e.lsn, e.problem));
+        let main = [255u8, 3, 1, 2, 3];
+        assert!(walk_with(15, 21, &main).is_ok());
+        // Resource managers: 22..127 exist on no major; 128..255 are custom
+        // ones from 15 on.
+        assert_eq!(at(walk_with(15, 22, &main)), Err((Lsn(168), WalProblem::InvalidResourceManager { rmid: 22 })));
+        assert!(walk_with(15, 130, &main).is_ok());
+        assert_eq!(at(walk_with(14, 130, &main)), Err((Lsn(168), WalProblem::InvalidResourceManager { rmid: 130 })));
+        // Block ids, lengths and flags.
+        for (body, problem) in [
+            (vec![40u8, 0, 0], BodyProblem::InvalidBlockId { id: 40 }),
+            (vec![255, 9, 1, 2], BodyProblem::BadLength),
+            (vec![0, 0x20, 0, 0, 255, 0], BodyProblem::DataFlagWithoutData { id: 0 }),
+        ] {
+            assert_eq!(at(walk_with(15, 10, &body)), Err((Lsn(168), WalProblem::RecordBody { body: problem })));
+        }
     }
 
     #[test]

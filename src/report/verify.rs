@@ -3,7 +3,7 @@
 
 use super::{bytes, kv_table, opt, section, table, Render};
 use crate::datadir::DirKind;
-use crate::verify::{Finding, VerifyReport};
+use crate::verify::{Finding, ManifestStatus, VerifyReport};
 
 impl Render for VerifyReport {
     fn human(&self) -> String {
@@ -35,7 +35,24 @@ impl Render for VerifyReport {
             (None, Some(why)) => rows.push(("relation pages", format!("not checked: {why}"))),
             (None, None) => {}
         }
-        if let Some(m) = &self.manifest {
+        let pc = &self.page_checksums;
+        match (&pc.skipped, &pc.torn_from) {
+            (Some(why), _) => rows.push(("data checksums", format!("not checked: {why}"))),
+            (None, Some(from)) => rows.push((
+                "data checksums",
+                format!("{} pages verified, {} at or after {from} left to replay", c.page_checksums, c.torn_pages),
+            )),
+            (None, None) => {}
+        }
+        match self.manifest_status {
+            ManifestStatus::Applied => {}
+            ManifestStatus::None => rows.push(("manifest", "none".into())),
+            ManifestStatus::Missing => rows.push(("manifest", "MISSING".into())),
+            ManifestStatus::MissingAllowed => rows.push(("manifest", "none (--allow-missing-manifest)".into())),
+            ManifestStatus::Invalid => rows.push(("manifest", "INVALID, not applied".into())),
+            ManifestStatus::Stale => rows.push(("manifest", "stale, not applied".into())),
+        }
+        if let Some(m) = self.manifest.as_ref().filter(|_| self.manifest_status == ManifestStatus::Applied) {
             rows.push((
                 "manifest",
                 format!(
@@ -88,6 +105,9 @@ impl Render for VerifyReport {
             1 => ", 1 warning".to_string(),
             n => format!(", {n} warnings"),
         };
+        if self.findings_omitted > 0 {
+            out.push_str(&format!("({} more findings are counted but not listed)\n", self.findings_omitted));
+        }
         if self.ok {
             out.push_str(&format!("OK: no errors found{warn} ({:.1} s)\n", self.seconds));
         } else {

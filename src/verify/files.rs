@@ -1,5 +1,5 @@
-//! The files of a backup against its `backup_manifest`, and the LSNs of
-//! relation pages, in one read pass.
+//! The files of a backup against its `backup_manifest`, and the pages of
+//! relation files, in one read pass.
 //!
 //! The manifest rules are pg_verifybackup's (`src/bin/pg_verifybackup/
 //! pg_verifybackup.c`, PostgreSQL 13–18): every listed file must exist with
@@ -10,26 +10,36 @@
 //! a plain pg_basebackup's `pg_tblspc/<oid>` links are checked through.
 //! `Last-Modified` is not compared (neither does PostgreSQL).
 //!
-//! Files are read in parallel (`--jobs`), largest first, each in 1 MiB
-//! chunks: the manifest checksum (hardware CRC-32C, or SHA-2) and, for
-//! relation files, the page LSN scan of [`super::pages`] use the same bytes.
+//! Memory: the manifest is a packed [`ManifestIndex`]; the walk matches
+//! each file on disk against it as it goes (a bit per listed file says it
+//! was seen) and keeps 32 bytes per file to read, so the whole check needs
+//! less than the manifest's own size.
+//!
+//! Files are read in parallel (`--jobs`), largest first, each in 64 KiB
+//! chunks: small enough to stay in the CPU's cache from the read's copy to
+//! the checksums (1 MiB reads cost twice the system time). The manifest
+//! checksum (hardware CRC-32C, or SHA-2) and, for relation files, the page
+//! checks of [`super::pages`] use the same bytes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use serde::Serialize;
 
-use super::finding::{Finding, FindingKind};
-use super::pages::{self, PageScan};
+use super::finding::{Finding, FindingKind, Findings};
+use super::pages::{ChecksumScan, PageScan};
 use crate::datadir::{BACKUP_MANIFEST, INCOMPLETE_MARKER};
 use crate::error::{Error, Result};
 use crate::pg::label::TablespaceEntry;
-use crate::pg::manifest::{hex, ChecksumAlgorithm, Checksummer, Manifest};
+use crate::pg::manifest::{hex, ChecksumAlgorithm, Checksummer, ManifestIndex};
+use crate::pg::relfile;
 use crate::pg::Lsn;
 
 /// Paths pg_verifybackup never checks (`pg_verifybackup.c`, `main()`), plus
@@ -37,7 +47,7 @@ use crate::pg::Lsn;
 pub const IGNORED: &[&str] =
     &[BACKUP_MANIFEST, "pg_wal", "postgresql.auto.conf", "recovery.signal", "standby.signal", INCOMPLETE_MARKER];
 
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 1 << 16;
 
 /// Whether a relative path is one of [`IGNORED`] or lies below one.
 pub fn is_ignored(rel: &[u8]) -> bool {
@@ -47,12 +57,23 @@ pub fn is_ignored(rel: &[u8]) -> bool {
     })
 }
 
+/// The data checksum settings of a cluster with data checksums.
+#[derive(Clone, Copy, Debug)]
+pub struct ChecksumRule {
+    /// The backup's start: pages with an LSN at or after it may be torn.
+    pub torn_from: Lsn,
+    /// `RELSEG_SIZE`: blocks per relation segment file.
+    pub blocks_per_segment: u32,
+}
+
 /// What the file checks need.
 pub struct FileCheck<'a> {
     pub root: &'a Path,
-    pub manifest: Option<&'a Manifest>,
+    pub manifest: Option<&'a ManifestIndex>,
     /// Scan relation pages for LSNs above this point.
     pub page_bound: Option<Lsn>,
+    /// Check data checksums.
+    pub checksums: Option<ChecksumRule>,
     pub block_size: u32,
     pub jobs: usize,
 }
@@ -68,20 +89,14 @@ pub struct FileStats {
     pub bytes: u64,
     /// Files whose manifest checksum was compared.
     pub checksums: u64,
-    /// Relation files whose page LSNs were scanned.
+    /// Relation files whose pages were scanned.
     pub relation_files: u64,
     /// Relation pages scanned.
     pub relation_pages: u64,
-}
-
-/// A regular file found on disk.
-#[derive(Debug)]
-struct DiskFile {
-    rel: Vec<u8>,
-    path: PathBuf,
-    size: u64,
-    /// A relation file whose pages prove something (not an unlogged fork).
-    scan: bool,
+    /// Relation pages whose data checksum was verified.
+    pub page_checksums: u64,
+    /// Pages not checksummed by the torn-page rule.
+    pub torn_pages: u64,
 }
 
 fn display(rel: &[u8]) -> String {
@@ -100,65 +115,160 @@ fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
-/// List the regular files under `root`, following symbolic links, skipping
-/// ignored paths. Problems (unreadable directories, dangling links) become
-/// findings.
-fn walk(root: &Path, findings: &mut Vec<Finding>) -> Result<Vec<DiskFile>> {
-    let mut out = Vec::new();
+/// Which file a job reads: a manifest entry, or a file the manifest does not
+/// list (its path kept in [`Plan::extra_paths`]).
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    Listed(usize),
+    Extra(usize),
+}
+
+/// One file to read: 32 bytes, however many files there are.
+#[derive(Clone, Copy, Debug)]
+struct Job {
+    size: u64,
+    target: Target,
+    /// Compare the manifest checksum (a listed file of the right size).
+    checksum: bool,
+    /// Scan the pages: LSNs (not for unlogged relations), data checksums.
+    lsn_scan: bool,
+    page_checksums: bool,
+}
+
+/// What the walk found to read.
+#[derive(Default)]
+struct Plan {
+    jobs: Vec<Job>,
+    /// Paths of files the manifest does not list (or of every file, without
+    /// a manifest) that need reading, in one byte arena.
+    extra_bytes: Vec<u8>,
+    extra_paths: Vec<(usize, usize)>,
+    /// One bit per manifest entry: seen on disk.
+    seen: Vec<u64>,
+    files: u64,
+}
+
+impl Plan {
+    fn extra(&mut self, rel: &[u8]) -> Target {
+        self.extra_paths.push((self.extra_bytes.len(), rel.len()));
+        self.extra_bytes.extend_from_slice(rel);
+        Target::Extra(self.extra_paths.len() - 1)
+    }
+
+    fn rel<'a>(&'a self, t: Target, manifest: Option<&'a ManifestIndex>) -> &'a [u8] {
+        match (t, manifest) {
+            (Target::Listed(i), Some(m)) => m.get(i).path,
+            (Target::Extra(i), _) => {
+                let (at, len) = self.extra_paths[i];
+                &self.extra_bytes[at..at + len]
+            }
+            (Target::Listed(_), None) => &[],
+        }
+    }
+}
+
+/// A regular file found by the walk.
+struct Visit<'a> {
+    rel: &'a [u8],
+    size: u64,
+    /// A relation file, and not a fork of an unlogged relation.
+    relation: bool,
+    unlogged: bool,
+}
+
+/// Compare one file on disk with the manifest, and plan its reading.
+fn visit(input: &FileCheck, plan: &mut Plan, v: Visit, findings: &mut Findings) {
+    plan.files += 1;
+    let lsn_scan = v.relation && !v.unlogged && input.page_bound.is_some();
+    let page_checksums = v.relation && input.checksums.is_some();
+    let scan = lsn_scan || page_checksums;
+    let Some(m) = input.manifest else {
+        if scan {
+            let target = plan.extra(v.rel);
+            plan.jobs.push(Job { size: v.size, target, checksum: false, lsn_scan, page_checksums });
+        }
+        return;
+    };
+    let Some(i) = m.find(v.rel) else {
+        findings
+            .push(Finding::new(FindingKind::FileExtra, "on disk but not listed in the manifest").at(display(v.rel)));
+        if scan {
+            let target = plan.extra(v.rel);
+            plan.jobs.push(Job { size: v.size, target, checksum: false, lsn_scan, page_checksums });
+        }
+        return;
+    };
+    plan.seen[i / 64] |= 1 << (i % 64);
+    let listed = m.get(i);
+    let size_ok = listed.size == v.size;
+    if !size_ok {
+        findings.push(
+            Finding::new(FindingKind::FileSize, format!("size {} on disk but {} in the manifest", v.size, listed.size))
+                .at(listed.display_path()),
+        );
+    }
+    let checksum = size_ok && listed.checksum.is_some();
+    if checksum || scan {
+        plan.jobs.push(Job { size: v.size, target: Target::Listed(i), checksum, lsn_scan, page_checksums });
+    }
+}
+
+/// The names in a directory, and the relfilenodes of its unlogged
+/// relations (those with an `_init` fork).
+fn list_dir(dir: &Path) -> std::io::Result<(Vec<OsString>, HashSet<String>)> {
+    let mut names = Vec::new();
+    for e in fs::read_dir(dir)? {
+        names.push(e?.file_name());
+    }
+    let utf8 = names.iter().filter_map(|n| n.to_str());
+    let unlogged = relfile::unlogged_files(utf8.clone())
+        .into_iter()
+        .filter_map(relfile::RelFileName::parse)
+        .map(|r| r.node.to_string())
+        .collect();
+    Ok((names, unlogged))
+}
+
+/// Walk the regular files under `root`, following symbolic links, skipping
+/// ignored paths, and [`visit`] each. Problems (unreadable directories,
+/// dangling links) become findings.
+fn walk(input: &FileCheck, plan: &mut Plan, findings: &mut Findings) -> Result<()> {
+    let root = input.root;
     let mut seen_dirs = HashSet::new();
     let mut stack: Vec<(PathBuf, Vec<u8>)> = vec![(root.to_path_buf(), Vec::new())];
     while let Some((dir, rel)) = stack.pop() {
         if crate::signals::interrupted() {
             return Err(Error::Interrupted);
         }
+        let unreadable = |what: &str, e: std::io::Error| {
+            Finding::new(FindingKind::FileUnreadable, format!("cannot {what} directory: {e}")).at(display(&rel))
+        };
         let meta = match fs::metadata(&dir) {
             Ok(m) => m,
+            Err(e) if rel.is_empty() => return Err(Error::ReadInput { path: dir, source: e }),
             Err(e) => {
-                if rel.is_empty() {
-                    return Err(Error::ReadInput { path: dir, source: e });
-                }
-                findings.push(
-                    Finding::new(FindingKind::FileUnreadable, format!("cannot read directory: {e}")).at(display(&rel)),
-                );
+                findings.push(unreadable("read", e));
                 continue;
             }
         };
         if !seen_dirs.insert((meta.dev(), meta.ino())) {
             continue; // a link loop
         }
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
+        let (names, unlogged) = match list_dir(&dir) {
+            Ok(l) => l,
+            Err(e) if rel.is_empty() => return Err(Error::ReadInput { path: dir, source: e }),
             Err(e) => {
-                if rel.is_empty() {
-                    return Err(Error::ReadInput { path: dir, source: e });
-                }
-                findings.push(
-                    Finding::new(FindingKind::FileUnreadable, format!("cannot list directory: {e}")).at(display(&rel)),
-                );
+                findings.push(unreadable("list", e));
                 continue;
             }
         };
-        let mut names: Vec<(Vec<u8>, PathBuf)> = Vec::new();
-        for e in rd {
-            match e {
-                Ok(e) => names.push((e.file_name().as_bytes().to_vec(), e.path())),
-                Err(e) => {
-                    findings.push(
-                        Finding::new(FindingKind::FileUnreadable, format!("cannot list directory: {e}"))
-                            .at(display(&rel)),
-                    );
-                }
-            }
-        }
-        names.sort();
-        let utf8: Vec<&str> = names.iter().filter_map(|(n, _)| std::str::from_utf8(n).ok()).collect();
-        let unlogged: HashSet<&str> = pages::unlogged_files(utf8.iter().copied()).into_iter().collect();
-        for (name, path) in &names {
-            let child = join_rel(&rel, name);
+        for name in names {
+            let child = join_rel(&rel, name.as_bytes());
             if is_ignored(&child) {
                 continue;
             }
-            let meta = match fs::metadata(path) {
+            let path = dir.join(&name);
+            let meta = match fs::metadata(&path) {
                 Ok(m) => m,
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     // A dangling symbolic link. In pg_tblspc the tablespace
@@ -179,35 +289,28 @@ fn walk(root: &Path, findings: &mut Vec<Finding>) -> Result<Vec<DiskFile>> {
                 }
             };
             if meta.is_dir() {
-                stack.push((path.clone(), child));
+                stack.push((path, child));
             } else if meta.is_file() {
-                let rel_str = std::str::from_utf8(&child).ok();
-                let name_str = std::str::from_utf8(name).ok();
-                let scan =
-                    rel_str.is_some_and(pages::is_relation_path) && !name_str.is_some_and(|n| unlogged.contains(n));
-                out.push(DiskFile { rel: child, path: path.clone(), size: meta.len(), scan });
+                let parsed = std::str::from_utf8(&child).ok().and_then(relfile::relation_path);
+                let v = Visit {
+                    rel: &child,
+                    size: meta.len(),
+                    relation: parsed.is_some(),
+                    unlogged: parsed.is_some_and(|r| unlogged.contains(r.node)),
+                };
+                visit(input, plan, v, findings);
             }
             // Sockets, FIFOs and devices are not files a manifest can list.
         }
     }
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(out)
+    Ok(())
 }
 
-/// One file to read.
-struct Job<'a> {
-    file: &'a DiskFile,
-    checksum: Option<(ChecksumAlgorithm, &'a [u8])>,
-    scan: bool,
-}
-
+/// Counters and findings of one worker.
 #[derive(Default)]
-struct JobResult {
-    findings: Vec<Finding>,
-    bytes: u64,
-    checksummed: bool,
-    pages: u64,
-    scanned: bool,
+struct WorkerResult {
+    stats: FileStats,
+    findings: Findings,
 }
 
 /// Fill `buf` from `f` as far as possible; the count is short only at EOF.
@@ -224,37 +327,48 @@ pub(crate) fn fill(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-fn run_job(job: &Job, bound: Lsn, block_size: u32, buf: &mut [u8], cancel: &AtomicBool) -> JobResult {
-    let mut r = JobResult::default();
-    let rel = display(&job.file.rel);
-    let mut f = match File::open(&job.file.path) {
+/// Everything a worker needs to read one file.
+struct ReadCtx<'a> {
+    input: &'a FileCheck<'a>,
+    plan: &'a Plan,
+    cancel: &'a AtomicBool,
+}
+
+/// Read one file: its manifest checksum and its pages, in one pass.
+fn run_job(ctx: &ReadCtx, job: &Job, buf: &mut [u8], out: &mut WorkerResult) {
+    let input = ctx.input;
+    let rel_bytes = ctx.plan.rel(job.target, input.manifest);
+    let rel = display(rel_bytes);
+    let listed = match job.target {
+        Target::Listed(i) => input.manifest.map(|m| m.get(i)),
+        Target::Extra(_) => None,
+    };
+    let mut f = match File::open(input.root.join(std::ffi::OsStr::from_bytes(rel_bytes))) {
         Ok(f) => f,
         Err(e) => {
-            r.findings.push(Finding::new(FindingKind::FileUnreadable, format!("cannot open: {e}")).at(rel));
-            return r;
+            out.findings.push(Finding::new(FindingKind::FileUnreadable, format!("cannot open: {e}")).at(rel));
+            return;
         }
     };
-    let mut sum = job.checksum.map(|(alg, _)| Checksummer::new(alg));
-    let mut scan = job.scan.then(|| PageScan::new(bound, block_size));
+    let expected = listed.and_then(|l| l.checksum).filter(|_| job.checksum);
+    let mut sum = expected.map(|(alg, _)| Checksummer::new(alg));
+    let mut scan = (job.lsn_scan || job.page_checksums).then(|| page_scan(input, job, rel_bytes));
+    let mut bytes = 0u64;
     loop {
-        if cancel.load(Ordering::Relaxed) || crate::signals::interrupted() {
-            cancel.store(true, Ordering::Relaxed);
-            return r;
+        if ctx.cancel.load(Ordering::Relaxed) || crate::signals::interrupted() {
+            ctx.cancel.store(true, Ordering::Relaxed);
+            return;
         }
         let n = match fill(&mut f, buf) {
             Ok(n) => n,
             Err(e) => {
-                r.findings.push(
-                    Finding::new(FindingKind::FileUnreadable, format!("read failed after {} bytes: {e}", r.bytes))
-                        .at(rel),
+                out.findings.push(
+                    Finding::new(FindingKind::FileUnreadable, format!("read failed after {bytes} bytes: {e}")).at(rel),
                 );
-                return r;
+                return;
             }
         };
-        if n == 0 {
-            break;
-        }
-        r.bytes += n as u64;
+        bytes += n as u64;
         if let Some(s) = sum.as_mut() {
             s.update(&buf[..n]);
         }
@@ -265,150 +379,164 @@ fn run_job(job: &Job, bound: Lsn, block_size: u32, buf: &mut [u8], cancel: &Atom
             break;
         }
     }
-    if let (Some(s), Some((alg, expected))) = (sum, job.checksum) {
-        r.checksummed = true;
-        let got = s.finish();
-        if got != expected {
-            r.findings.push(
-                Finding::new(
-                    FindingKind::FileChecksum,
-                    format!(
-                        "checksum mismatch: {} in the manifest is {}, the file gives {}",
-                        alg.name(),
-                        hex(expected),
-                        hex(&got)
-                    ),
-                )
-                .at(rel.clone()),
-            );
-        }
+    out.stats.files_read += 1;
+    out.stats.bytes += bytes;
+    if let (Some(s), Some((alg, digest))) = (sum, expected) {
+        out.stats.checksums += 1;
+        compare_checksum(s, alg, digest, &rel, &mut out.findings);
     }
     if let Some(s) = scan {
-        r.scanned = true;
-        r.pages = s.pages;
-        if s.beyond > 0 {
-            r.findings.push(
-                Finding::new(
-                    FindingKind::PageLsnBeyondEnd,
-                    format!(
-                        "{} of {} pages carry LSNs above the end point {bound} (highest {} in block {}): \
-                         pg_control was copied before this file, and recovery would call the copy consistent too early",
-                        s.beyond, s.pages, s.max_lsn, s.max_block
-                    ),
-                )
-                .at(rel)
-                .lsn(s.max_lsn),
-            );
-        }
+        report_pages(&s, &rel, &mut out.stats, &mut out.findings);
     }
-    r
+}
+
+fn page_scan(input: &FileCheck, job: &Job, rel: &[u8]) -> PageScan {
+    let checksums = input.checksums.filter(|_| job.page_checksums).map(|c| {
+        let name = std::str::from_utf8(rel).ok().and_then(relfile::relation_path);
+        ChecksumScan { torn_from: c.torn_from, first_block: name.map_or(0, |r| r.first_block(c.blocks_per_segment)) }
+    });
+    PageScan::new(input.page_bound.filter(|_| job.lsn_scan), checksums, input.block_size)
+}
+
+fn compare_checksum(s: Checksummer, alg: ChecksumAlgorithm, expected: &[u8], rel: &str, findings: &mut Findings) {
+    let got = s.finish();
+    if got != expected {
+        findings.push(
+            Finding::new(
+                FindingKind::FileChecksum,
+                format!(
+                    "checksum mismatch: {} in the manifest is {}, the file gives {}",
+                    alg.name(),
+                    hex(expected),
+                    hex(&got)
+                ),
+            )
+            .at(rel),
+        );
+    }
+}
+
+fn report_pages(s: &PageScan, rel: &str, stats: &mut FileStats, findings: &mut Findings) {
+    stats.relation_files += 1;
+    stats.relation_pages += s.pages;
+    stats.page_checksums += s.checksummed;
+    stats.torn_pages += s.torn;
+    if s.beyond > 0 {
+        findings.push(
+            Finding::new(
+                FindingKind::PageLsnBeyondEnd,
+                format!(
+                    "{} of {} pages carry LSNs above the end point (highest {} in block {}): pg_control was \
+                     copied before this file, and recovery would call the copy consistent too early",
+                    s.beyond, s.pages, s.max_lsn, s.max_block
+                ),
+            )
+            .at(rel)
+            .lsn(s.max_lsn),
+        );
+    }
+    if let Some((block, lsn)) = s.first_bad {
+        let more = match s.bad {
+            1 => String::new(),
+            n => format!(" (and {} more of its blocks)", n - 1),
+        };
+        findings.push(
+            Finding::new(
+                FindingKind::PageChecksum,
+                format!(
+                    "block {block}{more} fails its data checksum, and its LSN {lsn} is before the backup's start, \
+                     so replay will not rewrite it: the page is corrupt"
+                ),
+            )
+            .at(rel)
+            .lsn(lsn),
+        );
+    }
 }
 
 /// Compare the directory with the manifest and scan relation pages.
-pub fn check(input: &FileCheck) -> Result<(Vec<Finding>, FileStats)> {
-    let mut findings = Vec::new();
-    let mut stats = FileStats::default();
-    if input.manifest.is_none() && input.page_bound.is_none() {
-        return Ok((findings, stats));
+/// Findings go to `findings`, sorted by path.
+pub fn check(input: &FileCheck, findings: &mut Findings) -> Result<FileStats> {
+    let mut found = Findings::new();
+    if input.manifest.is_none() && input.page_bound.is_none() && input.checksums.is_none() {
+        return Ok(FileStats::default());
     }
-    let files = walk(input.root, &mut findings)?;
-    stats.files = files.len() as u64;
-    let scan_pages = input.page_bound.is_some();
-
-    let mut jobs: Vec<Job> = Vec::new();
-    match input.manifest {
-        Some(m) => {
-            let on_disk: HashMap<&[u8], &DiskFile> = files.iter().map(|f| (f.rel.as_slice(), f)).collect();
-            let mut listed: HashSet<&[u8]> = HashSet::with_capacity(m.files.len());
-            for mf in &m.files {
-                listed.insert(mf.path.as_slice());
-                if is_ignored(&mf.path) {
-                    continue;
-                }
-                let Some(df) = on_disk.get(mf.path.as_slice()) else {
-                    findings.push(
-                        Finding::new(FindingKind::FileMissing, "listed in the manifest but not on disk")
-                            .at(mf.display_path()),
-                    );
-                    continue;
-                };
-                let scan = scan_pages && df.scan;
-                if df.size != mf.size {
-                    findings.push(
-                        Finding::new(
-                            FindingKind::FileSize,
-                            format!("size {} on disk but {} in the manifest", df.size, mf.size),
-                        )
-                        .at(mf.display_path()),
-                    );
-                    if scan {
-                        jobs.push(Job { file: df, checksum: None, scan });
-                    }
-                    continue;
-                }
-                let checksum = mf.checksum.as_ref().map(|(a, d)| (*a, d.as_slice()));
-                if checksum.is_some() || scan {
-                    jobs.push(Job { file: df, checksum, scan });
-                }
-            }
-            for df in &files {
-                if !listed.contains(df.rel.as_slice()) {
-                    findings.push(
-                        Finding::new(FindingKind::FileExtra, "on disk but not listed in the manifest")
-                            .at(display(&df.rel)),
-                    );
-                    if scan_pages && df.scan {
-                        jobs.push(Job { file: df, checksum: None, scan: true });
-                    }
-                }
-            }
-        }
-        None => {
-            jobs.extend(files.iter().filter(|f| f.scan).map(|f| Job { file: f, checksum: None, scan: true }));
-        }
+    let mut plan = Plan::default();
+    if let Some(m) = input.manifest {
+        plan.seen = vec![0u64; m.len().div_ceil(64)];
     }
-
+    walk(input, &mut plan, &mut found)?;
+    if let Some(m) = input.manifest {
+        report_missing(m, &plan.seen, &mut found)?;
+    }
     // Largest first keeps the workers busy until the end.
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.file.size));
-    let bound = input.page_bound.unwrap_or(Lsn(u64::MAX));
+    plan.jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.size));
+    let read = read_all(input, &plan)?;
+    let stats = FileStats { files: plan.files, ..read.stats };
+    found.append(read.findings);
+    found.sort_by_path();
+    findings.append(found);
+    Ok(stats)
+}
+
+/// The listed files never seen on disk.
+fn report_missing(m: &ManifestIndex, seen: &[u64], found: &mut Findings) -> Result<()> {
+    for i in 0..m.len() {
+        if i % 65536 == 0 && crate::signals::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let f = m.get(i);
+        if seen[i / 64] & (1 << (i % 64)) == 0 && !is_ignored(f.path) {
+            found.push(
+                Finding::new(FindingKind::FileMissing, "listed in the manifest but not on disk").at(f.display_path()),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Read every planned file on `jobs` workers.
+fn read_all(input: &FileCheck, plan: &Plan) -> Result<WorkerResult> {
     let next = AtomicUsize::new(0);
     let cancel = AtomicBool::new(false);
-    let workers = input.jobs.clamp(1, jobs.len().max(1));
-    let results: Vec<Vec<JobResult>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut buf = vec![0u8; CHUNK];
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = jobs.get(i) else { break };
-                        if cancel.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        out.push(run_job(job, bound, input.block_size, &mut buf, &cancel));
+    let merged = Mutex::new(WorkerResult::default());
+    let ctx = ReadCtx { input, plan, cancel: &cancel };
+    let workers = input.jobs.clamp(1, plan.jobs.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                let mut buf = vec![0u8; CHUNK];
+                let mut out = WorkerResult::default();
+                while let Some(job) = plan.jobs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if cancel.load(Ordering::Relaxed) {
+                        break;
                     }
-                    out
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+                    run_job(&ctx, job, &mut buf, &mut out);
+                }
+                if let Ok(mut m) = merged.lock() {
+                    m.stats.add(&out.stats);
+                    m.findings.append(out.findings);
+                }
+            });
+        }
     });
     if cancel.load(Ordering::Relaxed) {
         return Err(Error::Interrupted);
     }
-    for r in results.into_iter().flatten() {
-        stats.files_read += 1;
-        stats.bytes += r.bytes;
-        stats.checksums += u64::from(r.checksummed);
-        if r.scanned {
-            stats.relation_files += 1;
-            stats.relation_pages += r.pages;
-        }
-        findings.extend(r.findings);
+    Ok(merged.into_inner().unwrap_or_default())
+}
+
+impl FileStats {
+    fn add(&mut self, o: &FileStats) {
+        self.files += o.files;
+        self.files_read += o.files_read;
+        self.bytes += o.bytes;
+        self.checksums += o.checksums;
+        self.relation_files += o.relation_files;
+        self.relation_pages += o.relation_pages;
+        self.page_checksums += o.page_checksums;
+        self.torn_pages += o.torn_pages;
     }
-    findings.sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
-    Ok((findings, stats))
 }
 
 /// tablespace_map against `pg_tblspc`. With a map, they must agree both
@@ -476,7 +604,7 @@ pub fn check_tablespaces(root: &Path, map: Option<&[TablespaceEntry]>) -> Vec<Fi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pg::manifest::{format_last_modified, ManifestFile, WalRange};
+    use crate::pg::manifest::{format_last_modified, Manifest, ManifestFile, WalRange};
 
     #[test]
     fn ignore_list_matches_whole_components() {
@@ -551,11 +679,15 @@ mod tests {
             &m_files,
             &[WalRange { timeline: crate::pg::TimelineId(1), start: Lsn(1), end: Lsn(2) }],
         );
-        let m = Manifest::parse(text.as_bytes()).unwrap();
+        let (_, m) = ManifestIndex::read(text.as_bytes(), 0, &|| false).unwrap();
+        let run = |page_bound, jobs| {
+            let mut fs = Findings::new();
+            let input = FileCheck { root, manifest: Some(&m), page_bound, checksums: None, block_size: 8192, jobs };
+            let stats = check(&input, &mut fs).unwrap();
+            (fs.finish().0, stats)
+        };
         for jobs in [1, 3] {
-            let (f, stats) =
-                check(&FileCheck { root, manifest: Some(&m), page_bound: Some(Lsn(0x500)), block_size: 8192, jobs })
-                    .unwrap();
+            let (f, stats) = run(Some(Lsn(0x500)), jobs);
             let got: Vec<(FindingKind, &str)> = f.iter().map(|x| (x.kind, x.path.as_deref().unwrap_or(""))).collect();
             assert_eq!(
                 got,
@@ -576,8 +708,7 @@ mod tests {
             assert_eq!(stats.checksums, 4);
         }
         // Without a bound, no page scan.
-        let (f, _) =
-            check(&FileCheck { root, manifest: Some(&m), page_bound: None, block_size: 8192, jobs: 2 }).unwrap();
+        let (f, _) = run(None, 2);
         assert!(!f.iter().any(|x| x.kind == FindingKind::PageLsnBeyondEnd));
     }
 

@@ -3,11 +3,17 @@
 //! Checks never print. Each problem becomes one [`Finding`] with a stable
 //! snake_case [`FindingKind`], the path it concerns (relative to the checked
 //! directory for its own files), the WAL position where relevant, and a
-//! one-line explanation. docs/verify.md lists every kind.
+//! one-line explanation. The enum is the one definition of the kinds: their
+//! JSON names come from its variant names (strum's `snake_case`), and a test
+//! checks that docs/verify.md lists exactly these. [`Findings`] collects them
+//! with a bounded number listed per kind, so that no input makes the report
+//! grow without bound.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use strum::{EnumIter, IntoEnumIterator, IntoStaticStr};
 
 use crate::pg::Lsn;
 
@@ -30,8 +36,8 @@ impl Severity {
 
 /// What kind of problem. The serialized names are part of the JSON schema
 /// (docs/verify.md) and stable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, IntoStaticStr, EnumIter)]
+#[strum(serialize_all = "snake_case")]
 pub enum FindingKind {
     // The directory as a whole.
     /// pgdrill's `pgdrill_backup_incomplete` marker is present.
@@ -49,6 +55,9 @@ pub enum FindingKind {
     ControlCrc,
     /// A value no healthy cluster has (segment size, block size, ...).
     ControlInsane,
+    /// `global/pg_control` of a backup is missing, empty, truncated or of an
+    /// unknown version: the checks that need it are skipped.
+    ControlUnreadable,
     /// pg_control predates the backup start: it was copied too early.
     ControlCopiedEarly,
 
@@ -73,6 +82,8 @@ pub enum FindingKind {
     // Relation pages.
     /// Relation pages carry LSNs beyond the backup's end point.
     PageLsnBeyondEnd,
+    /// A page fails its data checksum and is not one replay rewrites.
+    PageChecksum,
 
     // tablespace_map and pg_tblspc.
     /// tablespace_map and pg_tblspc disagree.
@@ -81,6 +92,13 @@ pub enum FindingKind {
     TablespaceMissing,
 
     // backup_manifest.
+    /// A backup that should have a backup_manifest has none.
+    ManifestMissing,
+    /// The backup_manifest cannot be parsed, or breaks PostgreSQL's rules.
+    ManifestInvalid,
+    /// A data directory's backup_manifest is left over from the backup that
+    /// made it and was not applied (warning).
+    ManifestStale,
     /// The manifest's own SHA-256 does not match.
     ManifestChecksum,
     /// A version 2 manifest names another system than pg_control.
@@ -131,57 +149,29 @@ pub enum FindingKind {
 impl FindingKind {
     /// The JSON name.
     pub fn as_str(self) -> &'static str {
-        use FindingKind::*;
-        match self {
-            IncompleteBackup => "incomplete_backup",
-            NoEndPoint => "no_end_point",
-            DataDirectoryNotShutDown => "data_directory_not_shut_down",
-            ControlSize => "control_size",
-            ControlCrc => "control_crc",
-            ControlInsane => "control_insane",
-            ControlCopiedEarly => "control_copied_early",
-            LabelTimelineMismatch => "label_timeline_mismatch",
-            LabelStartFileMismatch => "label_start_file_mismatch",
-            LabelCheckpointBeforeStart => "label_checkpoint_before_start",
-            LabelStandbyState => "label_standby_state",
-            LabelMinRecoveryBeforeStart => "label_min_recovery_before_start",
-            LegacyEndBeforeRedo => "legacy_end_before_redo",
-            LegacyNotStandby => "legacy_not_standby",
-            PageLsnBeyondEnd => "page_lsn_beyond_end",
-            TablespaceMapMismatch => "tablespace_map_mismatch",
-            TablespaceMissing => "tablespace_missing",
-            ManifestChecksum => "manifest_checksum",
-            ManifestSystemIdentifier => "manifest_system_identifier",
-            ManifestWalRange => "manifest_wal_range",
-            FileMissing => "file_missing",
-            FileExtra => "file_extra",
-            FileSize => "file_size",
-            FileChecksum => "file_checksum",
-            FileUnreadable => "file_unreadable",
-            WalEndUnknown => "wal_end_unknown",
-            WalSegmentMissing => "wal_segment_missing",
-            WalPartialUsed => "wal_partial_used",
-            WalSegmentSize => "wal_segment_size",
-            WalSegmentTruncated => "wal_segment_truncated",
-            WalUnreadable => "wal_unreadable",
-            WalHistoryMissing => "wal_history_missing",
-            WalHistoryInvalid => "wal_history_invalid",
-            WalPageHeader => "wal_page_header",
-            WalWrongSystem => "wal_wrong_system",
-            WalRecordInvalid => "wal_record_invalid",
-            WalRecordCrc => "wal_record_crc",
-            WalEndNotReached => "wal_end_not_reached",
-        }
+        self.into()
+    }
+
+    /// Every kind, in declaration order.
+    pub fn all() -> impl Iterator<Item = FindingKind> {
+        FindingKind::iter()
     }
 
     /// The severity a finding of this kind has.
     pub fn severity(self) -> Severity {
         match self {
-            FindingKind::DataDirectoryNotShutDown | FindingKind::WalPartialUsed | FindingKind::WalEndUnknown => {
-                Severity::Warning
-            }
+            FindingKind::DataDirectoryNotShutDown
+            | FindingKind::WalPartialUsed
+            | FindingKind::WalEndUnknown
+            | FindingKind::ManifestStale => Severity::Warning,
             _ => Severity::Error,
         }
+    }
+}
+
+impl Serialize for FindingKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -225,64 +215,147 @@ impl Finding {
     }
 }
 
+/// At most this many findings of one kind are listed; the rest are counted.
+pub const LISTED_PER_KIND: usize = 1000;
+
+/// Findings as they are collected: every one counted, at most
+/// [`LISTED_PER_KIND`] of a kind kept.
+#[derive(Debug, Default)]
+pub struct Findings {
+    list: Vec<Finding>,
+    listed: BTreeMap<FindingKind, usize>,
+    omitted: BTreeMap<FindingKind, u64>,
+}
+
+impl Findings {
+    pub fn new() -> Findings {
+        Findings::default()
+    }
+
+    pub fn push(&mut self, f: Finding) {
+        let n = self.listed.entry(f.kind).or_insert(0);
+        if *n < LISTED_PER_KIND {
+            *n += 1;
+            self.list.push(f);
+        } else {
+            *self.omitted.entry(f.kind).or_insert(0) += 1;
+        }
+    }
+
+    pub fn extend(&mut self, fs: impl IntoIterator<Item = Finding>) {
+        for f in fs {
+            self.push(f);
+        }
+    }
+
+    /// Take over another collector's findings and counts.
+    pub fn append(&mut self, other: Findings) {
+        for (kind, n) in other.omitted {
+            *self.omitted.entry(kind).or_insert(0) += n;
+        }
+        self.extend(other.list);
+    }
+
+    /// Whether any finding (listed or not) is an error.
+    pub fn has_error(&self) -> bool {
+        self.list.iter().any(Finding::is_error) || self.omitted.keys().any(|k| k.severity() == Severity::Error)
+    }
+
+    /// Errors and warnings, listed or not.
+    pub fn counts(&self) -> (u64, u64) {
+        let mut errors = self.list.iter().filter(|f| f.is_error()).count() as u64;
+        let mut warnings = self.list.len() as u64 - errors;
+        for (k, n) in &self.omitted {
+            match k.severity() {
+                Severity::Error => errors += n,
+                Severity::Warning => warnings += n,
+            }
+        }
+        (errors, warnings)
+    }
+
+    pub fn listed(&self) -> &[Finding] {
+        &self.list
+    }
+
+    /// Sort the listed findings by path, then kind (file checks run in
+    /// parallel; this keeps the report stable).
+    pub fn sort_by_path(&mut self) {
+        self.list.sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
+    }
+
+    /// The listed findings, plus one per kind that had more, saying how many
+    /// were left out; and the number left out.
+    pub fn finish(mut self) -> (Vec<Finding>, u64) {
+        let mut total = 0;
+        for (kind, n) in &self.omitted {
+            total += n;
+            self.list.push(Finding::new(
+                *kind,
+                format!("{n} more {kind} findings are not listed (at most {LISTED_PER_KIND} of a kind are)"),
+            ));
+        }
+        (self.list, total)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn json_names_match_as_str() {
-        use FindingKind::*;
-        for k in [
-            IncompleteBackup,
-            NoEndPoint,
-            DataDirectoryNotShutDown,
-            ControlSize,
-            ControlCrc,
-            ControlInsane,
-            ControlCopiedEarly,
-            LabelTimelineMismatch,
-            LabelStartFileMismatch,
-            LabelCheckpointBeforeStart,
-            LabelStandbyState,
-            LabelMinRecoveryBeforeStart,
-            LegacyEndBeforeRedo,
-            LegacyNotStandby,
-            PageLsnBeyondEnd,
-            TablespaceMapMismatch,
-            TablespaceMissing,
-            ManifestChecksum,
-            ManifestSystemIdentifier,
-            ManifestWalRange,
-            FileMissing,
-            FileExtra,
-            FileSize,
-            FileChecksum,
-            FileUnreadable,
-            WalEndUnknown,
-            WalSegmentMissing,
-            WalPartialUsed,
-            WalSegmentSize,
-            WalSegmentTruncated,
-            WalUnreadable,
-            WalHistoryMissing,
-            WalHistoryInvalid,
-            WalPageHeader,
-            WalWrongSystem,
-            WalRecordInvalid,
-            WalRecordCrc,
-            WalEndNotReached,
-        ] {
+    fn json_names_come_from_the_variants() {
+        let mut names = std::collections::BTreeSet::new();
+        for k in FindingKind::all() {
             let json = serde_json::to_string(&k).unwrap();
             assert_eq!(json, format!("\"{}\"", k.as_str()));
+            assert!(k.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{k}");
+            assert!(names.insert(k.as_str()));
         }
-        let f = Finding::new(WalPartialUsed, "x").at("p").lsn(Lsn(1));
+        assert_eq!(FindingKind::WalRecordCrc.as_str(), "wal_record_crc");
+        assert_eq!(FindingKind::DataDirectoryNotShutDown.as_str(), "data_directory_not_shut_down");
+        let f = Finding::new(FindingKind::WalPartialUsed, "x").at("p").lsn(Lsn(1));
         assert_eq!(f.severity, Severity::Warning);
         assert!(!f.is_error());
         let v = serde_json::to_value(&f).unwrap();
         assert_eq!(v["severity"], "warning");
         assert_eq!(v["kind"], "wal_partial_used");
         assert_eq!(v["lsn"], "0/1");
-        assert!(Finding::new(FileExtra, "y").is_error());
-        assert_eq!(serde_json::to_value(Finding::new(FileExtra, "y")).unwrap()["path"], serde_json::Value::Null);
+        assert!(Finding::new(FindingKind::FileExtra, "y").is_error());
+        assert_eq!(
+            serde_json::to_value(Finding::new(FindingKind::FileExtra, "y")).unwrap()["path"],
+            serde_json::Value::Null
+        );
+    }
+
+    /// docs/verify.md's table of finding kinds lists exactly the kinds, with
+    /// the right severity.
+    #[test]
+    fn the_docs_list_every_kind() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/verify.md")).unwrap();
+        let table = doc.split("## Finding kinds").nth(1).expect("a Finding kinds section");
+        let mut documented = std::collections::BTreeMap::new();
+        for line in table.lines().take_while(|l| !l.starts_with("## ")) {
+            let Some(cell) = line.strip_prefix("| `") else { continue };
+            let (name, rest) = cell.split_once('`').unwrap();
+            documented.insert(name.to_string(), rest.trim_start().starts_with("(warning)"));
+        }
+        let ours: std::collections::BTreeMap<String, bool> =
+            FindingKind::all().map(|k| (k.as_str().to_string(), k.severity() == Severity::Warning)).collect();
+        assert_eq!(documented, ours);
+    }
+
+    #[test]
+    fn findings_are_bounded_per_kind() {
+        let mut fs = Findings::new();
+        for i in 0..(LISTED_PER_KIND + 5) {
+            fs.push(Finding::new(FindingKind::FileMissing, "gone").at(i.to_string()));
+        }
+        fs.push(Finding::new(FindingKind::FileExtra, "x"));
+        assert!(fs.has_error());
+        let (list, omitted) = fs.finish();
+        assert_eq!(omitted, 5);
+        assert_eq!(list.len(), LISTED_PER_KIND + 2);
+        assert!(list.last().unwrap().message.starts_with("5 more file_missing findings"));
     }
 }

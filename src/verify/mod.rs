@@ -4,9 +4,10 @@
 //! PATH is a pgdrill backup (label or legacy method), a plain-format
 //! pg_basebackup backup, or a stopped data directory. The checks, in order:
 //!
-//! 1. the directory: pgdrill's incomplete marker;
-//! 2. `global/pg_control`: size, CRC, sane sizes (`src/include/catalog/
-//!    pg_control.h`);
+//! 1. the directory: pgdrill's incomplete marker, a stale or missing
+//!    manifest;
+//! 2. `global/pg_control`: readable, size, CRC, sane sizes
+//!    (`src/include/catalog/pg_control.h`);
 //! 3. `backup_label` against pg_control, as `read_backup_label()` and
 //!    `StartupXLOG()` in `xlogrecovery.c` / `xlog.c` check it at restore, plus
 //!    the evidence of a pg_control copied too early that PostgreSQL cannot
@@ -14,12 +15,18 @@
 //! 4. legacy backups: `end_location` against pg_control;
 //! 5. `tablespace_map` against `pg_tblspc`;
 //! 6. `backup_manifest` and the files on disk, as pg_verifybackup does
-//!    ([`files`]), in parallel, with the page-LSN scan in the same pass;
+//!    ([`files`]), in parallel, with the page LSNs and data checksums in the
+//!    same pass;
 //! 7. the WAL from the start to the end point ([`wal`]).
+//!
+//! A pg_control that cannot be read or fails its CRC sizes no work: its
+//! values are not compared, and the checks that need them (page LSNs and
+//! checksums, the WAL walk) are skipped and say so.
 //!
 //! Everything found is a [`Finding`] in the returned [`VerifyReport`];
 //! nothing here prints. `Err` is kept for a PATH that is not a backup or
-//! cannot be read at all (exit 2). docs/verify.md is the user reference.
+//! cannot be read at all (exit 2), and for an interrupt (exit 3).
+//! docs/verify.md is the user reference.
 
 pub mod files;
 pub mod finding;
@@ -27,20 +34,21 @@ pub mod pages;
 pub mod wal;
 
 use std::fs;
+use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
 
-pub use finding::{Finding, FindingKind, Severity};
+pub use finding::{Finding, FindingKind, Findings, Severity};
 
 use crate::datadir::{
-    self, DirInfo, DirKind, ManifestInfo, ManifestSummary, BACKUP_LABEL, BACKUP_MANIFEST, CONTROL_PATH, END_LOCATION,
+    self, DirInfo, DirKind, ManifestSummary, ReadOptions, BACKUP_LABEL, BACKUP_MANIFEST, CONTROL_PATH, END_LOCATION,
 };
 use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
 use crate::pg::control::{DbState, CONTROL_FILE_SIZE};
 use crate::pg::history::TimelineSpan;
-use crate::pg::manifest::compute_manifest_checksum;
+use crate::pg::manifest::{ManifestError, ManifestHead, ManifestIndex};
 use crate::pg::wal::{SegmentName, WalkConfig};
 use crate::pg::{Lsn, TimelineId};
 
@@ -51,6 +59,8 @@ pub struct VerifyConfig {
     pub wal_archive: Option<PathBuf>,
     pub no_wal: bool,
     pub jobs: usize,
+    /// Accept a backup without the backup_manifest it should have.
+    pub allow_missing_manifest: bool,
 }
 
 /// The result of `verify`; its JSON form is documented in docs/verify.md.
@@ -69,9 +79,14 @@ pub struct VerifyReport {
     pub errors: usize,
     pub warnings: usize,
     pub findings: Vec<Finding>,
+    /// Findings counted but not listed (at most 1000 of a kind are).
+    pub findings_omitted: u64,
     pub checked: Checked,
+    /// What became of the backup_manifest.
+    pub manifest_status: ManifestStatus,
     pub manifest: Option<ManifestSummary>,
     pub page_lsn: PageLsnSummary,
+    pub page_checksums: PageChecksumSummary,
     pub wal: WalSummary,
     pub seconds: f64,
 }
@@ -89,6 +104,10 @@ pub struct Checked {
     pub checksums: u64,
     pub relation_files: u64,
     pub relation_pages: u64,
+    /// Relation pages whose data checksum was verified.
+    pub page_checksums: u64,
+    /// Pages whose checksum was not verified by the torn-page rule.
+    pub torn_pages: u64,
     pub history_files: u64,
     pub segments: u64,
     pub wal_pages: u64,
@@ -107,10 +126,41 @@ pub struct PageLsnSummary {
     pub skipped: Option<String>,
 }
 
+/// What became of the backup_manifest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManifestStatus {
+    /// Read and applied to the files.
+    Applied,
+    /// None, and none expected (a data directory, or a backup from before
+    /// PostgreSQL wrote manifests).
+    None,
+    /// None, but one is expected (`manifest_missing`).
+    Missing,
+    /// None, accepted with `--allow-missing-manifest`.
+    MissingAllowed,
+    /// Present but unusable (`manifest_invalid`); not applied.
+    Invalid,
+    /// Left over in a data directory from the backup that made it
+    /// (`manifest_stale`); not applied.
+    Stale,
+}
+
+/// The data checksum check.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PageChecksumSummary {
+    /// Whether page checksums were verified.
+    pub checked: bool,
+    /// Why not, when they were not.
+    pub skipped: Option<String>,
+    /// Pages at or after this LSN may be torn and are not checked.
+    pub torn_from: Option<Lsn>,
+}
+
 /// The WAL walk.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct WalSummary {
-    /// Whether the walk ran.
+    /// Whether the walk verified at least one record.
     pub checked: bool,
     /// Why it did not, when it did not.
     pub skipped: Option<String>,
@@ -139,9 +189,91 @@ impl VerifyReport {
     }
 }
 
+/// What was read of the directory.
+struct Subject {
+    info: DirInfo,
+    /// Why pg_control could not be decoded, when it could not.
+    control_problem: Option<String>,
+    /// pg_control was decoded and its CRC holds: its values may be used.
+    control_trusted: bool,
+    manifest: ManifestRead,
+}
+
+/// The backup_manifest as read.
+enum ManifestRead {
+    Absent,
+    Invalid(ManifestError),
+    Parsed { head: ManifestHead, index: ManifestIndex },
+}
+
+impl Subject {
+    fn manifest(&self) -> Option<(&ManifestHead, &ManifestIndex)> {
+        match &self.manifest {
+            ManifestRead::Parsed { head, index } => Some((head, index)),
+            _ => None,
+        }
+    }
+
+    /// The manifest's WAL ranges, newest first; none from a stale manifest.
+    fn wal_ranges(&self) -> &[crate::pg::manifest::WalRange] {
+        match self.manifest() {
+            Some((h, _)) if !manifest_is_stale(self) => &h.wal_ranges,
+            _ => &[],
+        }
+    }
+
+    /// The timeline the end point lies on: the manifest's newest range,
+    /// else what the directory says.
+    fn end_timeline(&self) -> TimelineId {
+        self.wal_ranges().first().map_or_else(|| self.info.end_timeline(), |r| r.timeline)
+    }
+}
+
 /// Verify a directory.
 pub fn run(cfg: &VerifyConfig) -> Result<VerifyReport> {
     let started = Instant::now();
+    check_archive_option(cfg)?;
+    let subject = read_subject(cfg)?;
+    let status = manifest_status(cfg, &subject);
+
+    let mut findings = Findings::new();
+    check_directory(&subject, status, &mut findings);
+    check_control(&subject, &mut findings);
+    check_label(&subject, &mut findings);
+    check_legacy(&subject, &mut findings);
+    check_manifest(&subject, status, &mut findings);
+    findings.extend(files::check_tablespaces(&subject.info.path, subject.info.tablespace_map.as_deref()));
+
+    let page_lsn = page_bound(&subject);
+    let (page_checksums, checksum_rule) = checksum_plan(&subject);
+    let applied = (status == ManifestStatus::Applied).then(|| subject.manifest().map(|(_, i)| i)).flatten();
+    let fstats = files::check(
+        &files::FileCheck {
+            root: &subject.info.path,
+            manifest: applied,
+            page_bound: page_lsn.bound,
+            checksums: checksum_rule,
+            block_size: subject.info.control.block_size,
+            jobs: cfg.jobs.max(1),
+        },
+        &mut findings,
+    )?;
+    let mut checked = Checked {
+        files: fstats.files,
+        files_read: fstats.files_read,
+        bytes: fstats.bytes,
+        checksums: fstats.checksums,
+        relation_files: fstats.relation_files,
+        relation_pages: fstats.relation_pages,
+        page_checksums: fstats.page_checksums,
+        torn_pages: fstats.torn_pages,
+        ..Checked::default()
+    };
+    let wal = check_wal(cfg, &subject, &mut findings, &mut checked)?;
+    Ok(report(subject, findings, checked, status, page_lsn, page_checksums, wal, started))
+}
+
+fn check_archive_option(cfg: &VerifyConfig) -> Result<()> {
     if let Some(a) = &cfg.wal_archive {
         let meta = fs::metadata(a).map_err(|e| Error::ReadInput { path: a.clone(), source: e })?;
         if !meta.is_dir() {
@@ -151,45 +283,102 @@ pub fn run(cfg: &VerifyConfig) -> Result<VerifyReport> {
             ));
         }
     }
-    let info = DirInfo::read(&cfg.path)?;
+    Ok(())
+}
+
+/// Read the directory: pg_control (tolerating a damaged one in a backup),
+/// the label files, and the manifest into a packed index.
+fn read_subject(cfg: &VerifyConfig) -> Result<Subject> {
+    let opts = ReadOptions { skip_manifest: true, tolerate_bad_control: true };
+    let (info, control_problem) = DirInfo::read_with(&cfg.path, opts)?;
     if info.kind == DirKind::DataDirectory {
         if let Some(pid) = datadir::running_postmaster(&cfg.path) {
             return Err(Error::PostmasterRunning { path: cfg.path.clone(), pid });
         }
     }
+    let manifest = read_manifest(&info)?;
+    let control_trusted = control_problem.is_none() && info.control.crc_ok;
+    Ok(Subject { info, control_problem, control_trusted, manifest })
+}
 
-    let mut findings = Vec::new();
-    check_directory(&info, &mut findings);
-    check_control(&info, &mut findings);
-    check_label(&info, &mut findings);
-    check_legacy(&info, &mut findings);
-    check_manifest(&info, &mut findings);
-    findings.extend(files::check_tablespaces(&info.path, info.tablespace_map.as_deref()));
-
-    let page_lsn = page_bound(&info);
-    let (file_findings, fstats) = files::check(&files::FileCheck {
-        root: &info.path,
-        manifest: info.manifest.as_ref().map(|m| &m.manifest),
-        page_bound: page_lsn.bound,
-        block_size: info.control.block_size,
-        jobs: cfg.jobs.max(1),
-    })?;
-    findings.extend(file_findings);
-
-    let mut checked = Checked {
-        files: fstats.files,
-        files_read: fstats.files_read,
-        bytes: fstats.bytes,
-        checksums: fstats.checksums,
-        relation_files: fstats.relation_files,
-        relation_pages: fstats.relation_pages,
-        ..Checked::default()
+fn read_manifest(info: &DirInfo) -> Result<ManifestRead> {
+    let path = info.path.join(BACKUP_MANIFEST);
+    let file = match fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(ManifestRead::Absent),
+        Err(e) => return Err(Error::ReadInput { path, source: e }),
     };
-    let wal = check_wal(cfg, &info, &mut findings, &mut checked)?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    match ManifestIndex::read(file, size, &crate::signals::interrupted) {
+        Ok((head, index)) => Ok(ManifestRead::Parsed { head, index }),
+        Err(ManifestError::Interrupted) => Err(Error::Interrupted),
+        Err(e) => Ok(ManifestRead::Invalid(e)),
+    }
+}
 
-    let errors = findings.iter().filter(|f| f.is_error()).count();
-    let warnings = findings.len() - errors;
-    Ok(VerifyReport {
+/// A data directory's manifest left over from the pg_basebackup that made
+/// it: the server has run since (its label was renamed `backup_label.old`
+/// at startup, or its checkpoints moved past the manifest's WAL), so the
+/// files have changed and the manifest no longer describes them.
+fn manifest_is_stale(s: &Subject) -> bool {
+    let Some((head, index)) = s.manifest() else { return false };
+    if s.info.kind != DirKind::DataDirectory {
+        return false;
+    }
+    let label_renamed = index.find(BACKUP_LABEL.as_bytes()).is_some() && s.info.path.join("backup_label.old").is_file();
+    let wal_end = head.wal_ranges.iter().map(|r| r.end).max();
+    let moved_on = s.control_trusted && wal_end.is_some_and(|end| s.info.control.redo_lsn > end);
+    label_renamed || moved_on
+}
+
+fn manifest_status(cfg: &VerifyConfig, s: &Subject) -> ManifestStatus {
+    match &s.manifest {
+        ManifestRead::Invalid(_) => ManifestStatus::Invalid,
+        ManifestRead::Parsed { .. } if manifest_is_stale(s) => ManifestStatus::Stale,
+        ManifestRead::Parsed { .. } => ManifestStatus::Applied,
+        ManifestRead::Absent => {
+            // pgdrill writes a manifest with every backup (and end_location
+            // with every backup), pg_basebackup from 13 on.
+            let expected = match s.info.kind {
+                DirKind::DataDirectory => false,
+                DirKind::LegacyBackup => true,
+                DirKind::LabelBackup => {
+                    s.info.end_location.is_some() || s.info.control.version().basebackup_writes_manifest
+                }
+            };
+            match (expected, cfg.allow_missing_manifest) {
+                (false, _) => ManifestStatus::None,
+                (true, true) => ManifestStatus::MissingAllowed,
+                (true, false) => ManifestStatus::Missing,
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    subject: Subject,
+    findings: Findings,
+    checked: Checked,
+    status: ManifestStatus,
+    page_lsn: PageLsnSummary,
+    page_checksums: PageChecksumSummary,
+    wal: WalSummary,
+    started: Instant,
+) -> VerifyReport {
+    let (errors, warnings) = findings.counts();
+    let (findings, findings_omitted) = findings.finish();
+    let manifest = subject.manifest().map(|(head, index)| {
+        ManifestSummary::new(
+            head.version,
+            head.system_identifier,
+            index.iter().map(|f| (f.size, f.checksum.map(|(a, _)| a))),
+            &head.wal_ranges,
+            head.checksum_ok(),
+        )
+    });
+    let info = subject.info;
+    VerifyReport {
         ok: errors == 0,
         path: info.path.clone(),
         kind: info.kind,
@@ -201,18 +390,22 @@ pub fn run(cfg: &VerifyConfig) -> Result<VerifyReport> {
         backup_from: info.label_fields().map(|f| datadir::backup_from_text(f).to_string()),
         pg_major: info.control.pg_major,
         system_identifier: info.control.system_identifier.to_string(),
-        errors,
-        warnings,
+        errors: errors as usize,
+        warnings: warnings as usize,
         findings,
+        findings_omitted,
         checked,
-        manifest: info.manifest.as_ref().map(ManifestInfo::summary),
+        manifest_status: status,
+        manifest,
         page_lsn,
+        page_checksums,
         wal,
         seconds: started.elapsed().as_secs_f64(),
-    })
+    }
 }
 
-fn check_directory(info: &DirInfo, out: &mut Vec<Finding>) {
+fn check_directory(s: &Subject, status: ManifestStatus, out: &mut Findings) {
+    let info = &s.info;
     if info.incomplete {
         out.push(
             Finding::new(
@@ -222,34 +415,55 @@ fn check_directory(info: &DirInfo, out: &mut Vec<Finding>) {
             .at(datadir::INCOMPLETE_MARKER),
         );
     }
-    if info.kind == DirKind::DataDirectory {
-        if info.manifest.is_some() {
-            out.push(
-                Finding::new(
-                    FindingKind::NoEndPoint,
-                    "a backup_manifest but neither backup_label nor end_location: where this backup's WAL must \
-                     reach is unknown, and a restore could be declared consistent too early",
-                )
-                .at(BACKUP_LABEL),
-            );
-        }
-        if !matches!(info.control.state, DbState::ShutDown | DbState::ShutDownInRecovery) {
-            out.push(
-                Finding::new(
-                    FindingKind::DataDirectoryNotShutDown,
-                    format!(
-                        "the cluster state is \"{}\": recovery will replay pg_wal to its end, but only the WAL up \
-                         to the last checkpoint and minimum recovery point was checked",
-                        info.control.state.as_text()
-                    ),
-                )
-                .at(CONTROL_PATH),
-            );
-        }
+    match status {
+        ManifestStatus::Missing => out.push(
+            Finding::new(
+                FindingKind::ManifestMissing,
+                "this backup should have a backup_manifest (pgdrill and pg_basebackup 13+ write one), but it is \
+                 missing: its files cannot be checked; pass --allow-missing-manifest if it was made without one",
+            )
+            .at(BACKUP_MANIFEST),
+        ),
+        ManifestStatus::Stale => out.push(
+            Finding::new(
+                FindingKind::ManifestStale,
+                "the backup_manifest is left over from the backup that made this data directory, which has run \
+                 since; it no longer describes the files and was not applied",
+            )
+            .at(BACKUP_MANIFEST),
+        ),
+        _ => {}
+    }
+    if info.kind != DirKind::DataDirectory {
+        return;
+    }
+    if status == ManifestStatus::Applied {
+        out.push(
+            Finding::new(
+                FindingKind::NoEndPoint,
+                "a backup_manifest but neither backup_label nor end_location: where this backup's WAL must \
+                 reach is unknown, and a restore could be declared consistent too early",
+            )
+            .at(BACKUP_LABEL),
+        );
+    }
+    if s.control_trusted && !matches!(info.control.state, DbState::ShutDown | DbState::ShutDownInRecovery) {
+        out.push(
+            Finding::new(
+                FindingKind::DataDirectoryNotShutDown,
+                format!(
+                    "the cluster state is \"{}\": recovery will replay pg_wal to its end, but only the WAL up \
+                     to the last checkpoint and minimum recovery point was checked",
+                    info.control.state.as_text()
+                ),
+            )
+            .at(CONTROL_PATH),
+        );
     }
 }
 
-fn check_control(info: &DirInfo, out: &mut Vec<Finding>) {
+fn check_control(s: &Subject, out: &mut Findings) {
+    let info = &s.info;
     let c = &info.control;
     if info.control_size != CONTROL_FILE_SIZE as u64 {
         out.push(
@@ -260,24 +474,37 @@ fn check_control(info: &DirInfo, out: &mut Vec<Finding>) {
             .at(CONTROL_PATH),
         );
     }
+    if let Some(why) = &s.control_problem {
+        out.push(
+            Finding::new(
+                FindingKind::ControlUnreadable,
+                format!("{why}: the checks that need pg_control (page LSNs and checksums, the WAL) were skipped"),
+            )
+            .at(CONTROL_PATH),
+        );
+        return;
+    }
     if !c.crc_ok {
         out.push(
             Finding::new(
                 FindingKind::ControlCrc,
                 format!(
-                    "CRC mismatch: stored {:08X}, computed {:08X}; the server would refuse to start",
+                    "CRC mismatch: stored {:08X}, computed {:08X}; the server would refuse to start, and no value \
+                     in it was trusted",
                     c.crc_stored, c.crc_computed
                 ),
             )
             .at(CONTROL_PATH),
         );
+        return;
     }
     for p in c.sanity_problems() {
         out.push(Finding::new(FindingKind::ControlInsane, p).at(CONTROL_PATH));
     }
 }
 
-fn check_label(info: &DirInfo, out: &mut Vec<Finding>) {
+fn check_label(s: &Subject, out: &mut Findings) {
+    let info = &s.info;
     let Some(f) = info.label_fields() else { return };
     let c = &info.control;
     let start = f.start_wal_location;
@@ -296,6 +523,20 @@ fn check_label(info: &DirInfo, out: &mut Vec<Finding>) {
             );
         }
     }
+    if f.checkpoint_location < start {
+        out.push(
+            Finding::new(
+                FindingKind::LabelCheckpointBeforeStart,
+                format!("CHECKPOINT LOCATION {} is before START WAL LOCATION {start}", f.checkpoint_location),
+            )
+            .at(BACKUP_LABEL)
+            .lsn(f.checkpoint_location),
+        );
+    }
+    // What follows compares the label with pg_control's values.
+    if !s.control_trusted {
+        return;
+    }
     if let Some(seg) = info.seg_size() {
         let holds = SegmentName::parse(&f.start_wal_file, seg).is_ok_and(|n| n.segno == start.segment_number(seg));
         if !holds {
@@ -309,44 +550,8 @@ fn check_label(info: &DirInfo, out: &mut Vec<Finding>) {
             );
         }
     }
-    if f.checkpoint_location < start {
-        out.push(
-            Finding::new(
-                FindingKind::LabelCheckpointBeforeStart,
-                format!("CHECKPOINT LOCATION {} is before START WAL LOCATION {start}", f.checkpoint_location),
-            )
-            .at(BACKUP_LABEL)
-            .lsn(f.checkpoint_location),
-        );
-    }
     if f.is_from_standby() {
-        if !c.state.is_standby() {
-            out.push(
-                Finding::new(
-                    FindingKind::LabelStandbyState,
-                    format!(
-                        "BACKUP FROM: standby, but pg_control's state is \"{}\", not \"in archive recovery\" or \
-                         \"shut down in recovery\"; recovery refuses this backup",
-                        c.state.as_text()
-                    ),
-                )
-                .at(CONTROL_PATH),
-            );
-        }
-        if c.min_recovery_lsn < start {
-            out.push(
-                Finding::new(
-                    FindingKind::LabelMinRecoveryBeforeStart,
-                    format!(
-                        "pg_control's minRecoveryPoint {} is before the backup's start {start}: pg_control was \
-                         copied too early, and recovery would end the backup before it is consistent",
-                        c.min_recovery_lsn
-                    ),
-                )
-                .at(CONTROL_PATH)
-                .lsn(c.min_recovery_lsn),
-            );
-        }
+        check_standby_label(c, start, out);
     }
     if c.redo_lsn < start {
         out.push(
@@ -364,8 +569,39 @@ fn check_label(info: &DirInfo, out: &mut Vec<Finding>) {
     }
 }
 
-fn check_legacy(info: &DirInfo, out: &mut Vec<Finding>) {
-    if info.kind != DirKind::LegacyBackup {
+fn check_standby_label(c: &crate::pg::control::ControlFile, start: Lsn, out: &mut Findings) {
+    if !c.state.is_standby() {
+        out.push(
+            Finding::new(
+                FindingKind::LabelStandbyState,
+                format!(
+                    "BACKUP FROM: standby, but pg_control's state is \"{}\", not \"in archive recovery\" or \
+                     \"shut down in recovery\"; recovery refuses this backup",
+                    c.state.as_text()
+                ),
+            )
+            .at(CONTROL_PATH),
+        );
+    }
+    if c.min_recovery_lsn < start {
+        out.push(
+            Finding::new(
+                FindingKind::LabelMinRecoveryBeforeStart,
+                format!(
+                    "pg_control's minRecoveryPoint {} is before the backup's start {start}: pg_control was \
+                     copied too early, and recovery would end the backup before it is consistent",
+                    c.min_recovery_lsn
+                ),
+            )
+            .at(CONTROL_PATH)
+            .lsn(c.min_recovery_lsn),
+        );
+    }
+}
+
+fn check_legacy(s: &Subject, out: &mut Findings) {
+    let info = &s.info;
+    if info.kind != DirKind::LegacyBackup || !s.control_trusted {
         return;
     }
     let c = &info.control;
@@ -395,23 +631,37 @@ fn check_legacy(info: &DirInfo, out: &mut Vec<Finding>) {
     }
 }
 
-fn check_manifest(info: &DirInfo, out: &mut Vec<Finding>) {
-    let Some(m) = &info.manifest else { return };
-    if !m.checksum_ok {
-        let detail = fs::read(info.path.join(BACKUP_MANIFEST))
-            .ok()
-            .and_then(|b| compute_manifest_checksum(&b).ok())
-            .map(|computed| format!(": stored {}, computed {computed}", m.manifest.manifest_checksum))
-            .unwrap_or_default();
+fn check_manifest(s: &Subject, status: ManifestStatus, out: &mut Findings) {
+    let info = &s.info;
+    if let ManifestRead::Invalid(e) = &s.manifest {
+        out.push(
+            Finding::new(
+                FindingKind::ManifestInvalid,
+                format!("{e}; the files were not compared with it, as pg_verifybackup refuses it too"),
+            )
+            .at(BACKUP_MANIFEST),
+        );
+        return;
+    }
+    let Some((head, index)) = s.manifest() else { return };
+    if status != ManifestStatus::Applied {
+        return;
+    }
+    if !head.checksum_ok() {
         out.push(
             Finding::new(
                 FindingKind::ManifestChecksum,
-                format!("the manifest's own checksum does not match{detail}; the manifest was changed or damaged"),
+                format!(
+                    "the manifest's own checksum does not match: stored {}, computed {}; the manifest was \
+                     changed or damaged",
+                    head.manifest_checksum, head.computed_checksum
+                ),
             )
             .at(BACKUP_MANIFEST),
         );
     }
-    if let Some(sysid) = m.manifest.system_identifier {
+    check_manifest_checksums(index, out);
+    if let Some(sysid) = head.system_identifier.filter(|_| s.control_trusted) {
         if sysid != info.control.system_identifier {
             out.push(
                 Finding::new(
@@ -425,40 +675,87 @@ fn check_manifest(info: &DirInfo, out: &mut Vec<Finding>) {
             );
         }
     }
-    if info.kind != DirKind::DataDirectory {
-        // Ranges are written newest timeline first; the last starts where
-        // the backup does.
-        if let Some(oldest) = m.manifest.wal_ranges.last() {
-            let (start, tli) = info.start();
-            if oldest.start != start || oldest.timeline != tli {
-                out.push(
-                    Finding::new(
-                        FindingKind::ManifestWalRange,
-                        format!(
-                            "the manifest's WAL starts at {} on timeline {}, but the backup starts at {start} on \
-                             timeline {tli}",
-                            oldest.start, oldest.timeline
-                        ),
-                    )
-                    .at(BACKUP_MANIFEST)
-                    .lsn(oldest.start),
-                );
-            }
-        }
+    check_manifest_wal_range(s, out);
+}
+
+/// PostgreSQL gives every file of a manifest the same checksum algorithm.
+/// A file without one among files with one had it removed: its contents
+/// would go unchecked.
+fn check_manifest_checksums(index: &ManifestIndex, out: &mut Findings) {
+    let (used, without) = index.checksum_use();
+    if without > 0 && !used.is_empty() {
+        let used: Vec<String> = used.iter().map(|(a, n)| format!("{n} use {}", a.name())).collect();
+        out.push(
+            Finding::new(
+                FindingKind::ManifestInvalid,
+                format!(
+                    "{without} files have no checksum while {}: PostgreSQL writes one algorithm for all, so a \
+                     checksum was removed and those files cannot be verified",
+                    used.join(", ")
+                ),
+            )
+            .at(BACKUP_MANIFEST),
+        );
+    }
+}
+
+fn check_manifest_wal_range(s: &Subject, out: &mut Findings) {
+    let info = &s.info;
+    if info.kind == DirKind::DataDirectory || (info.label.is_none() && !s.control_trusted) {
+        return;
+    }
+    // Ranges are written newest timeline first; the last starts where the
+    // backup does.
+    let Some(oldest) = s.wal_ranges().last() else { return };
+    let (start, tli) = info.start();
+    if oldest.start != start || oldest.timeline != tli {
+        out.push(
+            Finding::new(
+                FindingKind::ManifestWalRange,
+                format!(
+                    "the manifest's WAL starts at {} on timeline {}, but the backup starts at {start} on timeline \
+                     {tli}",
+                    oldest.start, oldest.timeline
+                ),
+            )
+            .at(BACKUP_MANIFEST)
+            .lsn(oldest.start),
+        );
     }
 }
 
 /// The newest end any of the directory's files gives.
-fn backup_end(info: &DirInfo) -> Option<Lsn> {
-    let ranges = info.manifest.as_ref().and_then(|m| m.manifest.wal_ranges.iter().map(|r| r.end).max());
-    [info.gate_target(), info.end_lsn(), ranges].into_iter().flatten().max()
+fn backup_end(s: &Subject) -> Option<Lsn> {
+    let info = &s.info;
+    let ranges = s.wal_ranges().iter().map(|r| r.end).max();
+    let label_end = if s.control_trusted { [info.gate_target(), info.end_lsn()] } else { [info.end_location, None] };
+    label_end.into_iter().chain([ranges]).flatten().max()
+}
+
+/// Why pg_control's values cannot size work, if they cannot.
+fn untrusted_control(s: &Subject) -> Option<String> {
+    if let Some(why) = &s.control_problem {
+        return Some(format!("pg_control cannot be read ({why})"));
+    }
+    (!s.control_trusted).then(|| "pg_control fails its CRC, so none of its values is trusted".to_string())
+}
+
+fn block_size_ok(b: u32) -> bool {
+    b.is_power_of_two() && (1024..=32768).contains(&b)
 }
 
 /// The highest LSN a relation page may carry, and where it comes from.
-fn page_bound(info: &DirInfo) -> PageLsnSummary {
+fn page_bound(s: &Subject) -> PageLsnSummary {
+    let info = &s.info;
     let c = &info.control;
     let skip = |why: &str| PageLsnSummary { skipped: Some(why.to_string()), ..PageLsnSummary::default() };
     let bound = |lsn: Lsn, source| PageLsnSummary { bound: Some(lsn), source: Some(source), skipped: None };
+    if let Some(why) = untrusted_control(s) {
+        return skip(&why);
+    }
+    if !block_size_ok(c.block_size) {
+        return skip("pg_control's block size is not a valid one");
+    }
     match info.kind {
         // The backup's own pg_control, copied last, is what recovery ends the
         // backup at (backupEndPoint); a later stop LSN would hide exactly the
@@ -471,7 +768,7 @@ fn page_bound(info: &DirInfo) -> PageLsnSummary {
             }
         }
         // From a primary, pages may change until the stop point.
-        DirKind::LabelBackup => match backup_end(info) {
+        DirKind::LabelBackup => match backup_end(s) {
             Some(end) => bound(end, "backup_end"),
             None => skip("the backup's end point is unknown"),
         },
@@ -490,45 +787,93 @@ fn page_bound(info: &DirInfo) -> PageLsnSummary {
     }
 }
 
-fn check_wal(cfg: &VerifyConfig, info: &DirInfo, out: &mut Vec<Finding>, checked: &mut Checked) -> Result<WalSummary> {
-    let c = &info.control;
-    let (start, start_tli) = info.start();
-    let end_tli = info.end_timeline();
-    let mut summary = WalSummary {
-        archive: cfg.wal_archive.clone(),
-        start_timeline: Some(start_tli),
-        end_timeline: Some(end_tli),
-        ..WalSummary::default()
-    };
-    if cfg.no_wal {
-        summary.skipped = Some("--no-wal".into());
-        return Ok(summary);
+/// Whether and how to verify data page checksums.
+fn checksum_plan(s: &Subject) -> (PageChecksumSummary, Option<files::ChecksumRule>) {
+    let c = &s.info.control;
+    let skip = |why: String| (PageChecksumSummary { skipped: Some(why), ..PageChecksumSummary::default() }, None);
+    if let Some(why) = untrusted_control(s) {
+        return skip(why);
     }
-    let Some(seg_size) = info.seg_size() else {
-        summary.skipped = Some("pg_control has no valid WAL segment size".into());
-        return Ok(summary);
-    };
+    if c.data_checksum_version == 0 {
+        return skip("the cluster has no data checksums".into());
+    }
+    if !block_size_ok(c.block_size) || c.blocks_per_segment == 0 {
+        return skip("pg_control's block or segment size is not a valid one".into());
+    }
+    let torn_from = s.info.start().0;
+    let rule = files::ChecksumRule { torn_from, blocks_per_segment: c.blocks_per_segment };
+    (PageChecksumSummary { checked: true, skipped: None, torn_from: Some(torn_from) }, Some(rule))
+}
+
+/// The walk's settings, from a trusted pg_control; `Err` says why there are
+/// none.
+fn walk_config(s: &Subject) -> std::result::Result<WalkConfig, String> {
+    let c = &s.info.control;
+    if let Some(why) = untrusted_control(s) {
+        return Err(why);
+    }
+    let seg_size = s.info.seg_size().ok_or("pg_control has no valid WAL segment size")?;
     let page_size = c.wal_block_size;
     if !(page_size.is_power_of_two() && (1024..=65536).contains(&page_size)) {
-        summary.skipped = Some("pg_control has no valid WAL block size".into());
-        return Ok(summary);
+        return Err("pg_control has no valid WAL block size".into());
     }
-    // Where a valid chain must reach. A data directory needs its checkpoint
-    // record itself, wherever that ends.
-    let (end, record_at) = match info.kind {
-        DirKind::DataDirectory => (c.checkpoint_lsn.max(c.min_recovery_lsn), Some(c.checkpoint_lsn)),
-        _ => match backup_end(info) {
-            Some(e) => (e, None),
+    let v = c.version();
+    Ok(WalkConfig {
+        magic: v.wal_page_magic,
+        seg_size,
+        page_size,
+        system_identifier: Some(c.system_identifier),
+        rules: v.wal_records,
+        block_size: c.block_size,
+    })
+}
+
+/// Where a valid chain must reach, and the record that must itself be read
+/// (a data directory's checkpoint record); `Err` says why it is unknown.
+fn wal_end(s: &Subject, out: &mut Findings) -> std::result::Result<(Lsn, Option<Lsn>), String> {
+    let c = &s.info.control;
+    match s.info.kind {
+        DirKind::DataDirectory => Ok((c.checkpoint_lsn.max(c.min_recovery_lsn), Some(c.checkpoint_lsn))),
+        _ => match backup_end(s) {
+            Some(e) => Ok((e, None)),
             None => {
                 out.push(Finding::new(
                     FindingKind::WalEndUnknown,
                     "neither end_location, a .backup file in pg_wal, a minimum recovery point nor a manifest \
                      says where this backup's WAL ends; the WAL was not checked",
                 ));
-                summary.skipped = Some("the end point is unknown".into());
-                return Ok(summary);
+                Err("the end point is unknown".into())
             }
         },
+    }
+}
+
+fn check_wal(cfg: &VerifyConfig, s: &Subject, out: &mut Findings, checked: &mut Checked) -> Result<WalSummary> {
+    let info = &s.info;
+    let (start, start_tli) = info.start();
+    let end_tli = s.end_timeline();
+    let mut summary = WalSummary { archive: cfg.wal_archive.clone(), ..WalSummary::default() };
+    if s.control_trusted || info.label.is_some() {
+        summary.start_timeline = Some(start_tli);
+        summary.end_timeline = Some(end_tli);
+    }
+    if cfg.no_wal {
+        summary.skipped = Some("--no-wal".into());
+        return Ok(summary);
+    }
+    let walk = match walk_config(s) {
+        Ok(w) => w,
+        Err(why) => {
+            summary.skipped = Some(why);
+            return Ok(summary);
+        }
+    };
+    let (end, record_at) = match wal_end(s, out) {
+        Ok(e) => e,
+        Err(why) => {
+            summary.skipped = Some(why);
+            return Ok(summary);
+        }
     };
     summary.start = Some(start);
     summary.end = Some(end);
@@ -540,20 +885,18 @@ fn check_wal(cfg: &VerifyConfig, info: &DirInfo, out: &mut Vec<Finding>, checked
         end,
         record_at,
         end_tli,
-        cfg: WalkConfig {
-            magic: c.version().wal_page_magic,
-            seg_size,
-            page_size,
-            system_identifier: Some(c.system_identifier),
-            custom_rmgrs: c.pg_major >= 15,
-        },
+        cfg: walk,
         jobs: cfg.jobs.max(1),
     })?;
-    // The walk ran once the timelines were known, even if it verified no
-    // record (a missing first segment); `reached` then stays null.
-    summary.checked = !outcome.timelines.is_empty();
+    // Checked means: at least one record was verified. Otherwise the
+    // findings say why (a missing first segment, a missing history file...).
+    summary.checked = outcome.reached.is_some();
     if !summary.checked {
-        summary.skipped = Some("the timelines between the start and the end are unknown (see the findings)".into());
+        summary.skipped = Some(if outcome.timelines.is_empty() {
+            "the timelines between the start and the end are unknown (see the findings)".into()
+        } else {
+            "no record could be verified (see the findings)".into()
+        });
     }
     summary.reached = outcome.reached;
     summary.timelines = outcome.timelines;

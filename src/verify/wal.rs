@@ -14,7 +14,7 @@
 //! What is checked: every page header and every record CRC from the page
 //! holding the start LSN until a valid record ends at or after the end LSN,
 //! the way `xlogreader.c` (and pg_waldump) reads, with
-//! [`crate::pg::wal::RecordWalker`]. Each segment is streamed in 1 MiB reads
+//! [`crate::pg::wal::RecordWalker`]. Each segment is streamed in 64 KiB reads
 //! by a read-ahead thread, so memory stays flat whatever the size. A long
 //! range is cut at segment starts into stretches walked in parallel
 //! (`--jobs`); each stretch begins where PostgreSQL reading from that
@@ -36,12 +36,12 @@ use super::finding::{Finding, FindingKind};
 use crate::error::{Error, Result};
 use crate::pg::history::{self, TimelineSpan};
 use crate::pg::wal::{
-    history_file_name, PageHeader, RecordWalker, SegmentName, WalError, WalProblem, WalkConfig, WalkStats,
-    LONG_HEADER_LEN, XLP_FIRST_IS_CONTRECORD, XLP_LONG_HEADER,
+    history_file_name, segment_head_problem, FirstRecord, FirstRecordFinder, RecordWalker, SegmentName, WalError,
+    WalProblem, WalkConfig, WalkEdges, WalkStats, LONG_HEADER_LEN,
 };
 use crate::pg::{Lsn, TimelineId, WalSegSize};
 
-const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 1 << 16;
 
 /// Where and what to walk.
 pub struct WalCheck<'a> {
@@ -91,17 +91,24 @@ pub fn segment_for(path: &[TimelineSpan], segno: u64, seg: WalSegSize, fallback:
 }
 
 /// The segments from the one holding `start` to the one holding the byte
-/// before `target`, each on its timeline.
-pub fn needed_segments(
-    path: &[TimelineSpan],
+/// before `target`, each on its timeline, produced lazily: a claimed range
+/// is never materialised.
+pub fn needed_segments<'a>(
+    path: &'a [TimelineSpan],
     start: Lsn,
     target: Lsn,
     seg: WalSegSize,
     fallback: TimelineId,
-) -> Vec<SegmentName> {
+) -> impl Iterator<Item = SegmentName> + 'a {
+    let (first, last) = segment_range(start, target, seg);
+    (first..=last).map(move |s| segment_for(path, s, seg, fallback))
+}
+
+/// The first and last segment numbers of `start..target`.
+fn segment_range(start: Lsn, target: Lsn, seg: WalSegSize) -> (u64, u64) {
     let first = start.segment_number(seg);
     let last = if target > start { target.prev_segment_number(seg) } else { first };
-    (first..=last).map(|s| segment_for(path, s, seg, fallback)).collect()
+    (first, last)
 }
 
 fn locate_in(dir: &Path, name: &str) -> Option<PathBuf> {
@@ -142,19 +149,8 @@ fn problem_kind(p: &WalProblem) -> FindingKind {
     match p {
         WalProblem::SystemIdMismatch { .. } => FindingKind::WalWrongSystem,
         WalProblem::RecordCrc { .. } => FindingKind::WalRecordCrc,
-        WalProblem::BadMagic { .. }
-        | WalProblem::BadInfoBits { .. }
-        | WalProblem::MissingLongHeader
-        | WalProblem::SegSizeMismatch { .. }
-        | WalProblem::BlockSizeMismatch { .. }
-        | WalProblem::PageAddrMismatch { .. }
-        | WalProblem::TimelineOutOfSequence { .. } => FindingKind::WalPageHeader,
-        WalProblem::MissingContrecord
-        | WalProblem::UnexpectedContrecord
-        | WalProblem::ContrecordLength { .. }
-        | WalProblem::InvalidRecordLength { .. }
-        | WalProblem::InvalidResourceManager { .. }
-        | WalProblem::BadPrevLink { .. } => FindingKind::WalRecordInvalid,
+        p if p.is_page_header() => FindingKind::WalPageHeader,
+        _ => FindingKind::WalRecordInvalid,
     }
 }
 
@@ -235,7 +231,7 @@ struct Chunk {
 
 /// The walk's side of a read-ahead thread. Copying WAL out of the page cache
 /// costs about as much as checking it; a second thread does the copying
-/// while the walk checks the previous chunk. [`BUFFERS`] buffers of 1 MiB
+/// while the walk checks the previous chunk. [`BUFFERS`] buffers of 64 KiB
 /// circulate, so memory stays flat.
 struct ReadAhead {
     requests: mpsc::Sender<(u64, File)>,
@@ -342,7 +338,7 @@ fn walk_segment(
             findings.push(unreadable(e, seg_start));
             return Ok(SegmentEnd::Broken);
         }
-        if let Some(problem) = long_header_problem(&head, &c.cfg, seg_start) {
+        if let Some(problem) = segment_head_problem(&head, &c.cfg, seg_start) {
             findings.push(wal_finding(&WalError { lsn: seg_start, problem }, &found.shown));
             return Ok(SegmentEnd::Broken);
         }
@@ -416,40 +412,10 @@ fn walk_pages(
     None
 }
 
-/// What is wrong with a segment's first page header (`XLogReaderValidatePageHeader()`).
-pub fn long_header_problem(head: &[u8], cfg: &WalkConfig, seg_start: Lsn) -> Option<WalProblem> {
-    let h = PageHeader::parse(head)?;
-    if h.magic != cfg.magic {
-        return Some(WalProblem::BadMagic { found: h.magic, expected: cfg.magic });
-    }
-    let Some(l) = h.long.filter(|_| h.info & XLP_LONG_HEADER != 0) else {
-        return Some(WalProblem::MissingLongHeader);
-    };
-    if let Some(sysid) = cfg.system_identifier {
-        if l.system_identifier != sysid {
-            return Some(WalProblem::SystemIdMismatch {
-                found: l.system_identifier.to_string(),
-                expected: sysid.to_string(),
-            });
-        }
-    }
-    if u64::from(l.seg_size) != cfg.seg_size.bytes() {
-        return Some(WalProblem::SegSizeMismatch { found: l.seg_size, expected: cfg.seg_size.bytes() as u32 });
-    }
-    if l.block_size != cfg.page_size {
-        return Some(WalProblem::BlockSizeMismatch { found: l.block_size, expected: cfg.page_size });
-    }
-    if h.page_addr != seg_start {
-        return Some(WalProblem::PageAddrMismatch { found: h.page_addr, expected: seg_start });
-    }
-    None
-}
-
 fn offset_of(walker: &RecordWalker, seg: WalSegSize) -> u64 {
     walker.next_page().segment_offset(seg)
 }
 
-/// Walk the WAL from `start` to `target`.
 /// One stretch of the range, walked by its own walker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Part {
@@ -460,63 +426,45 @@ struct Part {
 }
 
 /// Stretches shorter than this many segments are not split further.
-const MIN_SEGMENTS_PER_PART: usize = 4;
+const MIN_SEGMENTS_PER_PART: u64 = 4;
 /// At most this many walkers (each with its read-ahead buffers).
-const MAX_PARTS: usize = 4;
+const MAX_PARTS: u64 = 4;
 
 /// Where a walker that starts at segment `segno`'s first page begins
-/// verifying records: after the tail of the record continued from the
-/// previous segment, exactly as [`RecordWalker`] skips it. `None` when the
-/// segment is not a clean place to split (missing, odd headers, or a record
-/// covering the whole segment); the walk then simply does not split there.
+/// verifying records ([`FirstRecordFinder`]). `None` when the segment is
+/// not a clean place to split (missing, odd headers, or a record covering
+/// the whole segment); the walk then simply does not split there.
 fn split_point(c: &WalCheck, path: &[TimelineSpan], segno: u64) -> Option<Lsn> {
     let seg = c.cfg.seg_size;
-    let page_size = c.cfg.page_size as usize;
     let name = segment_for(path, segno, seg, c.end_tli).file_name(seg);
     let found = locate(c.dir, c.archive, &name)?;
     let mut f = File::open(&found.path).ok()?;
-    let seg_start = Lsn::from_segment(segno, seg)?;
-    let mut page = vec![0u8; page_size];
-    let mut at = seg_start;
-    let mut remaining: Option<u64> = None;
-    while at.0 < seg_start.0 + seg.bytes() {
+    let mut finder = FirstRecordFinder::new(c.cfg, Lsn::from_segment(segno, seg)?);
+    let mut page = vec![0u8; c.cfg.page_size as usize];
+    loop {
         f.read_exact(&mut page).ok()?;
-        let h = PageHeader::parse(&page)?;
-        if h.magic != c.cfg.magic || h.page_addr != at || (at == seg_start && h.long.is_none()) {
-            return None;
+        match finder.feed(&page) {
+            FirstRecord::At(at) => return Some(at),
+            FirstRecord::NeedMore => {}
+            FirstRecord::Unusable => return None,
         }
-        let cont = h.info & XLP_FIRST_IS_CONTRECORD != 0;
-        let rem = u64::from(h.rem_len);
-        match remaining {
-            None if !cont => return Some(Lsn(at.0 + h.header_len() as u64)),
-            // A continuation must go on where the previous page left it.
-            Some(left) if !cont || rem != left => return None,
-            _ => {}
-        }
-        let room = (page_size - h.header_len()) as u64;
-        if rem < room {
-            let off = (h.header_len() as u64 + rem + 7) & !7;
-            // A record ending in a page's last bytes: the next starts after
-            // the next page's header; not worth the edge case.
-            return (off < page_size as u64).then_some(Lsn(at.0 + off));
-        }
-        remaining = Some(rem - room);
-        at = Lsn(at.0 + page_size as u64);
     }
-    None
 }
 
-/// Cut the range into stretches at segment starts, one walker each.
+/// Cut the range into stretches at segment starts, one walker each. Only
+/// the segment numbers are counted: a range longer than the WAL at hand
+/// costs nothing here (a split point whose segment is missing is skipped).
 fn plan_parts(c: &WalCheck, path: &[TimelineSpan], target: Lsn) -> Vec<Part> {
     let seg = c.cfg.seg_size;
     let first_page = Lsn(c.start.0 - c.start.page_offset(c.cfg.page_size));
-    let segs = needed_segments(path, c.start, target, seg, c.end_tli);
-    let n = c.jobs.clamp(1, MAX_PARTS).min(segs.len() / MIN_SEGMENTS_PER_PART).max(1);
+    let (first, last) = segment_range(c.start, target, seg);
+    let count = last - first + 1;
+    let n = (c.jobs as u64).clamp(1, MAX_PARTS).min(count / MIN_SEGMENTS_PER_PART).max(1);
     let mut splits: Vec<(Lsn, Lsn)> = Vec::new(); // (first page, first record verified)
     for k in 1..n {
-        let Some(s) = segs.get(k * segs.len() / n) else { continue };
-        let Some(page) = Lsn::from_segment(s.segno, seg) else { continue };
-        if let Some(at) = split_point(c, path, s.segno) {
+        let segno = first + k * count / n;
+        let Some(page) = Lsn::from_segment(segno, seg) else { continue };
+        if let Some(at) = split_point(c, path, segno) {
             if page > first_page && at < target && splits.last().is_none_or(|l| at > l.1) {
                 splits.push((page, at));
             }
@@ -544,8 +492,11 @@ struct PartOutcome {
     /// The walker's exact end of the last valid record.
     valid_until: Lsn,
     stats: WalkStats,
+    edges: WalkEdges,
     segments: u64,
     first_segment: Option<String>,
+    /// How findings name the first segment read.
+    first_shown: Option<String>,
     last_segment: Option<String>,
     broken_at: Option<u64>,
 }
@@ -557,7 +508,6 @@ pub fn check(c: &WalCheck) -> Result<WalOutcome> {
         return Ok(out);
     };
     out.timelines = path.clone();
-    let seg = c.cfg.seg_size;
     let target = walker_target(c.end, c.record_at);
     let parts = plan_parts(c, &path, target);
     let chunk = CHUNK - CHUNK % (c.cfg.page_size as usize).max(1);
@@ -576,46 +526,13 @@ pub fn check(c: &WalCheck) -> Result<WalOutcome> {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
     });
-    // The chain holds up to the first stretch that breaks; what later
-    // stretches found is not reported (a sequential walk stops there too).
-    let mut broken: Option<(u64, Lsn)> = None;
-    for r in results {
-        let r = r?;
-        if out.first_segment.is_none() {
-            out.first_segment = r.first_segment;
-        }
-        out.last_segment = r.last_segment;
-        out.segments += r.segments;
-        out.stats.pages += r.stats.pages;
-        out.stats.records += r.stats.records;
-        out.stats.bytes += r.stats.bytes;
-        out.findings.extend(r.findings);
-        // A stretch that breaks before its first record: the chain still
-        // holds up to where the previous one reached.
-        if let Some(rr) = r.reached {
-            out.reached = Some(out.reached.map_or(rr, |prev| prev.max(rr)));
-        }
-        if !r.done {
-            broken = Some((r.broken_at.unwrap_or(0), r.valid_until));
-            break;
-        }
-    }
-    // Two stretches may both have read the segment at their split.
-    out.findings.dedup();
+    let results = results.into_iter().collect::<Result<Vec<_>>>()?;
+    let broken = merge_parts(&parts, results, &mut out);
     out.done = broken.is_none();
     if let Some((b, valid_until)) = broken {
         if out.findings.iter().any(|f| f.is_error()) {
-            // Later segments: report those that are missing too.
-            for s in needed_segments(&path, c.start, target, seg, c.end_tli).into_iter().filter(|s| s.segno > b) {
-                let name = s.file_name(seg);
-                if locate(c.dir, c.archive, &name).is_none() {
-                    out.findings.push(
-                        Finding::new(FindingKind::WalSegmentMissing, "needed, but in neither the archive nor pg_wal")
-                            .at(name)
-                            .lsn(s.start_lsn(seg)),
-                    );
-                }
-            }
+            let (_, last) = segment_range(c.start, target, c.cfg.seg_size);
+            report_missing_after(c, &path, b, last, &mut out.findings)?;
         } else {
             out.findings.push(
                 Finding::new(
@@ -629,6 +546,61 @@ pub fn check(c: &WalCheck) -> Result<WalOutcome> {
     Ok(out)
 }
 
+/// Join the stretches' outcomes in WAL order, as one walk would have found
+/// them: up to the first stretch that breaks, what later stretches found is
+/// not reported. Where two stretches meet, the first record of the later
+/// one must link back (`xl_prev`) to the last record of the earlier one.
+/// Returns where the chain broke: the segment and the end of the last valid
+/// record.
+fn merge_parts(parts: &[Part], results: Vec<PartOutcome>, out: &mut WalOutcome) -> Option<(u64, Lsn)> {
+    let mut prev: Option<&PartOutcome> = None;
+    let mut broken = None;
+    for (k, r) in results.iter().enumerate() {
+        if let (Some(p), Some((start, link))) = (prev, r.edges.first_record) {
+            if let Some(finding) = link_across(p, parts[k - 1].end, start, link, r) {
+                out.findings.push(finding);
+                broken = Some((r.broken_at.unwrap_or(0), p.valid_until));
+                break;
+            }
+        }
+        if out.first_segment.is_none() {
+            out.first_segment.clone_from(&r.first_segment);
+        }
+        out.last_segment.clone_from(&r.last_segment);
+        out.segments += r.segments;
+        out.stats.pages += r.stats.pages;
+        out.stats.records += r.stats.records;
+        out.stats.bytes += r.stats.bytes;
+        out.findings.extend(r.findings.iter().cloned());
+        // A stretch that breaks before its first record: the chain still
+        // holds up to where the previous one reached.
+        if let Some(rr) = r.reached {
+            out.reached = Some(out.reached.map_or(rr, |p| p.max(rr)));
+        }
+        if !r.done {
+            broken = Some((r.broken_at.unwrap_or(0), r.valid_until));
+            break;
+        }
+        prev = Some(r);
+    }
+    // Two stretches may both have read the segment at their split.
+    out.findings.dedup();
+    broken
+}
+
+/// The back link from the first record of a stretch to the record before
+/// it, verified by the stretch before (which walked up to `split`).
+fn link_across(before: &PartOutcome, split: Lsn, start: Lsn, link: Lsn, after: &PartOutcome) -> Option<Finding> {
+    let last = before.edges.last_record?;
+    // The earlier stretch may have read that very record itself (it had to
+    // go on past a page header): then it checked the link already.
+    if last >= start || start != split || link == last {
+        return None;
+    }
+    let problem = WalProblem::BadPrevLink { found: link, expected: last };
+    Some(wal_finding(&WalError { lsn: start, problem }, after.first_shown.as_deref().unwrap_or("")))
+}
+
 fn walk_part(c: &WalCheck, path: &[TimelineSpan], part: &Part, ahead: &mut ReadAhead) -> Result<PartOutcome> {
     let mut out = PartOutcome::default();
     let seg = c.cfg.seg_size;
@@ -636,57 +608,10 @@ fn walk_part(c: &WalCheck, path: &[TimelineSpan], part: &Part, ahead: &mut ReadA
     let mut walker = RecordWalker::new(c.cfg, part.first_page, walker_target(part.end, part.record_at));
     loop {
         let segno = walker.next_page().segment_number(seg);
-        let name = segment_for(path, segno, seg, c.end_tli).file_name(seg);
-        if out.first_segment.is_none() {
-            out.first_segment = Some(name.clone());
-        }
-        out.last_segment = Some(name.clone());
-        let Some(found) = locate(c.dir, c.archive, &name) else {
-            out.findings.push(
-                Finding::new(
-                    FindingKind::WalSegmentMissing,
-                    "needed, but in neither the archive nor pg_wal; the WAL chain breaks here",
-                )
-                .at(name)
-                .lsn(walker.next_page().max(c.start)),
-            );
+        let Some(found) = locate_segment(c, path, segno, &walker, &mut out) else {
             out.broken_at = Some(segno);
             break;
         };
-        if found.partial {
-            out.findings.push(
-                Finding::new(
-                    FindingKind::WalPartialUsed,
-                    "no full segment exists, so the .partial file was checked; recovery does not read .partial files \
-                     by itself: rename it for restore_command",
-                )
-                .at(found.shown.clone()),
-            );
-        }
-        match fs::metadata(&found.path) {
-            Ok(m) if m.len() != seg.bytes() => {
-                out.findings.push(
-                    Finding::new(
-                        FindingKind::WalSegmentSize,
-                        format!("{} bytes, but segments are {} bytes: recovery rejects it", m.len(), seg.bytes()),
-                    )
-                    .at(found.shown.clone())
-                    .lsn(walker.next_page()),
-                );
-                out.broken_at = Some(segno);
-                break;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                out.findings.push(
-                    Finding::new(FindingKind::WalUnreadable, format!("cannot stat: {e}"))
-                        .at(found.shown.clone())
-                        .lsn(walker.next_page()),
-                );
-                out.broken_at = Some(segno);
-                break;
-            }
-        }
         out.segments += 1;
         match walk_segment(&mut walker, c, &found, page_size, ahead, &mut out.findings)? {
             SegmentEnd::Done => break,
@@ -701,7 +626,160 @@ fn walk_part(c: &WalCheck, path: &[TimelineSpan], part: &Part, ahead: &mut ReadA
     out.valid_until = walker.valid_until();
     out.reached = (walker.stats.records > 0).then(|| walker.valid_until());
     out.stats = walker.stats;
+    out.edges = walker.edges();
     Ok(out)
+}
+
+/// Find the file of segment `segno` and check its size; a finding and
+/// `None` when the chain cannot go on with it.
+fn locate_segment(
+    c: &WalCheck,
+    path: &[TimelineSpan],
+    segno: u64,
+    walker: &RecordWalker,
+    out: &mut PartOutcome,
+) -> Option<Located> {
+    let seg = c.cfg.seg_size;
+    let name = segment_for(path, segno, seg, c.end_tli).file_name(seg);
+    if out.first_segment.is_none() {
+        out.first_segment = Some(name.clone());
+    }
+    out.last_segment = Some(name.clone());
+    let Some(found) = locate(c.dir, c.archive, &name) else {
+        out.findings.push(
+            Finding::new(
+                FindingKind::WalSegmentMissing,
+                "needed, but in neither the archive nor pg_wal; the WAL chain breaks here",
+            )
+            .at(name)
+            .lsn(walker.next_page().max(c.start)),
+        );
+        return None;
+    };
+    if out.first_shown.is_none() {
+        out.first_shown = Some(found.shown.clone());
+    }
+    if found.partial {
+        out.findings.push(
+            Finding::new(
+                FindingKind::WalPartialUsed,
+                "no full segment exists, so the .partial file was checked; recovery does not read .partial files \
+                 by itself: rename it for restore_command",
+            )
+            .at(found.shown.clone()),
+        );
+    }
+    let problem = match fs::metadata(&found.path) {
+        Ok(m) if m.len() == seg.bytes() => return Some(found),
+        Ok(m) => Finding::new(
+            FindingKind::WalSegmentSize,
+            format!("{} bytes, but segments are {} bytes: recovery rejects it", m.len(), seg.bytes()),
+        ),
+        Err(e) => Finding::new(FindingKind::WalUnreadable, format!("cannot stat: {e}")),
+    };
+    out.findings.push(problem.at(found.shown.clone()).lsn(walker.next_page()));
+    None
+}
+
+/// After a break at segment `broken`, report the needed segments up to
+/// `last` that are missing too, as runs: one finding per run of missing
+/// segments, however long the claimed range. The archive and pg_wal are
+/// listed once; the work is bounded by what they hold, not by the range.
+fn report_missing_after(
+    c: &WalCheck,
+    path: &[TimelineSpan],
+    broken: u64,
+    last: u64,
+    findings: &mut Vec<Finding>,
+) -> Result<()> {
+    let seg = c.cfg.seg_size;
+    let Some(from) = broken.checked_add(1).filter(|f| *f <= last) else { return Ok(()) };
+    let present = present_segments(c, seg, from, last)?;
+    for (tli, lo, hi) in timeline_runs(path, from, last, seg, c.end_tli) {
+        let mut next = lo;
+        for &(_, s) in present.range((tli.0, lo)..=(tli.0, hi)) {
+            if s > next {
+                findings.push(missing_run(SegmentName::new(tli, next), s - next, seg));
+            }
+            next = s + 1;
+        }
+        if next <= hi {
+            findings.push(missing_run(SegmentName::new(tli, next), hi - next + 1, seg));
+        }
+    }
+    Ok(())
+}
+
+fn missing_run(first: SegmentName, count: u64, seg: WalSegSize) -> Finding {
+    let msg = if count == 1 {
+        "needed, but in neither the archive nor pg_wal".to_string()
+    } else {
+        let last = SegmentName::new(first.tli, first.segno + count - 1).file_name(seg);
+        format!(
+            "needed, but in neither the archive nor pg_wal, and so are the {} segments after it, up to {last}",
+            count - 1
+        )
+    };
+    Finding::new(FindingKind::WalSegmentMissing, msg).at(first.file_name(seg)).lsn(first.start_lsn(seg))
+}
+
+/// The segments (timeline, number) from `from` to `last` that exist, full
+/// or `.partial`, in the archive or pg_wal.
+fn present_segments(
+    c: &WalCheck,
+    seg: WalSegSize,
+    from: u64,
+    last: u64,
+) -> Result<std::collections::BTreeSet<(u32, u64)>> {
+    let mut present = std::collections::BTreeSet::new();
+    let pg_wal = c.dir.join("pg_wal");
+    for dir in c.archive.into_iter().chain(std::iter::once(pg_wal.as_path())) {
+        let Ok(rd) = fs::read_dir(dir) else { continue };
+        for (i, e) in rd.flatten().enumerate() {
+            if i % 4096 == 0 && crate::signals::interrupted() {
+                return Err(Error::Interrupted);
+            }
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let name = name.strip_suffix(".partial").unwrap_or(&name);
+            if let Ok(s) = SegmentName::parse(name, seg) {
+                if (from..=last).contains(&s.segno) {
+                    present.insert((s.tli.0, s.segno));
+                }
+            }
+        }
+    }
+    Ok(present)
+}
+
+/// `from..=last` cut into runs of segments read from one timeline each, as
+/// [`segment_for`] assigns them.
+fn timeline_runs(
+    path: &[TimelineSpan],
+    from: u64,
+    last: u64,
+    seg: WalSegSize,
+    fallback: TimelineId,
+) -> Vec<(TimelineId, u64, u64)> {
+    // Where each timeline of the path takes over; a later one wins.
+    let mut starts: Vec<(u64, TimelineId)> =
+        path.iter().map(|s| (s.begin.map_or(0, |b| b.segment_number(seg)), s.tli)).collect();
+    if starts.is_empty() {
+        starts.push((0, fallback));
+    }
+    let mut runs = Vec::new();
+    for (i, (lo, tli)) in starts.iter().enumerate() {
+        // The newest timeline begun by a segment wins it.
+        let hi = starts[i + 1..].iter().map(|(b, _)| b.saturating_sub(1)).min().unwrap_or(u64::MAX);
+        if starts[i + 1..].iter().any(|(b, _)| b <= lo) {
+            continue;
+        }
+        let (a, b) = ((*lo).max(from), hi.min(last));
+        if a <= b {
+            runs.push((*tli, a, b));
+        }
+    }
+    runs
 }
 
 #[cfg(test)]
@@ -715,13 +793,11 @@ mod tests {
         let seg = WalSegSize::DEFAULT;
         let one = vec![TimelineSpan { tli: TimelineId(1), begin: None, end: None }];
         let names: Vec<String> = needed_segments(&one, Lsn(0x30000F0), Lsn(0x5000000), seg, TimelineId(1))
-            .iter()
             .map(|s| s.file_name(seg))
             .collect();
         // An end on a segment boundary needs only the segment before it.
         assert_eq!(names, vec!["000000010000000000000003", "000000010000000000000004"]);
         let names: Vec<String> = needed_segments(&one, Lsn(0x30000F0), Lsn(0x3000100), seg, TimelineId(1))
-            .iter()
             .map(|s| s.file_name(seg))
             .collect();
         assert_eq!(names, vec!["000000010000000000000003"]);
@@ -730,7 +806,6 @@ mod tests {
         let entries = parse("1\t0/4800100\tno recovery target specified\n2\t0/6000000\tx\n").unwrap();
         let path = path_to(TimelineId(3), &entries).unwrap();
         let names: Vec<String> = needed_segments(&path, Lsn(0x3000028), Lsn(0x7000010), seg, TimelineId(3))
-            .iter()
             .map(|s| s.file_name(seg))
             .collect();
         assert_eq!(
@@ -847,17 +922,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let w = two_segments(d.path());
         let c = cfg(&w);
-        assert_eq!(long_header_problem(&w.bytes[..64], &c, Lsn(0)), None);
+        assert_eq!(segment_head_problem(&w.bytes[..64], &c, Lsn(0)), None);
         let other = WalkConfig { system_identifier: Some(7), ..c };
         assert!(matches!(
-            long_header_problem(&w.bytes[..64], &other, Lsn(0)),
+            segment_head_problem(&w.bytes[..64], &other, Lsn(0)),
             Some(WalProblem::SystemIdMismatch { .. })
         ));
         assert!(matches!(
-            long_header_problem(&w.bytes[..64], &c, Lsn(1 << 20)),
+            segment_head_problem(&w.bytes[..64], &c, Lsn(1 << 20)),
             Some(WalProblem::PageAddrMismatch { .. })
         ));
-        assert_eq!(long_header_problem(&w.bytes[8192..8192 + 64], &c, Lsn(0)), Some(WalProblem::MissingLongHeader));
+        assert_eq!(segment_head_problem(&w.bytes[8192..8192 + 64], &c, Lsn(0)), Some(WalProblem::MissingLongHeader));
 
         // A walk starting inside a segment of another system names it.
         let start = w.records.iter().find(|r| r.0 .0 > 100_000).unwrap().0;
@@ -981,6 +1056,156 @@ mod tests {
             assert_eq!(f(&seq), vec![(FindingKind::WalRecordCrc, Some(rs))], "record at {rs}");
             assert_eq!(f(&par), f(&seq), "record at {rs}");
             assert_eq!(par.reached, seq.reached);
+        }
+    }
+
+    /// Segments of fake WAL with records of the given sizes (cycled),
+    /// written into `dir/pg_wal`.
+    fn random_segments(dir: &Path, segments: usize, sizes: &[usize]) -> FakeWal {
+        let seg = WalSegSize::new(1 << 20).unwrap();
+        let mut w = FakeWal::new(Lsn(0), seg, 8192, 0xD110);
+        let mut i = 0usize;
+        while w.bytes.len() < (segments << 20) - 70000 {
+            w.record(sizes[i % sizes.len()], (i % 20) as u8, 0);
+            i += 1;
+        }
+        w.finish();
+        w.bytes.resize(segments << 20, 0);
+        fs::create_dir_all(dir.join("pg_wal")).unwrap();
+        for s in 0..segments as u64 {
+            let name = SegmentName::new(TimelineId(1), s).file_name(seg);
+            let lo = (s << 20) as usize;
+            fs::write(dir.join("pg_wal").join(name), &w.bytes[lo..lo + (1 << 20)]).unwrap();
+        }
+        w
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10))]
+
+        /// Split into stretches or not, the walk finds the same: on intact
+        /// WAL, and with one byte flipped anywhere (page headers included).
+        #[test]
+        fn the_parallel_walk_equals_the_sequential_walk(
+            sizes in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(0usize), 2usize..200, 200usize..9000, 9000usize..40000
+            ], 1..12),
+            flip in proptest::option::of((0u64..(9 << 20), 0u8..8)),
+            jobs in 2usize..=4,
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            let w = random_segments(d.path(), 9, &sizes);
+            let start = w.records[1].0;
+            let end = w.records[w.records.len() - 2].1;
+            if let Some((at, bit)) = flip {
+                let file = d.path().join("pg_wal").join(SegmentName::new(TimelineId(1), at >> 20).file_name(w.seg));
+                let mut b = fs::read(&file).unwrap();
+                b[(at % (1 << 20)) as usize] ^= 1 << bit;
+                fs::write(&file, b).unwrap();
+            }
+            let c = |jobs| WalCheck {
+                dir: d.path(),
+                archive: None,
+                start,
+                start_tli: TimelineId(1),
+                end,
+                record_at: None,
+                end_tli: TimelineId(1),
+                cfg: cfg(&w),
+                jobs,
+            };
+            let seq = check(&c(1)).unwrap();
+            let par = check(&c(jobs)).unwrap();
+            let f = |o: &WalOutcome| o.findings.iter().map(|f| (f.kind, f.lsn, f.path.clone())).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(f(&par), f(&seq));
+            proptest::prop_assert_eq!(par.reached, seq.reached);
+            proptest::prop_assert_eq!(par.done, seq.done);
+            if flip.is_none() {
+                proptest::prop_assert!(seq.done, "{:?}", seq.findings);
+            }
+        }
+    }
+
+    /// A break across a split: the first record of a stretch whose back
+    /// link does not point at the record before it.
+    #[test]
+    fn a_back_link_across_a_split_is_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let w = many_segments(d.path(), 13);
+        let start = w.records[3].0;
+        let end = w.records[w.records.len() - 2].1.max_align().unwrap();
+        let c = |jobs| WalCheck {
+            dir: d.path(),
+            archive: None,
+            start,
+            start_tli: TimelineId(1),
+            end,
+            record_at: None,
+            end_tli: TimelineId(1),
+            cfg: cfg(&w),
+            jobs,
+        };
+        let one = vec![TimelineSpan { tli: TimelineId(1), begin: None, end: None }];
+        let parts = plan_parts(&c(3), &one, end);
+        assert_eq!(parts.len(), 3);
+        // Rewrite the first record of the second stretch with a wrong
+        // xl_prev and a CRC recomputed to match, so only the link is wrong.
+        let at = parts[0].end;
+        let i = w.records.iter().position(|r| r.0 == at).unwrap();
+        let (rs, re) = (w.records[i].0 .0, w.exact_ends[i].0);
+        // The record's bytes, page headers left out.
+        let pos: Vec<usize> =
+            (rs..re).filter(|a| a % 8192 >= if a % (1 << 20) < 8192 { 40 } else { 24 }).map(|a| a as usize).collect();
+        let mut bytes = w.bytes.clone();
+        for (k, b) in (rs - 8).to_le_bytes().iter().enumerate() {
+            bytes[pos[8 + k]] = *b;
+        }
+        let payload: Vec<u8> = pos[24..].iter().map(|p| bytes[*p]).collect();
+        let head: Vec<u8> = pos[..20].iter().map(|p| bytes[*p]).collect();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&payload), &head);
+        for (k, b) in crc.to_le_bytes().iter().enumerate() {
+            bytes[pos[20 + k]] = *b;
+        }
+        for segno in [rs >> 20, (re - 1) >> 20] {
+            let file = d.path().join("pg_wal").join(SegmentName::new(TimelineId(1), segno).file_name(w.seg));
+            let lo = (segno << 20) as usize;
+            fs::write(&file, &bytes[lo..lo + (1 << 20)]).unwrap();
+        }
+        for jobs in [1, 3] {
+            let out = check(&c(jobs)).unwrap();
+            let got: Vec<_> = out.findings.iter().map(|f| (f.kind, f.lsn)).collect();
+            assert_eq!(got, vec![(FindingKind::WalRecordInvalid, Some(Lsn(rs)))], "jobs {jobs}");
+            assert!(!out.done);
+        }
+    }
+
+    /// A claimed end far beyond the WAL at hand costs no work in
+    /// proportion: the missing rest is one finding.
+    #[test]
+    fn an_end_beyond_the_wal_is_a_finding_not_a_loop() {
+        let d = tempfile::tempdir().unwrap();
+        let w = two_segments(d.path());
+        for end in [Lsn(0xFFFF_FFFF_0700_0000), Lsn(0x1_0000_0700_0000)] {
+            let started = std::time::Instant::now();
+            let out = check(&WalCheck {
+                dir: d.path(),
+                archive: None,
+                start: w.records[3].0,
+                start_tli: TimelineId(1),
+                end,
+                record_at: None,
+                end_tli: TimelineId(1),
+                cfg: cfg(&w),
+                jobs: 4,
+            })
+            .unwrap();
+            assert!(started.elapsed() < std::time::Duration::from_secs(20));
+            assert!(!out.done);
+            let missing: Vec<_> = out.findings.iter().filter(|f| f.kind == FindingKind::WalSegmentMissing).collect();
+            // The first missing segment breaks the chain; the rest is one run.
+            assert!(missing.len() <= 2, "{:?}", out.findings);
+            assert_eq!(missing[0].path.as_deref(), Some("000000010000000000000002"));
+            assert!(missing.last().unwrap().message.contains("segments after it"), "{:?}", missing);
         }
     }
 

@@ -1,12 +1,10 @@
 //! `pgdrill backup` and `preflight` against a real primary + hot standby
 //! with a write load running.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use pgdrill::ground::{invariant_sql, LoadOptions};
 
 fn backup_args<'a>(
@@ -381,7 +379,7 @@ fn a_wrong_data_directory_is_refused_before_copying() {
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("is not the data directory of the server"), "{}", stderr(&out));
     // Another cluster altogether.
-    let other = common::primary();
+    let other = crate::common::primary();
     let out = backup_out(&g, &dest, &["--pgdata", other.primary.pgdata.to_str().unwrap()]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(stderr(&out).contains("is not the data directory of the server"), "{}", stderr(&out));

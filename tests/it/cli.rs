@@ -2,9 +2,7 @@
 //! JSON for every failure, help texts, man pages, `ok` keys, exit codes,
 //! `pgdrill history`, and the 80-column and no-trailing-space rules.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -2,9 +2,7 @@
 //! section 3): a drill that cannot finish never starts, and creates
 //! nothing. No server is needed: the standby is never contacted.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn drill_refuses_bad_paths_before_any_step() {

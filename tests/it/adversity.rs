@@ -5,15 +5,13 @@
 //! log in any language, a full disk is named, and a signal stops the gate at
 //! once, closed.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pgdrill::ground::{free_port, Ground};
 use pgdrill::pg::Lsn;
 

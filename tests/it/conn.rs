@@ -5,14 +5,12 @@
 //! and the CLI (preflight, backup, drill) over verify-full. Passwords
 //! never show.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::tls::{passfile, serve_tls, Pki, PASSWORD, ROLE};
-use common::*;
+use crate::common::tls::{passfile, serve_tls, Pki, PASSWORD, ROLE};
+use crate::common::*;
 use pgdrill::conn::ConnSpec;
 use pgdrill::error::Error;
 use pgdrill::ground::Ground;

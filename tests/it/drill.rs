@@ -1,10 +1,6 @@
 //! `pgdrill drill`, `demo` and `wal-keep` against real servers.
 
-mod common;
-#[path = "common/prom.rs"]
-mod prom;
-
-use common::*;
+use crate::common::*;
 use pgdrill::ground::{invariant_sql, LoadOptions};
 use pgdrill::pg::Lsn;
 
@@ -324,17 +320,17 @@ fn a_drill_records_history_and_metrics_on_a_predictable_port_in_80_columns() {
     assert_eq!(rec["rto_target"], 3600.0);
     assert!(rec["backup_bytes"].as_u64().unwrap() > 0);
 
-    let samples = prom::parse(&std::fs::read_to_string(&prom_file).unwrap()).unwrap();
+    let samples = crate::common::prom::parse(&std::fs::read_to_string(&prom_file).unwrap()).unwrap();
     let c = [("cluster", cluster.as_str())];
-    assert_eq!(prom::get(&samples, "pgdrill_drill_success", &c), Some(1.0));
-    let last_success = prom::get(&samples, "pgdrill_drill_last_success_timestamp_seconds", &c).unwrap();
+    assert_eq!(crate::common::prom::get(&samples, "pgdrill_drill_success", &c), Some(1.0));
+    let last_success = crate::common::prom::get(&samples, "pgdrill_drill_last_success_timestamp_seconds", &c).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     assert!((now - last_success).abs() < 600.0);
-    assert!(prom::get(&samples, "pgdrill_drill_rto_seconds", &c).unwrap() > 0.0);
-    assert_eq!(prom::get(&samples, "pgdrill_drill_rto_target_seconds", &c), Some(3600.0));
-    assert!(prom::get(&samples, "pgdrill_drill_backup_bytes", &c).unwrap() > 0.0);
-    assert!(prom::get(&samples, "pgdrill_drill_step_seconds", &[("step", "backup")]).is_some());
-    assert!(prom::get(&samples, "pgdrill_drill_end_lsn_lag_bytes", &c).is_some());
+    assert!(crate::common::prom::get(&samples, "pgdrill_drill_rto_seconds", &c).unwrap() > 0.0);
+    assert_eq!(crate::common::prom::get(&samples, "pgdrill_drill_rto_target_seconds", &c), Some(3600.0));
+    assert!(crate::common::prom::get(&samples, "pgdrill_drill_backup_bytes", &c).unwrap() > 0.0);
+    assert!(crate::common::prom::get(&samples, "pgdrill_drill_step_seconds", &[("step", "backup")]).is_some());
+    assert!(crate::common::prom::get(&samples, "pgdrill_drill_end_lsn_lag_bytes", &c).is_some());
     assert_eq!(std::fs::read_dir(prom_file.parent().unwrap()).unwrap().count(), 1, "no temporary file left");
 
     // A drill that fails before its first step (a busy --work): recorded too;
@@ -353,10 +349,13 @@ fn a_drill_records_history_and_metrics_on_a_predictable_port_in_80_columns() {
         prom_file.to_str().unwrap(),
     ]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-    let samples = prom::parse(&std::fs::read_to_string(&prom_file).unwrap()).unwrap();
-    assert_eq!(prom::get(&samples, "pgdrill_drill_success", &c), Some(0.0));
-    assert_eq!(prom::get(&samples, "pgdrill_drill_exit_code", &c), Some(2.0));
-    assert_eq!(prom::get(&samples, "pgdrill_drill_last_success_timestamp_seconds", &c), Some(last_success));
+    let samples = crate::common::prom::parse(&std::fs::read_to_string(&prom_file).unwrap()).unwrap();
+    assert_eq!(crate::common::prom::get(&samples, "pgdrill_drill_success", &c), Some(0.0));
+    assert_eq!(crate::common::prom::get(&samples, "pgdrill_drill_exit_code", &c), Some(2.0));
+    assert_eq!(
+        crate::common::prom::get(&samples, "pgdrill_drill_last_success_timestamp_seconds", &c),
+        Some(last_success)
+    );
 
     let out = pgdrill(&["history", hist.to_str().unwrap(), "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));

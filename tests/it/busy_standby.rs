@@ -11,11 +11,9 @@
 //! 30 s: "canceling statement due to conflict with recovery", on every
 //! major from 10 to 18.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pgdrill::drill::demo::SERVER_DEFAULTS;
 use pgdrill::ground::{invariant_sql, Ground, GroundOptions, LoadOptions};
 

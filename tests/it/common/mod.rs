@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests. Every test runs real servers
 //! from the test ground (`pgdrill::ground`); nothing is mocked.
-#![allow(dead_code)]
 
 pub mod s3;
 pub mod tls;
@@ -8,12 +7,19 @@ pub mod tls;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use pgdrill::ground::{test_bin, Ground, GroundOptions, LoadOptions};
+use pgdrill::ground::{Ground, GroundOptions, LoadOptions};
 use pgdrill::pg::Lsn;
 use pgdrill::server::PgBin;
 
+pub mod compare;
+pub mod prom;
+
+/// The bindir the tests use: `PGDRILL_TEST_PG_BIN`, else Debian's 15.
 pub fn bin() -> PgBin {
-    test_bin().expect("PostgreSQL server binaries (set PGDRILL_TEST_PG_BIN)")
+    let dir = std::env::var_os("PGDRILL_TEST_PG_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/usr/lib/postgresql/15/bin"));
+    PgBin::at(&dir).expect("PostgreSQL server binaries (set PGDRILL_TEST_PG_BIN)")
 }
 
 /// A primary with archiving.
@@ -31,10 +37,6 @@ pub fn with_standby() -> Ground {
 /// Run the pgdrill binary.
 pub fn pgdrill(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pgdrill")).args(args).output().expect("run pgdrill")
-}
-
-pub fn pgdrill_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pgdrill")).current_dir(dir).args(args).output().expect("run pgdrill")
 }
 
 pub fn code(o: &Output) -> i32 {

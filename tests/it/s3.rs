@@ -3,13 +3,11 @@
 //! interrupted upload leaves, refusals before anything is touched, and
 //! credentials the AWS way.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::s3::S3Server;
-use common::*;
+use crate::common::s3::S3Server;
+use crate::common::*;
 use pgdrill::backup::dest::DIRECTORIES;
 use pgdrill::pg::manifest::Manifest;
 
@@ -82,7 +80,7 @@ fn a_backup_to_s3_is_complete_verifiable_and_its_manifest_goes_last() {
         assert_eq!(code(&out), 0, "backup to S3: {}", stderr(&out));
         let report = json(&out);
         assert_eq!(report["dest"], url.as_str());
-        assert!(!stderr(&out).contains(common::s3::SECRET));
+        assert!(!stderr(&out).contains(crate::common::s3::SECRET));
 
         let keys = s3.keys("fleet", &format!("db1/{method}/"));
         let names: Vec<&str> = keys.iter().map(|k| k.strip_prefix(&format!("db1/{method}/")).unwrap()).collect();

@@ -1,10 +1,8 @@
 //! `pgdrill inspect` against live servers: what we decode from pg_control
 //! must equal what the server itself reports through pg_control_*().
 
-mod common;
-
-use common::*;
-use pgdrill::ground::compare::control_mismatches;
+use crate::common::compare::control_mismatches;
+use crate::common::*;
 use pgdrill::ground::{server_control_view, Cluster, Ground, GroundOptions};
 
 /// Compare inspect's view of a running cluster with the server's, retrying

@@ -3,9 +3,7 @@
 //! the target, the gate opens there and keeps every client out until then,
 //! and a target before the backup's own end is refused with exit 2.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pgdrill::ground::{free_port, Ground};
 use pgdrill::pg::Lsn;
 

@@ -2,18 +2,16 @@
 //! S3-compatible server (moto) that the test starts: listing, ranged
 //! parallel reads, multipart uploads, deletion, faults.
 
-mod common;
-
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::s3::{FaultProxy, S3Server};
+use crate::common::s3::{FaultProxy, S3Server};
 use pgdrill::error::{Error, EXIT_RUNTIME, EXIT_USAGE};
 use pgdrill::objstore::{S3Config, S3Url, Store, CHUNK, PART};
 use sha2::{Digest, Sha256};
 
 fn store(endpoint: &str, url: &str) -> Store {
-    common::s3::credentials();
+    crate::common::s3::credentials();
     let config = S3Config { endpoint: Some(endpoint.to_string()), region: None };
     Store::open(&S3Url::parse(url).unwrap(), &config).unwrap()
 }
@@ -208,5 +206,5 @@ fn a_missing_bucket_is_bad_input_named_without_secrets() {
     assert_eq!(err.exit_code(), EXIT_USAGE, "{err:?}");
     assert_eq!(err.to_string(), "s3://no-such-bucket: no such bucket");
     let chain = err.chain().join(" / ");
-    assert!(!chain.contains(common::s3::SECRET), "the secret never appears: {chain}");
+    assert!(!chain.contains(crate::common::s3::SECRET), "the secret never appears: {chain}");
 }

@@ -9,13 +9,11 @@
 //! `PGDRILL_FAULT_SEED` change the count and the random points). CI runs a
 //! short version. The figures and the command are in docs/faults.md.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pgdrill::ground::{free_port, Ground, LoadOptions};
 use pgdrill::pg::wal::SegmentName;
 use pgdrill::pg::{Lsn, TimelineId, WalSegSize};

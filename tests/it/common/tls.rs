@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub struct Pki {
-    pub dir: PathBuf,
     pub ca: PathBuf,
     pub other_ca: PathBuf,
     pub server_cert: PathBuf,
@@ -117,7 +116,6 @@ impl Pki {
         openssl(dir, &["ca", "-config", "ca.cnf", "-revoke", "server.crt"]);
         openssl(dir, &["ca", "-config", "ca.cnf", "-gencrl", "-out", "crl-revoked.pem"]);
         Pki {
-            dir: dir.to_path_buf(),
             ca: ca_crt,
             other_ca,
             server_cert,

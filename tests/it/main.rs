@@ -1,0 +1,26 @@
+//! The integration tests: one binary, one module per capability. Every
+//! test runs real servers from the test ground (`pgdrill::ground`, feature
+//! `demo`) or the pgdrill binary itself; nothing is mocked.
+//!
+//! `tests/fuzz_parsers.rs` stays a binary of its own: it installs a counting
+//! global allocator to bound what the parsers allocate.
+
+mod common;
+
+mod adversity;
+mod backup;
+mod busy_standby;
+mod cli;
+mod conn;
+mod drill;
+mod drill_inputs;
+mod faults;
+mod fuzz_verify;
+mod gate;
+mod golden;
+mod inspect;
+mod objstore;
+mod s3;
+mod snapshots;
+mod targets;
+mod verify;
