@@ -10,7 +10,13 @@
 //!   admitted (a psql loop knocking as another OS user), and the restore's
 //!   copy vs `cp -a` of the backup.
 //!
-//! Usage: `cargo bench --bench pgdrill -- [backup] [gate] [--scale N] [--rounds N]`.
+//! - `s3`: `pgdrill backup --dest s3://...` vs `pg_basebackup` to local disk
+//!   followed by `aws s3 cp --recursive` (the AWS CLI) into the same store,
+//!   and vs `pgdrill backup` to local disk; peak RSS. The store is s3s-fs
+//!   (`PGDRILL_BENCH_S3FS` or `s3s-fs` on PATH: a Rust server on the local
+//!   file system) if installed, else moto's server.
+//!
+//! Usage: `cargo bench --bench pgdrill -- [backup] [gate] [s3] [--scale N] [--rounds N]`.
 //! Needs root (servers run as the postgres OS user) and PostgreSQL 15's
 //! pg_basebackup and pgbench (Debian).
 
@@ -166,6 +172,160 @@ fn bench_backup(g: &Ground, root: &Path, rounds: usize) -> String {
     )
 }
 
+/// An S3-compatible server for the `s3` benchmark.
+struct S3Server {
+    child: std::process::Child,
+    port: u16,
+    kind: &'static str,
+}
+
+const S3_KEY: &str = "pgdrillbench";
+const S3_SECRET: &str = "pgdrill-bench-secret";
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+impl S3Server {
+    /// A fresh server holding one empty bucket `bench`.
+    fn start(root: &Path) -> S3Server {
+        let port = free_port();
+        let data = root.join("s3data");
+        rm(&data);
+        let s3fs = std::env::var_os("PGDRILL_BENCH_S3FS").map(PathBuf::from).or_else(|| which("s3s-fs"));
+        let (child, kind) = match s3fs {
+            Some(bin) => {
+                std::fs::create_dir_all(data.join("bench")).unwrap();
+                let child = Command::new(bin)
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET])
+                    .arg(&data)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start s3s-fs");
+                (child, "s3s-fs")
+            }
+            None => {
+                let child = Command::new(which("moto_server").expect("moto_server or s3s-fs"))
+                    .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start moto_server");
+                (child, "moto")
+            }
+        };
+        let s = S3Server { child, port, kind };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the S3 server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if s.kind == "moto" {
+            let st = s.aws().args(["s3", "mb", "s3://bench"]).stdout(std::process::Stdio::null()).status().unwrap();
+            assert!(st.success(), "create the bucket");
+        }
+        s
+    }
+
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("AWS_ACCESS_KEY_ID", S3_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_PROFILE");
+    }
+
+    /// The AWS CLI against this server.
+    fn aws(&self) -> Command {
+        let mut cmd = Command::new(which("aws").expect("the AWS CLI (pip install awscli)"));
+        self.env(&mut cmd);
+        cmd.args(["--endpoint-url", &format!("http://127.0.0.1:{}", self.port)]);
+        cmd
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bench_s3(g: &Ground, root: &Path, rounds: usize) -> String {
+    let s = g.standby().unwrap();
+    let data = du(&s.pgdata);
+    let pgdrill = env!("CARGO_BIN_EXE_pgdrill");
+    let (mut ours, mut reference, mut local) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut basebackup, mut upload) = (Vec::new(), Vec::new());
+    let mut rss = 0i64;
+    let mut kind = "";
+    let dest = root.join("bench-s3-local");
+    for round in 0..rounds {
+        eprintln!("bench: s3 round {}/{rounds}", round + 1);
+        // A fresh store each round: moto keeps everything in memory.
+        let server = S3Server::start(root);
+        kind = server.kind;
+        let mut cmd = Command::new(pgdrill);
+        server.env(&mut cmd);
+        let url = format!("s3://bench/ours-{round}");
+        cmd.args(["backup", "--standby", &s.conninfo(), "--dest", &url, "--fast", "--json"])
+            .stdout(std::process::Stdio::null());
+        let r = measure(&mut cmd);
+        ours.push(r.secs);
+        rss = rss.max(r.max_rss_kib);
+
+        rm(&dest);
+        let b = measure(
+            g.user
+                .command(format!("{PG15}/pg_basebackup"))
+                .args(["-D", dest.to_str().unwrap(), "-Fp", "-X", "none", "-c", "fast", "--no-sync"])
+                .args(["-h", g.sockets.to_str().unwrap(), "-p", &s.port.to_string(), "-U", "postgres"]),
+        );
+        let u = measure(
+            server
+                .aws()
+                .args(["s3", "cp", "--recursive", "--only-show-errors", dest.to_str().unwrap()])
+                .arg(format!("s3://bench/ref-{round}/")),
+        );
+        basebackup.push(b.secs);
+        upload.push(u.secs);
+        reference.push(b.secs + u.secs);
+        rm(&dest);
+        drop(server);
+
+        let r = measure(
+            Command::new(pgdrill)
+                .args(["backup", "--standby", &s.conninfo(), "--dest", dest.to_str().unwrap(), "--fast"])
+                .args(["--no-sync", "--json"])
+                .stdout(std::process::Stdio::null()),
+        );
+        local.push(r.secs);
+        rm(&dest);
+    }
+    let (o, r, l) = (median(&mut ours), median(&mut reference), median(&mut local));
+    let (b, u) = (median(&mut basebackup), median(&mut upload));
+    format!(
+        "### s3\n\nData directory of the standby: {:.2} GB; store: {kind} on 127.0.0.1; {rounds} rounds in turns, \
+         medians; {}.\n\n\
+         | tool | median | vs pgdrill to S3 |\n|---|---|---|\n\
+         | pgdrill backup --dest s3://... | {o:.2} s | 1.00 |\n\
+         | pg_basebackup -Fp -X none --no-sync ({b:.2} s) + aws s3 cp --recursive ({u:.2} s) | {r:.2} s | pgdrill \
+         is {:.2}× faster (target ≥ 1.5×) |\n\
+         | pgdrill backup to local disk --no-sync | {l:.2} s | S3 at {:.2}× the local backup's speed |\n\n\
+         Peak RSS of pgdrill backup to S3: {:.1} MB (target ≤ 128 MB).\n",
+        data as f64 / 1e9,
+        drop_caches_note(),
+        r / o,
+        l / o,
+        rss as f64 / 1024.0
+    )
+}
+
 /// The first line of a knock file that says "ok", as epoch seconds.
 fn first_ok(knocks: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(knocks).ok()?;
@@ -261,7 +421,7 @@ fn main() {
     };
     let scale = flag("--scale").unwrap_or(70) as u32;
     let rounds = flag("--rounds").unwrap_or(3);
-    let mut which: Vec<&str> = args.iter().map(String::as_str).filter(|a| ["backup", "gate"].contains(a)).collect();
+    let mut which: Vec<&str> = args.iter().map(String::as_str).filter(|a| ["backup", "gate", "s3"].contains(a)).collect();
     if which.is_empty() {
         which = vec!["backup", "gate"];
     }
@@ -278,11 +438,12 @@ fn main() {
         chrono::Utc::now().format("%Y-%m-%d"),
         g.bin.version,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "Commands: `just bench backup`, `just bench gate`."
+        "Commands: `just bench backup`, `just bench gate`, `just bench s3`."
     );
     for w in which {
         report.push_str(&match w {
             "backup" => bench_backup(&g, &root, rounds),
+            "s3" => bench_s3(&g, &root, rounds),
             _ => bench_gate(&g, &root, rounds),
         });
         report.push('\n');

@@ -266,3 +266,38 @@ fn credentials_come_from_a_profile_and_their_absence_is_named() {
     assert!(stderr(&out).contains("no AWS credentials"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("profile-secret-xyz"));
 }
+
+#[test]
+fn a_store_that_never_answers_does_not_hold_up_a_signal() {
+    // A listener that accepts connections and never says a word: every
+    // request waits for its timeout, and the retries after it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        for c in silent.incoming().take(20) {
+            conns.push(c);
+        }
+    });
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pgdrill"))
+        .env("AWS_ACCESS_KEY_ID", crate::common::s3::KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", crate::common::s3::SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .args(["backup", "--standby", "host=127.0.0.1 port=1", "--dest", "s3://fleet/x"])
+        .args(["--s3-endpoint", &format!("http://127.0.0.1:{port}")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep_ms(1500);
+    assert!(child.try_wait().unwrap().is_none(), "still waiting for the store");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let signalled = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let waited = signalled.elapsed();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(waited < Duration::from_secs(3), "stopped {waited:?} after the signal");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"), "{}", String::from_utf8_lossy(&out.stderr));
+    drop(held);
+}
