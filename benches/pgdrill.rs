@@ -421,7 +421,8 @@ fn main() {
     };
     let scale = flag("--scale").unwrap_or(70) as u32;
     let rounds = flag("--rounds").unwrap_or(3);
-    let mut which: Vec<&str> = args.iter().map(String::as_str).filter(|a| ["backup", "gate", "s3"].contains(a)).collect();
+    let mut which: Vec<&str> =
+        args.iter().map(String::as_str).filter(|a| ["backup", "gate", "s3"].contains(a)).collect();
     if which.is_empty() {
         which = vec!["backup", "gate"];
     }

@@ -580,7 +580,8 @@ pub struct BackupArgs {
     /// a spread one.
     #[arg(long)]
     pub fast: bool,
-    /// Parallel copy workers (default: the number of cores).
+    /// Parallel copy workers (default: the number of cores; at least 4
+    /// to object storage).
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
     /// Limit the copy to this many bytes per second (K, M, G suffixes).
@@ -631,18 +632,24 @@ impl BackupArgs {
         if self.archive_timeout == 0 {
             return Err(Error::usage("--archive-timeout must be at least 1 second", None));
         }
+        let s3 = s3_location("--dest", &self.dest)?
+            .map(|url| -> Result<_> { Ok(crate::backup::S3Dest { url, config: self.s3.to_config()? }) })
+            .transpose()?;
         Ok(BackupConfig {
             standby: ConnSpec::parse(&self.standby)?,
             primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
             dest: self.dest.clone(),
-            s3: s3_location("--dest", &self.dest)?
-                .map(|url| -> Result<_> { Ok(crate::backup::S3Dest { url, config: self.s3.to_config()? }) })
-                .transpose()?,
+            s3: s3.clone(),
             pgdata: self.pgdata.clone(),
             method: self.method.into(),
             label: self.label.clone(),
             fast: self.fast,
-            jobs: positive_jobs(self.jobs)?,
+            // Uploads wait on the network, not the CPU: at least 4 at once
+            // (18 MiB of buffers each, docs/design.md).
+            jobs: match (self.jobs, &s3) {
+                (None, Some(_)) => default_jobs().max(4),
+                _ => positive_jobs(self.jobs)?,
+            },
             max_rate: self.max_rate,
             wal_archive: self.wal_archive.clone(),
             archive_timeout: std::time::Duration::from_secs(self.archive_timeout),
