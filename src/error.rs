@@ -202,6 +202,11 @@ pub enum Error {
     #[error("s3://{bucket}: no such bucket")]
     NoSuchBucket { bucket: String },
 
+    /// A credential file handed over for object storage that this user
+    /// must not trust or cannot use.
+    #[error("{path}: refusing the credential file: {reason}")]
+    CredentialFile { path: PathBuf, reason: String },
+
     #[error("{url}: the object is {size} bytes, more than the {limit} this file may have")]
     ObjectTooLarge { url: String, size: u64, limit: u64 },
 }
@@ -315,7 +320,8 @@ impl Error {
             | Error::MissingPrivileges { .. }
             | Error::NotAcceptingConnections { .. }
             | Error::ObjectStore { .. }
-            | Error::ObjectStoreSetup { .. } => EXIT_RUNTIME,
+            | Error::ObjectStoreSetup { .. }
+            | Error::CredentialFile { .. } => EXIT_RUNTIME,
         }
     }
 
@@ -408,6 +414,9 @@ impl Error {
             Error::ObjectStoreSetup { .. } => "check --s3-endpoint (or AWS_ENDPOINT_URL) and --s3-region".into(),
             Error::NoSuchBucket { .. } => "check the bucket's name, and --s3-endpoint and --s3-region (or \
                  AWS_ENDPOINT_URL and AWS_REGION): another store or region may hold it"
+                .into(),
+            Error::CredentialFile { .. } => "pgdrill writes it for the restored server's OS user (mode 0600, owned \
+                 by that user, outside the data directory); restore again rather than editing it"
                 .into(),
             Error::ObjectTooLarge { .. } => "the backup is damaged or is not a backup; use another one".into(),
         })

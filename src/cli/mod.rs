@@ -553,7 +553,7 @@ impl S3Args {
                 ));
             }
         }
-        Ok(S3Config { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone() })
+        Ok(S3Config { endpoint: self.s3_endpoint.clone(), region: self.s3_region.clone(), keys: None })
     }
 }
 

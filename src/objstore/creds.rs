@@ -37,6 +37,13 @@ impl std::fmt::Debug for SdkCredentials {
 }
 
 impl SdkCredentials {
+    /// The credential in use and when it expires.
+    pub(crate) async fn current(&self) -> object_store::Result<(Arc<AwsCredential>, Option<SystemTime>)> {
+        let cred = object_store::CredentialProvider::get_credential(self).await?;
+        let expiry = self.cached.lock().await.as_ref().and_then(|(_, e)| *e);
+        Ok((cred, expiry))
+    }
+
     pub(crate) async fn new(region: &str) -> SdkCredentials {
         let region = aws_config::Region::new(region.to_string());
         let chain = DefaultCredentialsChain::builder().region(region).build().await;

@@ -16,6 +16,7 @@
 //! holds one part being filled and at most [`PART_CONCURRENCY`] parts in
 //! flight.
 
+pub mod handoff;
 pub mod url;
 
 mod creds;
@@ -73,6 +74,16 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     /// `--s3-region`; without it the environment, the profile, the instance.
     pub region: Option<String>,
+    /// Keys handed over by another pgdrill process ([`handoff`]), used
+    /// instead of the AWS chain until they expire.
+    pub keys: Option<handoff::StaticKeys>,
+}
+
+impl S3Config {
+    /// The settings a credential file carries.
+    pub fn from_handoff(h: handoff::Handoff) -> S3Config {
+        S3Config { endpoint: h.endpoint, region: Some(h.region), keys: Some(h.keys) }
+    }
 }
 
 /// One object as a listing shows it.
@@ -91,6 +102,19 @@ pub struct Store {
     url: S3Url,
     inner: Arc<dyn ObjectStore>,
     pool: Arc<Semaphore>,
+    access: Arc<Access>,
+}
+
+/// How the store is reached: what [`Store::handoff`] passes on.
+struct Access {
+    endpoint: Option<String>,
+    region: String,
+    creds: Creds,
+}
+
+enum Creds {
+    Sdk(Arc<creds::SdkCredentials>),
+    Static(handoff::StaticKeys),
 }
 
 impl std::fmt::Debug for Store {
@@ -150,14 +174,39 @@ impl Store {
     /// Open `url` with `config`. Makes no request: a wrong endpoint, bucket
     /// or credential shows in the first call.
     pub fn open(url: &S3Url, config: &S3Config) -> Result<Store> {
-        let inner = block_on(build(url.bucket(), config))??;
-        Ok(Store { url: url.clone(), inner, pool: pool() })
+        let (inner, access) = block_on(build(url.bucket(), config))??;
+        Ok(Store { url: url.clone(), inner, pool: pool(), access: Arc::new(access) })
+    }
+
+    /// What another OS user's process needs to reach this store with the
+    /// credentials in use now (see [`handoff`]).
+    pub fn handoff(&self) -> Result<handoff::Handoff> {
+        let keys = match &self.access.creds {
+            Creds::Static(k) => k.clone(),
+            Creds::Sdk(sdk) => {
+                let (cred, expiry) = block_on(sdk.current())?.map_err(self.fail("", "resolving credentials for"))?;
+                handoff::StaticKeys {
+                    key_id: cred.key_id.clone(),
+                    secret: cred.secret_key.clone(),
+                    token: cred.token.clone(),
+                    expires: expiry
+                        .and_then(|e| e.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs() as i64),
+                }
+            }
+        };
+        Ok(handoff::Handoff { endpoint: self.access.endpoint.clone(), region: self.access.region.clone(), keys })
     }
 
     /// The same bucket at `rel` below this store's prefix.
     pub fn at(&self, rel: &str) -> Result<Store> {
         let url = self.url.join(rel).map_err(|e| bad_url(&self.url, rel, e))?;
-        Ok(Store { url, inner: Arc::clone(&self.inner), pool: Arc::clone(&self.pool) })
+        Ok(Store {
+            url,
+            inner: Arc::clone(&self.inner),
+            pool: Arc::clone(&self.pool),
+            access: Arc::clone(&self.access),
+        })
     }
 
     pub fn url(&self) -> &S3Url {
@@ -345,7 +394,7 @@ fn bad_url(base: &S3Url, rel: &str, e: UrlError) -> Error {
 
 /// The client for `bucket`: endpoint, region and credentials the AWS way,
 /// retries and timeouts as above.
-async fn build(bucket: &str, config: &S3Config) -> Result<Arc<dyn ObjectStore>> {
+async fn build(bucket: &str, config: &S3Config) -> Result<(Arc<dyn ObjectStore>, Access)> {
     let endpoint = match &config.endpoint {
         Some(e) => Some(e.clone()),
         None => creds::endpoint().await,
@@ -354,7 +403,22 @@ async fn build(bucket: &str, config: &S3Config) -> Result<Arc<dyn ObjectStore>> 
         Some(r) => r.clone(),
         None => creds::region(endpoint.is_some()).await,
     };
-    let credentials = creds::SdkCredentials::new(&region).await;
+    let now = chrono::Utc::now().timestamp();
+    let (provider, creds): (object_store::aws::AwsCredentialProvider, Creds) =
+        match config.keys.as_ref().filter(|k| !k.expired(now)) {
+            Some(k) => {
+                let cred = object_store::aws::AwsCredential {
+                    key_id: k.key_id.clone(),
+                    secret_key: k.secret.clone(),
+                    token: k.token.clone(),
+                };
+                (Arc::new(object_store::StaticCredentialProvider::new(cred)), Creds::Static(k.clone()))
+            }
+            None => {
+                let sdk = Arc::new(creds::SdkCredentials::new(&region).await);
+                (Arc::clone(&sdk) as object_store::aws::AwsCredentialProvider, Creds::Sdk(sdk))
+            }
+        };
     let options = ClientOptions::new()
         .with_connect_timeout(CONNECT_TIMEOUT)
         .with_read_timeout(READ_TIMEOUT)
@@ -372,14 +436,14 @@ async fn build(bucket: &str, config: &S3Config) -> Result<Arc<dyn ObjectStore>> 
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(bucket)
         .with_region(&region)
-        .with_credentials(Arc::new(credentials))
+        .with_credentials(provider)
         .with_client_options(options)
         .with_retry(retry);
     if let Some(e) = &endpoint {
         builder = builder.with_endpoint(e).with_virtual_hosted_style_request(false);
     }
     let store = builder.build().map_err(|e| Error::ObjectStoreSetup { message: e.to_string() })?;
-    Ok(Arc::new(store))
+    Ok((Arc::new(store), Access { endpoint, region, creds }))
 }
 
 /// Whether an I/O error from a reader or writer carries an error of ours

@@ -142,7 +142,7 @@ impl S3Server {
     /// back (moto refuses unsigned object reads).
     pub fn store(&self, url: &str) -> pgdrill::objstore::Store {
         credentials();
-        let config = pgdrill::objstore::S3Config { endpoint: Some(self.endpoint()), region: None };
+        let config = pgdrill::objstore::S3Config { endpoint: Some(self.endpoint()), region: None, keys: None };
         pgdrill::objstore::Store::open(&pgdrill::objstore::S3Url::parse(url).expect("url"), &config).expect("open")
     }
 
