@@ -445,6 +445,17 @@ impl Error {
 /// Advice for a failed object-storage request, by what the store answered.
 fn object_store_hint(source: &object_store::Error) -> Option<String> {
     use object_store::Error as E;
+    let answered = |code| crate::objstore::answered(source, code);
+    if ["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken"].into_iter().any(answered) {
+        return Some(
+            "the store refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or \
+             the role, and this machine's clock"
+                .into(),
+        );
+    }
+    if answered("AccessDenied") {
+        return object_store_hint(&E::PermissionDenied { path: String::new(), source: "AccessDenied".into() });
+    }
     Some(match source {
         E::NotFound { .. } => "check the bucket and prefix (`aws s3 ls` with the same endpoint lists them)".into(),
         E::PermissionDenied { .. } => "the credentials lack a permission: docs/fleet.md lists the IAM actions each \

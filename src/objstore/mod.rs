@@ -376,7 +376,7 @@ fn part_size(size_hint: Option<u64>) -> usize {
 
 /// Whether the store's answer behind `e` carried this S3 error code (the
 /// client keeps the answer's body as text only).
-fn answered(e: &object_store::Error, code: &str) -> bool {
+pub(crate) fn answered(e: &object_store::Error, code: &str) -> bool {
     let needle = format!("<Code>{code}</Code>");
     let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = cur {
