@@ -173,6 +173,12 @@ pub enum Error {
 
     #[error("{target} accepts no connections: {message}")]
     NotAcceptingConnections { target: String, message: String },
+
+    /// `wal-fetch`: the archive has no such file (restore_command's
+    /// "absent", exit 1; PostgreSQL asks past the archive's end as a
+    /// matter of course).
+    #[error("no such file in the archive {}: {name}", archive.display())]
+    WalNotArchived { archive: PathBuf, name: String },
 }
 
 /// Which of the backup's own files a path names, for messages.
@@ -260,7 +266,7 @@ impl Error {
             | Error::Conninfo(_)
             | Error::WrongDataDirectory { .. }
             | Error::IncompleteBackup { .. } => EXIT_USAGE,
-            Error::NotConsistent { .. } | Error::BackupDamaged { .. } => EXIT_FAILED,
+            Error::NotConsistent { .. } | Error::BackupDamaged { .. } | Error::WalNotArchived { .. } => EXIT_FAILED,
             Error::ServerDied { consistency: true, .. } => EXIT_FAILED,
             Error::Timeout { .. } => EXIT_TIMEOUT,
             Error::Io { .. }
@@ -355,6 +361,7 @@ impl Error {
             Error::MissingPrivileges { grants, .. } => {
                 format!("run on the primary (grants reach the standby by replication): {}", grants.join(" "))
             }
+            Error::WalNotArchived { .. } => return None,
             Error::NotAcceptingConnections { .. } => "if it is a standby, set hot_standby = on in its configuration \
                  and restart it; otherwise wait until it has finished starting up"
                 .into(),

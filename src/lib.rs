@@ -30,4 +30,5 @@ pub mod restore;
 pub mod safefs;
 pub mod server;
 pub mod signals;
+pub mod source;
 pub mod verify;

@@ -509,6 +509,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
             sync: cfg.sync,
             quiet: cfg.quiet,
             allow_primary: false,
+            format: backup::OutputFormat::Plain,
         })?;
         if r.exit_code() != EXIT_OK {
             // --primary could not get the end segment archived.
@@ -527,10 +528,10 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
         let r = verify::run(&VerifyConfig {
             path: backup_dir.clone(),
             wal_archive: cfg.wal_archive.clone(),
-            // Without an archive directory (a restore_command of the
-            // user's), only pg_wal could be checked: the WAL is the
-            // command's to fetch, so verify checks the files only.
-            no_wal: cfg.wal_archive.is_none(),
+            // The restored copy's own WAL source: the archive directory,
+            // else the user's restore_command.
+            restore_command: if cfg.wal_archive.is_none() { cfg.restore_command.clone() } else { None },
+            no_wal: false,
             jobs: cfg.jobs,
             allow_missing_manifest: false,
         })?;
@@ -538,9 +539,6 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
         let mut detail = format!("{} errors, {} warnings", r.errors, r.warnings);
         if let Some(first) = errors.first() {
             detail.push_str(&format!("; first: {}", finding_line(first)));
-        }
-        if cfg.wal_archive.is_none() {
-            detail.push_str("; WAL not checked (no --wal-archive)");
         }
         let causes = errors.iter().map(|f| finding_line(f)).collect();
         let ok = r.ok;

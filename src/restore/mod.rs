@@ -442,6 +442,7 @@ struct Plan {
     bin: PgBin,
     user: OsUser,
     listing: Listing,
+    restore_command: Option<String>,
 }
 
 /// Restore a backup.
@@ -564,7 +565,63 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
         };
         return Err(Error::usage(format!("port {port} is in use ({whose})"), Some("pass a free --port N".into())));
     }
-    Ok(Plan { info, bin, user, listing })
+    let restore_command = match (&cfg.restore_command, &cfg.wal_archive) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(a)) => Some(archive_restore_command(a, OsUser::running_as_root().then_some(&user))?),
+        (None, None) => None,
+    };
+    Ok(Plan { info, bin, user, listing, restore_command })
+}
+
+/// The restore_command for an archive directory: `cp` when every file is
+/// stored plain (what PostgreSQL's documentation shows), else pgdrill's
+/// own `wal-fetch`, which decompresses as it copies. That command names
+/// this pgdrill binary by its absolute path (`PGDRILL_EXE` overrides it),
+/// and as root the server's OS user must be able to run it.
+fn archive_restore_command(archive: &Path, user: Option<&OsUser>) -> Result<String> {
+    let compressed =
+        crate::source::DirWal::archive(archive).holds_compressed().map_err(read_err(archive.to_path_buf()))?;
+    if !compressed {
+        return Ok(format!("cp {} %p", shell_quote(&format!("{}/%f", archive.display()))));
+    }
+    let exe = std::env::var_os("PGDRILL_EXE").map(PathBuf::from).or_else(|| std::env::current_exe().ok());
+    let exe =
+        exe.filter(|e| e.is_absolute() && e.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pgdrill")));
+    let Some(exe) = exe else {
+        return Err(Error::usage(
+            format!("the WAL archive {} holds compressed files, and the pgdrill binary that would serve them as restore_command is unknown", archive.display()),
+            Some("set PGDRILL_EXE to the pgdrill binary's absolute path, or pass --restore-command".into()),
+        ));
+    };
+    if let Some(u) = user {
+        use std::os::unix::fs::MetadataExt;
+        let runnable = std::fs::metadata(&exe).is_ok_and(|m| {
+            let bit = if m.uid() == u.uid {
+                0o100
+            } else if m.gid() == u.gid {
+                0o010
+            } else {
+                0o001
+            };
+            m.mode() & bit != 0
+        });
+        if let (false, _) | (_, Some(_)) = (runnable, unreachable_ancestor(&exe, u)) {
+            return Err(Error::usage(
+                format!(
+                    "the WAL archive {} holds compressed files, served by `pgdrill wal-fetch`, but the server's OS user {} cannot run {}",
+                    archive.display(),
+                    u.name,
+                    exe.display()
+                ),
+                Some("install pgdrill where that user can run it (e.g. /usr/local/bin), or pass --restore-command".into()),
+            ));
+        }
+    }
+    Ok(format!(
+        "{} wal-fetch %f %p --archive {}",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(&archive.display().to_string())
+    ))
 }
 
 /// One file to copy from the backup into the target, both through
@@ -791,10 +848,7 @@ fn configure(
     let owner = OsUser::running_as_root().then_some(&plan.user);
     let version = plan.info.control.version();
     let notes = sanitize_config(target, &plan.info.control, owner)?;
-    let restore_command = cfg
-        .restore_command
-        .clone()
-        .or_else(|| cfg.wal_archive.as_ref().map(|a| format!("cp {} %p", shell_quote(&format!("{}/%f", a.display())))));
+    let restore_command = plan.restore_command.clone();
     recovery::write(
         target,
         version,
