@@ -101,7 +101,9 @@ fn verify_and_drill_through_pgbackrest_archive_get() {
     let f = v["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "wal_segment_missing").unwrap().clone();
     assert!(f["message"].as_str().unwrap().contains("restore_command exited with status"), "{f}");
 
-    // The whole drill, WAL through archive-get only.
+    // The whole drill, WAL through archive-get only, with the same command:
+    // pgBackRest resolves a relative %p against its pg1-path (the primary's
+    // data directory here), so restore anchors %p in the copy.
     let work = base.join("drill");
     let standby = g.standby().unwrap().conninfo();
     let primary = g.primary.conninfo();

@@ -566,11 +566,44 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
         return Err(Error::usage(format!("port {port} is in use ({whose})"), Some("pass a free --port N".into())));
     }
     let restore_command = match (&cfg.restore_command, &cfg.wal_archive) {
-        (Some(c), _) => Some(c.clone()),
+        (Some(c), _) => {
+            Some(anchor_percent_p(c, &std::path::absolute(&cfg.target).map_err(read_err(cfg.target.clone()))?))
+        }
         (None, Some(a)) => Some(archive_restore_command(a, OsUser::running_as_root().then_some(&user))?),
         (None, None) => None,
     };
     Ok(Plan { info, bin, user, listing, restore_command })
+}
+
+/// A user's restore_command with `%p` made absolute (`TARGET/%p`).
+/// PostgreSQL runs the command in the data directory and passes a relative
+/// `%p` (`pg_wal/RECOVERYXLOG`); some tools resolve a relative `%p` against
+/// their own idea of the data directory instead (pgBackRest's `pg1-path`,
+/// the production cluster's), and would write there. Anchored, the same
+/// command works for `verify` (which passes absolute paths) and for the
+/// restored copy.
+pub fn anchor_percent_p(command: &str, target: &Path) -> String {
+    let mut out = String::with_capacity(command.len() + 64);
+    let mut chars = command.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('p') => {
+                chars.next();
+                out.push_str(&shell_quote(&target.display().to_string()));
+                out.push_str("/%p");
+            }
+            Some('%') => {
+                chars.next();
+                out.push_str("%%");
+            }
+            _ => out.push('%'),
+        }
+    }
+    out
 }
 
 /// The restore_command for an archive directory: `cp` when every file is
@@ -978,6 +1011,14 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_p_is_anchored_in_the_target() {
+        let t = Path::new("/srv/restore");
+        assert_eq!(anchor_percent_p("pgbackrest archive-get %f %p", t), "pgbackrest archive-get %f /srv/restore/%p");
+        assert_eq!(anchor_percent_p("cp '/a/%f' \"%p\" # 100%%", t), "cp '/a/%f' \"/srv/restore/%p\" # 100%%");
+        assert_eq!(anchor_percent_p("x %p", Path::new("/my dir")), "x '/my dir'/%p");
+    }
 
     #[test]
     fn quoting_for_restore_command() {
