@@ -21,6 +21,8 @@
 //! already in place. A restore that fails before step 5 removes everything
 //! it created: a failed command changes nothing.
 
+mod extract;
+
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -33,7 +35,7 @@ use serde::Serialize;
 
 use crate::conn::ConnSpec;
 use crate::copy::{self, CopyOptions, Job};
-use crate::datadir::{DirInfo, DirKind, BACKUP_MANIFEST, CONTROL_PATH, TABLESPACE_MAP};
+use crate::datadir::{BackupFiles, DirInfo, DirKind, ReadOptions, BACKUP_MANIFEST, CONTROL_PATH, TABLESPACE_MAP};
 use crate::error::{Error, Result};
 use crate::gate::{self, lock, GateConfig, GateReport, Then};
 use crate::pg::conf;
@@ -44,6 +46,7 @@ use crate::pg::Lsn;
 use crate::recovery::{self, RecoveryPlan, TimelineChoice};
 use crate::safefs::{Dir, Kind};
 use crate::server::{probe, OsUser, PgBin};
+use crate::source::TarBackup;
 
 /// A validated restore request.
 #[derive(Clone, Debug)]
@@ -349,11 +352,11 @@ fn check_target(target: &Path) -> Result<()> {
 
 /// The port the restored copy will use: `--port`, else the backup's own
 /// setting, else 5432.
-fn planned_port(cfg: &RestoreConfig, backup: &Dir) -> u16 {
+fn planned_port(cfg: &RestoreConfig, backup: &dyn BackupFiles) -> u16 {
     cfg.port
         .or_else(|| {
             ["postgresql.auto.conf", "postgresql.conf"].iter().find_map(|f| {
-                let text = backup.read_optional(Path::new(f)).ok()??;
+                let text = backup.read_optional(f).ok()??;
                 conf::get(&String::from_utf8_lossy(&text), "port").and_then(|p| p.parse().ok())
             })
         })
@@ -443,6 +446,31 @@ struct Plan {
     user: OsUser,
     listing: Listing,
     restore_command: Option<String>,
+    /// A tar-format backup: its archives and the small files read from
+    /// them (pg_control is written from these bytes).
+    tar: Option<(TarBackup, crate::datadir::Captured)>,
+}
+
+/// Read a tar backup's listing (pass 1 of [`extract`]) into the listing
+/// a directory gives. Its `root` is the directory holding the archives;
+/// the tablespaces have no directories of their own to read.
+fn list_tar(cfg: &RestoreConfig, t: TarBackup) -> Result<(DirInfo, Listing, (TarBackup, crate::datadir::Captured))> {
+    let tl = extract::list(&t, &cfg.backup)?;
+    let info = DirInfo::read_from(&cfg.backup, &tl.captured, ReadOptions::default())?.0;
+    let root = Arc::new(Dir::open(&cfg.backup).map_err(read_err(cfg.backup.clone()))?);
+    let listing = Listing {
+        root: Arc::clone(&root),
+        dirs: tl.dirs,
+        files: tl.files,
+        skipped: tl.skipped,
+        tablespaces: tl
+            .tablespaces
+            .iter()
+            .map(|oid| SourceTablespace { oid: *oid, root: Arc::clone(&root), link: None })
+            .collect(),
+        refused: tl.refused,
+    };
+    Ok((info, listing, (t, tl.captured)))
 }
 
 /// Restore a backup.
@@ -507,7 +535,14 @@ fn unless_interrupted() -> Result<()> {
 /// Read the backup and check everything that can be checked without
 /// writing: what it is, that it is whole, where it will go.
 fn plan(cfg: &RestoreConfig) -> Result<Plan> {
-    let info = DirInfo::read(&cfg.backup)?;
+    let tar = TarBackup::detect(&cfg.backup).map_err(read_err(cfg.backup.clone()))?;
+    let (info, tar_listing, tar) = match tar {
+        Some(t) => {
+            let (info, listing, tar) = list_tar(cfg, t)?;
+            (info, Some(listing), Some(tar))
+        }
+        None => (DirInfo::read(&cfg.backup)?, None, None),
+    };
     if info.incomplete {
         return Err(Error::NotADataDir {
             path: cfg.backup.clone(),
@@ -534,7 +569,10 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&cfg.backup).map_err(read_err(cfg.backup.clone()))?.uid()
     };
-    let listing = list(&cfg.backup, owner_uid)?;
+    let listing = match tar_listing {
+        Some(l) => l,
+        None => list(&cfg.backup, owner_uid)?,
+    };
     if !listing.refused.is_empty() {
         return Err(refuse(&cfg.backup, "the backup holds what no backup may", &listing.refused));
     }
@@ -556,7 +594,10 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
         }
     }
     // A copy that could not start is found out before copying anything.
-    let port = planned_port(cfg, &listing.root);
+    let port = match &tar {
+        Some((_, captured)) => planned_port(cfg, captured),
+        None => planned_port(cfg, listing.root.as_ref()),
+    };
     if !cfg.no_start && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
         let whose = if cfg.port.is_some() {
             "--port"
@@ -572,7 +613,7 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
         (None, Some(a)) => Some(archive_restore_command(a, OsUser::running_as_root().then_some(&user))?),
         (None, None) => None,
     };
-    Ok(Plan { info, bin, user, listing, restore_command })
+    Ok(Plan { info, bin, user, listing, restore_command, tar })
 }
 
 /// A user's restore_command with `%p` made absolute (`TARGET/%p`).
@@ -811,6 +852,36 @@ fn copy_files(cfg: &RestoreConfig, plan: &Plan, target: &Dir, tablespace_dirs: &
     Ok((copied.len(), copied.iter().map(|c| c.size).sum(), checked))
 }
 
+/// Extract a tar backup's members (pass 2 of [`extract`]), comparing each
+/// with the manifest. Returns the files written, bytes, and how many were
+/// checked.
+fn extract_files(
+    cfg: &RestoreConfig,
+    plan: &Plan,
+    tar: &TarBackup,
+    target: &Dir,
+    tablespace_dirs: &[Dir],
+) -> Result<(usize, u64, usize)> {
+    let owner = OsUser::running_as_root().then_some(&plan.user);
+    let l = &plan.listing;
+    let tablespaces: HashMap<u32, &Dir> = l.tablespaces.iter().map(|t| t.oid).zip(tablespace_dirs.iter()).collect();
+    let listed: HashMap<Vec<u8>, &ManifestFile> = match (&plan.info.manifest, cfg.skip_manifest_check) {
+        (Some(m), false) => m.manifest.files.iter().map(|f| (f.path.clone(), f)).collect(),
+        _ => HashMap::new(),
+    };
+    let total: u64 = l.files.iter().map(|f| f.size).sum();
+    let pb = copy::progress_bar(total, "restore", cfg.quiet);
+    let to = extract::Targets { data: target, tablespaces, owner };
+    let oids: Vec<u32> = l.tablespaces.iter().map(|t| t.oid).collect();
+    let done = extract::extract(tar, &l.files, &oids, &to, &listed, &pb)?;
+    pb.finish_and_clear();
+    extract::extract_wal(tar, target, owner)?;
+    if !done.bad.is_empty() {
+        return Err(refuse(&cfg.backup, "the backup does not match its manifest", &done.bad));
+    }
+    Ok((done.files, done.bytes, done.checked))
+}
+
 /// Make a copied configuration safe to start next to production.
 fn sanitize_config(target: &Dir, control: &ControlFile, owner: Option<&OsUser>) -> Result<Vec<String>> {
     let write = |name: &str, text: &str| {
@@ -936,7 +1007,10 @@ fn restore_into(
     let version = info.control.version();
     let owner = OsUser::running_as_root().then_some(&plan.user);
     let tablespaces = place_tablespaces(cfg, plan, target, created, tablespace_dirs)?;
-    let (files, bytes, manifest_checked) = copy_files(cfg, plan, target, tablespace_dirs)?;
+    let (files, bytes, manifest_checked) = match &plan.tar {
+        Some((t, _)) => extract_files(cfg, plan, t, target, tablespace_dirs)?,
+        None => copy_files(cfg, plan, target, tablespace_dirs)?,
+    };
     unless_interrupted()?;
     let (notes, restore_command) = configure(cfg, plan, target, &tablespaces)?;
     unless_interrupted()?;
@@ -962,8 +1036,18 @@ fn restore_into(
         copy::sync_filesystem(target.path())?;
     }
     unless_interrupted()?;
-    let control_bytes =
-        plan.listing.root.read(Path::new(CONTROL_PATH)).map_err(read_err(cfg.backup.join(CONTROL_PATH)))?;
+    let control_bytes = match &plan.tar {
+        Some((_, captured)) => match captured.files.get(CONTROL_PATH) {
+            Some((b, size)) if *size == b.len() as u64 => b.clone(),
+            _ => {
+                return Err(Error::BackupDamaged {
+                    path: cfg.backup.join(CONTROL_PATH),
+                    detail: "pg_control is missing from base.tar, or far larger than a pg_control".into(),
+                })
+            }
+        },
+        None => plan.listing.root.read(Path::new(CONTROL_PATH)).map_err(read_err(cfg.backup.join(CONTROL_PATH)))?,
+    };
     let control_dst = target.path().join(CONTROL_PATH);
     let mut f = target
         .create_new(Path::new(CONTROL_PATH), 0o600, owner)

@@ -318,6 +318,15 @@ impl TarBackup {
         &self.dir
     }
 
+    /// Visit the members of `pg_wal.tar` (paths prefixed `pg_wal/`), if the
+    /// backup has one.
+    pub fn stream_wal(&self, visit: &mut dyn FnMut(Visit<'_>) -> io::Result<bool>) -> io::Result<()> {
+        match &self.wal {
+            Some(w) => self.stream_one(w, visit).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     /// Visit the members of one archive, prefixed.
     fn stream_one(&self, tar: &TarFile, visit: &mut dyn FnMut(Visit<'_>) -> io::Result<bool>) -> io::Result<bool> {
         let (compression, reader) = compress::decoder(File::open(&tar.path)?)?;
