@@ -47,7 +47,7 @@ check:
 faults RUNS="24":
     PGDRILL_FAULT_RUNS={{RUNS}} cargo test --test faults -- --ignored --nocapture
 
-# Benchmarks against reference tools (not tests): backup, gate, verify, or all.
+# Benchmarks against reference tools (not tests): backup, gate, verify, formats, or all.
 # Figures go into docs/performance.md. Needs root and Debian's PostgreSQL 15.
 bench WHAT="all" *ARGS:
     #!/usr/bin/env bash
@@ -55,8 +55,9 @@ bench WHAT="all" *ARGS:
     case "{{WHAT}}" in
         backup|gate) cargo bench --bench pgdrill -- {{WHAT}} {{ARGS}} ;;
         verify) scripts/bench-verify.sh {{ARGS}} ;;
-        all) cargo bench --bench pgdrill -- backup gate {{ARGS}}; scripts/bench-verify.sh ;;
-        *) echo "usage: just bench [backup|gate|verify|all]" >&2; exit 2 ;;
+        formats) scripts/bench-formats.sh {{ARGS}} ;;
+        all) cargo bench --bench pgdrill -- backup gate {{ARGS}}; scripts/bench-verify.sh; scripts/bench-formats.sh ;;
+        *) echo "usage: just bench [backup|gate|verify|formats|all]" >&2; exit 2 ;;
     esac
 
 # Mutation run of `pgdrill verify` over real backups (tests/fuzz_verify.rs): counts
