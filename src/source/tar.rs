@@ -106,7 +106,9 @@ fn read_extension(e: &mut tar::Entry<'_, impl Read>) -> io::Result<Vec<u8>> {
     Ok(v)
 }
 
-/// What one archive holds, member by member.
+/// What one archive holds, member by member (built once per member and
+/// handed over at once: its size does not matter).
+#[allow(clippy::large_enum_variant)]
 pub enum Step<'a, R: Read> {
     /// A member a backup may hold, and its contents.
     Member(Member, tar::Entry<'a, R>),
@@ -118,11 +120,11 @@ pub enum Step<'a, R: Read> {
 /// reader is consumed once; member contents not read by `f` are skipped.
 pub fn for_each<R: Read>(reader: R, mut f: impl FnMut(Step<'_, R>) -> io::Result<bool>) -> io::Result<()> {
     let mut archive = tar::Archive::new(reader);
-    let mut entries = archive.entries()?.raw(true);
+    let entries = archive.entries()?.raw(true);
     let mut long_name: Option<Vec<u8>> = None;
     let mut long_link: Option<Vec<u8>> = None;
     let mut pax: Option<Vec<u8>> = None;
-    while let Some(entry) = entries.next() {
+    for entry in entries {
         if crate::signals::interrupted() {
             return Err(io::Error::other("interrupted by signal"));
         }
@@ -243,7 +245,9 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn read(bytes: &[u8]) -> (Vec<(String, MemberKind, Vec<u8>)>, Vec<Refused>) {
+    type Got = (String, MemberKind, Vec<u8>);
+
+    fn read(bytes: &[u8]) -> (Vec<Got>, Vec<Refused>) {
         let mut ok = Vec::new();
         let mut refused = Vec::new();
         for_each(bytes, |s| {
