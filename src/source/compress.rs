@@ -81,6 +81,9 @@ impl Compression {
     }
 }
 
+/// The largest Zstandard window accepted: 2^25 bytes.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 25;
+
 /// A reader whose first bytes were read to recognise it, put back in front.
 pub type Peeked<R> = Chain<Cursor<Vec<u8>>, R>;
 
@@ -117,7 +120,13 @@ pub fn wrap<R: Read + Send + 'static>(c: Compression, r: R) -> Box<dyn Read + Se
         // archives), as gunzip reads them.
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::with_capacity(1 << 16, r))),
         Compression::Lz4 => Box::new(lz4_flex::frame::FrameDecoder::new(io::BufReader::with_capacity(1 << 16, r))),
-        Compression::Zstd => match zstd::stream::read::Decoder::new(r) {
+        Compression::Zstd => match zstd::stream::read::Decoder::new(r).and_then(|mut d| {
+            // A frame's window is allocated as it claims: at most 32 MiB
+            // (zstd's own levels use up to 8 MiB; `--long` frames are
+            // refused).
+            d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Ok(d)
+        }) {
             Ok(d) => Box::new(d),
             Err(e) => Box::new(FailingReader(Some(e))),
         },
