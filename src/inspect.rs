@@ -46,7 +46,7 @@ impl InspectReport {
 }
 
 pub fn run(path: &Path) -> Result<InspectReport> {
-    let read_err = |e| Error::ReadInput { path: path.to_path_buf(), source: e };
+    let read_err = |e| Error::read_input(path, e);
     let tar = TarBackup::detect(path).map_err(read_err)?;
     let (format, compression) =
         tar.as_ref().map_or((BackupFormat::Plain, Compression::None), |t| (t.format(), t.compression()));

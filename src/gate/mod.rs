@@ -292,7 +292,8 @@ impl Watch<'_> {
             .or_else(|| monitor::missing_segment_from_log(log))
             .or_else(|| replay.map(|r| SegmentName::containing(self.tli, r, self.seg).file_name(self.seg)));
         let mut msg = match (&missing, &self.cfg.wal_archive) {
-            (Some(s), Some(a)) if !a.join(s).exists() => {
+            // Stored plain or compressed.
+            (Some(s), Some(a)) if !in_archive(a, s) => {
                 format!("replay is waiting for WAL segment {s}, which is not in the archive {}", a.display())
             }
             (Some(s), _) if waiting.is_some() => format!("replay is waiting for WAL segment {s}"),
@@ -936,4 +937,10 @@ fn open(w: &mut Watch, pm: &mut Postmaster, dir: &Dir, state: &GateState, owner:
         std::thread::sleep(Duration::from_millis(10));
     }
     lock::finish(dir)
+}
+
+/// Whether an archive directory holds WAL file `name`, plain or compressed.
+fn in_archive(archive: &std::path::Path, name: &str) -> bool {
+    use crate::source::{DirWal, Fetched, WalSource};
+    matches!(DirWal::archive(archive).fetch(name), Ok(Fetched::Found(_)))
 }
