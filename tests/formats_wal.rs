@@ -202,3 +202,39 @@ fn restore_from(g: &Ground, backup: &Path, arch: &Path, end: Lsn) {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     stop_server(g, &target);
 }
+
+/// A fetch command that hangs: the first SIGINT stops verify within about
+/// a second (exit 3), the command's process group is killed, and the
+/// private directory it fetched into is gone.
+#[test]
+fn an_interrupt_stops_a_hanging_fetch_command() {
+    let (g, backup, _) = ground_with_backup("label");
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = tmp.path().join("still-running");
+    let cmd = format!("sleep 30; touch {}; cp {}/%f %p", marker.display(), g.archive.display());
+    let child = Command::new(env!("CARGO_BIN_EXE_pgdrill"))
+        .args(["verify", backup.to_str().unwrap(), "--restore-command", &cmd, "--json"])
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    sleep_ms(1500);
+    let sent = std::time::Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(sent.elapsed() < std::time::Duration::from_secs(3), "took {:?}", sent.elapsed());
+    let left: Vec<PathBuf> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // The commands' shells are gone (killed with their process groups).
+    let needle = marker.display().to_string();
+    let alive: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(&needle))
+        .collect();
+    assert!(alive.is_empty(), "still running: {alive:?}");
+    assert!(!marker.exists());
+}
