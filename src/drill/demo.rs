@@ -170,15 +170,8 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     Ok(DemoReport { postgres: bin.version, dir, kept: cfg.keep, transfers, drill })
 }
 
-/// Remove everything in `dir` (best effort: the demo's own files).
+/// Remove everything in `dir` (best effort: the demo's own files), without
+/// following links.
 fn remove_contents(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let p = e.path();
-        let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-    }
+    let _ = crate::safefs::Dir::open(dir).and_then(|d| d.clear());
 }

@@ -774,16 +774,7 @@ fn cleanup(
         // wanted those directories new or empty, so empty them again (the
         // directories themselves may be mount points of the user's).
         for t in restored.iter().flat_map(|r| r.tablespaces.iter()) {
-            if let Ok(entries) = std::fs::read_dir(&t.location) {
-                for e in entries.flatten() {
-                    let p = e.path();
-                    let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        std::fs::remove_dir_all(&p)
-                    } else {
-                        std::fs::remove_file(&p)
-                    };
-                }
-            }
+            let _ = crate::safefs::Dir::open(&t.location).and_then(|d| d.clear());
         }
         cleanup_detail.push_str("work copy removed");
     } else {

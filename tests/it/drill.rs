@@ -465,19 +465,13 @@ fn backup_restore_and_gate_json_carry_ok() {
     assert!(r["end_lsn"].is_string(), "the report's own keys stay: {r}");
     let target = g.dir.join("r");
     let port = pgdrill::ground::free_port().to_string();
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         dest.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port,
-        "--no-start",
-        "--no-sync",
-        "--json",
-    ]);
+        &["--no-start", "--json"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = json(&out);
     assert_eq!(r["ok"], true);
