@@ -19,6 +19,7 @@ mod fuzz_verify;
 mod gate;
 mod golden;
 mod inspect;
+mod layers;
 mod snapshots;
 mod targets;
 mod verify;
