@@ -2,8 +2,10 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# The PostgreSQL majors we test against.
-majors := "10 11 12 13 14 15 16 17 18"
+# The PostgreSQL majors we test against (scripts/majors).
+majors := `grep -v '^#' scripts/majors | awk '{print $1}' | tr '\n' ' '`
+# The ones CI runs the integration tests on besides Debian's 15.
+ci_majors := `grep -v '^#' scripts/majors | awk '$3 == "ci" {print $1}' | tr '\n' ' '`
 
 # List the recipes.
 default:
@@ -13,7 +15,7 @@ default:
 pg MAJOR:
     scripts/pg-install.sh '{{MAJOR}}'
 
-# Install every supported major (10..18).
+# Install every supported major.
 pg-all:
     for m in {{majors}}; do scripts/pg-install.sh "$m"; done
 
@@ -32,8 +34,20 @@ matrix *MAJORS:
     for m in {{ if MAJORS == "" { majors } else { MAJORS } }}; do
         bin=$(scripts/pg-install.sh "$m" 2>/dev/null | tail -n 1)
         echo "=== PostgreSQL $m ($bin)"
-        PGDRILL_TEST_PG_BIN="$bin" cargo test --test '*' -q
+        PGDRILL_TEST_PG_BIN="$bin" cargo test --test it -q
     done
+
+# Print the majors CI tests besides Debian's 15 (scripts/majors).
+ci-majors:
+    @echo {{ci_majors}}
+
+# The integration tests whose behaviour depends on the major (CI runs them on
+# the `ci` majors of scripts/majors; Debian's 15 runs the whole suite).
+major_tests := "gate:: backup:: busy_standby:: targets:: verify:: inspect:: conn::"
+
+# Run the major-dependent integration tests against the npm build of MAJOR.
+it-major MAJOR:
+    PGDRILL_TEST_PG_BIN="$(scripts/pg-install.sh '{{MAJOR}}' 2>/dev/null | tail -n 1)" cargo test --test it -- {{major_tests}}
 
 # The checks CI runs, in order.
 check:
@@ -45,7 +59,7 @@ check:
 # backups, each with one fault, under probes by three roles over TCP and the
 # socket. Early admissions must be zero. Needs root.
 faults RUNS="24":
-    PGDRILL_FAULT_RUNS={{RUNS}} cargo test --test faults -- --ignored --nocapture
+    PGDRILL_FAULT_RUNS={{RUNS}} cargo test --test it faults:: -- --ignored --nocapture
 
 # Benchmarks against reference tools (not tests): backup, gate, verify, formats, or all.
 # Figures go into docs/performance.md. Needs root and Debian's PostgreSQL 15.
@@ -60,8 +74,8 @@ bench WHAT="all" *ARGS:
         *) echo "usage: just bench [backup|gate|verify|formats|all]" >&2; exit 2 ;;
     esac
 
-# Mutation run of `pgdrill verify` over real backups (tests/fuzz_verify.rs): counts
+# Mutation run of `pgdrill verify` over real backups (tests/it/fuzz_verify.rs): counts
 # panics, aborts, hangs and missed corruptions, and fails unless all are zero.
 # EXECS executions (CI runs 100 in the ordinary test suite); SEED to replay one.
 fuzz EXECS="20000" SEED="":
-    PGDRILL_FUZZ_EXECS={{EXECS}} {{ if SEED == "" { "" } else { "PGDRILL_FUZZ_SEED=" + SEED } }} cargo test --release --test fuzz_verify -- --nocapture
+    PGDRILL_FUZZ_EXECS={{EXECS}} {{ if SEED == "" { "" } else { "PGDRILL_FUZZ_SEED=" + SEED } }} cargo test --release --test it fuzz_verify:: -- --nocapture

@@ -18,7 +18,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pgdrill::ground::{free_port, test_bin, Ground, GroundOptions};
+use pgdrill::ground::{free_port, Ground, GroundOptions};
+use pgdrill::server::PgBin;
+
+/// The bindir: `PGDRILL_TEST_PG_BIN`, else Debian's 15.
+fn test_bin() -> pgdrill::error::Result<PgBin> {
+    let dir: std::path::PathBuf =
+        std::env::var_os("PGDRILL_TEST_PG_BIN").map_or_else(|| "/usr/lib/postgresql/15/bin".into(), Into::into);
+    PgBin::at(&dir)
+}
 
 const PG15: &str = "/usr/lib/postgresql/15/bin";
 

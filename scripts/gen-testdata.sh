@@ -12,7 +12,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-MAJORS=(10 11 12 13 14 15 16 17 18)
+read -r -a MAJORS <<< "$(grep -v '^#' "$(dirname "$0")/majors" | awk '{print $1}' | tr '\n' ' ')"
 LABEL=pgdrill-testdata
 TESTDATA=$REPO/testdata
 HELPER=$REPO/scripts/testdata.py

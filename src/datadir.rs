@@ -139,17 +139,30 @@ impl BackupFiles for Captured {
 
 fn read_control_in(dir: &Dir) -> Result<(ControlFile, u64)> {
     let path = dir.path().join(CONTROL_PATH);
-    let mut last_bad: Option<u32> = None;
-    for attempt in 0..10 {
-        let bytes = dir.read(Path::new(CONTROL_PATH)).map_err(|e| match e.kind() {
+    let (bytes, control) = read_control_retrying(&path, || {
+        dir.read(Path::new(CONTROL_PATH)).map_err(|e| match e.kind() {
             ErrorKind::NotFound => {
                 Error::NotADataDir { path: dir.path().to_path_buf(), reason: format!("{CONTROL_PATH} is missing") }
             }
             _ => Error::ReadInput { path: path.clone(), source: e },
-        })?;
-        let control = ControlFile::parse(&bytes).map_err(|source| Error::Control { path: path.clone(), source })?;
+        })
+    })?;
+    Ok((control, bytes.len() as u64))
+}
+
+/// The one re-read policy for a pg_control that may be torn mid-write,
+/// PostgreSQL's own (`get_controlfile()`): up to 10 reads 10 ms apart while
+/// the CRC is bad, stopping early when the same bad CRC comes back twice (a
+/// damaged file, not a torn read). Returns the last read; its `crc_ok` says
+/// whether the CRC held.
+pub fn read_control_retrying(path: &Path, mut read: impl FnMut() -> Result<Vec<u8>>) -> Result<(Vec<u8>, ControlFile)> {
+    let mut last_bad: Option<u32> = None;
+    for attempt in 0..10 {
+        let bytes = read()?;
+        let control =
+            ControlFile::parse(&bytes).map_err(|source| Error::Control { path: path.to_path_buf(), source })?;
         if control.crc_ok || last_bad == Some(control.crc_computed) || attempt == 9 {
-            return Ok((control, bytes.len() as u64));
+            return Ok((bytes, control));
         }
         last_bad = Some(control.crc_computed);
         sleep(Duration::from_millis(10));

@@ -144,6 +144,12 @@ pub enum Error {
 
     #[error("interrupted by signal; the server of {} was stopped and access never opened", pgdata.display())]
     GateInterrupted { pgdata: PathBuf },
+
+    #[error("{}: another pgdrill gate is running on this data directory", pgdata.display())]
+    GateBusy { pgdata: PathBuf },
+
+    #[error("{}: unreadable gate state: {message}", path.display())]
+    GateState { path: PathBuf, message: String },
     /// Replay on a hot standby cancelled a statement, and retrying did not
     /// help.
     #[error("{step} on {target} was cancelled by a conflict with recovery: {detail}")]
@@ -288,6 +294,8 @@ impl Error {
             | Error::ServerDied { .. }
             | Error::Interrupted
             | Error::GateInterrupted { .. }
+            | Error::GateBusy { .. }
+            | Error::GateState { .. }
             | Error::RecoveryConflict { .. }
             | Error::UnsafeSource { .. }
             | Error::MissingPrivileges { .. }
@@ -313,7 +321,7 @@ impl Error {
             Error::ReadInput { .. } => "check the path and that this user may read it".into(),
             Error::Io { .. } => "check free space and permissions".into(),
             Error::Control { source: ControlError::UnknownVersion { .. }, .. } => {
-                "this release of pgdrill supports PostgreSQL 10 to 18".into()
+                format!("this release of pgdrill supports {}", crate::pg::version::supported_text())
             }
             Error::Control { source: ControlError::WrongByteOrder { .. }, .. } => {
                 "the file comes from a machine with the other byte order; read it there".into()
@@ -349,6 +357,10 @@ impl Error {
             Error::NotConsistent { hint, .. } => hint.clone(),
             Error::Timeout { hint, .. } => hint.clone(),
             Error::Interrupted => "run the command again".into(),
+            Error::GateBusy { .. } => {
+                "wait for it to finish, or stop it (it leaves the directory locked and resumable)".into()
+            }
+            Error::GateState { .. } => "remove it only if you know the original pg_hba.conf is in place".into(),
             Error::GateInterrupted { pgdata } => {
                 format!("the copy stays locked; run `pgdrill gate --pgdata {}` to resume", pgdata.display())
             }

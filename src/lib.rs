@@ -20,9 +20,12 @@ pub mod datadir;
 pub mod drill;
 pub mod error;
 pub mod gate;
+/// Test support: throwaway clusters for the tests and `pgdrill demo`.
+#[cfg(feature = "demo")]
 pub mod ground;
 pub mod inspect;
 pub mod observe;
+pub mod osuser;
 pub mod pg;
 pub mod recovery;
 pub mod report;
@@ -31,4 +34,5 @@ pub mod safefs;
 pub mod server;
 pub mod signals;
 pub mod source;
+pub mod units;
 pub mod verify;

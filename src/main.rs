@@ -86,6 +86,7 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
             }),
         ),
         Command::Drill(a) => (a.json, run_drill(&a)),
+        #[cfg(feature = "demo")]
         Command::Demo(a) => (
             a.json,
             pgdrill::drill::demo::run(&a.to_config()).map(|r| {

@@ -62,7 +62,7 @@ use walk::{Plan, Sources};
 pub const DEFAULT_ARCHIVE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Which procedure.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// pg_backup_start/stop, pg_control copied last, backup_label written.
@@ -251,23 +251,23 @@ fn prepare_staging(dest: &Path, owner: Option<&OsUser>) -> Result<PathBuf> {
 /// its modification time.
 fn read_live_control(sources: &Sources) -> Result<(Vec<u8>, ControlFile, i64)> {
     let path = sources.data_directory().join(CONTROL_PATH);
-    for _ in 0..50 {
+    let mut mtime = now_secs();
+    let (bytes, c) = crate::datadir::read_control_retrying(&path, || {
         let mut f = sources
             .open(&path, false)?
             .ok_or_else(|| Error::ReadInput { path: path.clone(), source: std::io::ErrorKind::NotFound.into() })?;
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).map_err(|e| Error::ReadInput { path: path.clone(), source: e })?;
-        let mtime = f.metadata().map(|m| m.mtime()).unwrap_or_else(|_| now_secs());
-        let c = ControlFile::parse(&bytes).map_err(|source| Error::Control { path: path.clone(), source })?;
-        if c.crc_ok {
-            return Ok((bytes, c, mtime));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+        mtime = f.metadata().map(|m| m.mtime()).unwrap_or_else(|_| now_secs());
+        Ok(bytes)
+    })?;
+    if !c.crc_ok {
+        return Err(Error::Precondition {
+            message: format!("{}: the CRC of pg_control stays wrong", path.display()),
+            hint: "the source's control file may be damaged; check the standby".into(),
+        });
     }
-    Err(Error::Precondition {
-        message: format!("{}: the CRC of pg_control stays wrong", path.display()),
-        hint: "the source's control file may be damaged; check the standby".into(),
-    })
+    Ok((bytes, c, mtime))
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32, owner: Option<&OsUser>) -> Result<()> {

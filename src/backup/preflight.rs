@@ -374,7 +374,7 @@ fn data_directory_checks(
                 format!(
                     "{} is the standby's and readable ({} to copy){unchecked}",
                     pgdata.display(),
-                    crate::report::bytes(size)
+                    crate::units::bytes(size)
                 ),
                 None,
             ));
@@ -406,7 +406,7 @@ fn data_directory_checks(
 }
 
 fn space_check(cfg: &PreflightConfig, data_size: Option<u64>) -> Check {
-    let b = crate::report::bytes;
+    let b = crate::units::bytes;
     match (&cfg.dest, data_size.map(|s| s * cfg.copies.max(1))) {
         (Some(d), Some(size)) => match free_bytes(d) {
             Some(free) if free >= size + size / 10 => {

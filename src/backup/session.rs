@@ -156,7 +156,7 @@ impl Session {
         let major = (num / 10000) as u32;
         let version = version::by_major(major).ok_or_else(|| Error::Precondition {
             message: format!("the server at {target} runs PostgreSQL {major}, which pgdrill does not support"),
-            hint: "pgdrill supports PostgreSQL 10 to 18".into(),
+            hint: format!("pgdrill supports {}", crate::pg::version::supported_text()),
         })?;
         let mut s = Session {
             client,

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backup::{preflight::PreflightConfig, BackupConfig, Method};
 use crate::conn::ConnSpec;
+#[cfg(feature = "demo")]
 use crate::drill::demo::DemoConfig;
 use crate::drill::history::HistoryConfig;
 use crate::drill::walkeep::WalKeepConfig;
@@ -69,6 +70,7 @@ pub enum Command {
     Drill(DrillArgs),
     /// Run the whole job on a throwaway primary and standby: backup, verify,
     /// restore, gate, report.
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// List (or remove) archived WAL a verified backup no longer needs.
     WalKeep(WalKeepArgs),
@@ -96,6 +98,7 @@ pub struct InspectArgs {
     pub json: bool,
 }
 
+#[cfg(feature = "demo")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Work directory (default: a new temporary directory).
@@ -116,10 +119,53 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
+#[cfg(feature = "demo")]
 impl DemoArgs {
     pub fn to_config(&self) -> DemoConfig {
         DemoConfig { dir: self.dir.clone(), pg_bin: self.pg_bin.clone(), keep: self.keep, quiet: false }
     }
+}
+
+/// `--method`: which backup procedure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MethodArg {
+    /// pg_backup_start/stop, pg_control copied last, backup_label written.
+    Label,
+    /// No backup functions, pg_control copied first, end_location recorded.
+    Legacy,
+}
+
+impl From<MethodArg> for Method {
+    fn from(m: MethodArg) -> Method {
+        match m {
+            MethodArg::Label => Method::Label,
+            MethodArg::Legacy => Method::Legacy,
+        }
+    }
+}
+
+/// `--end-lsn`, `--target-lsn`: an LSN like `0/16B3748`.
+fn lsn_arg(s: &str) -> std::result::Result<Lsn, String> {
+    s.parse::<Lsn>().map_err(|e| e.to_string())
+}
+
+/// `--max-rate`: bytes per second like `50M`.
+fn rate_arg(s: &str) -> std::result::Result<u64, String> {
+    parse_rate(s)
+}
+
+/// Parse a rate like `50M`, `512k`, `1G` or `1048576` (bytes per second).
+pub fn parse_rate(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('k' | 'K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m' | 'M') => (&t[..t.len() - 1], 1 << 20),
+        Some('g' | 'G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 =
+        num.trim().parse().map_err(|_| format!("invalid rate {text:?}: expected bytes per second like 50M"))?;
+    n.checked_mul(mult).filter(|v| *v > 0).ok_or_else(|| format!("invalid rate {text:?}: must be positive"))
 }
 
 /// `--then`: what the restored server does at the end target.
@@ -180,7 +226,7 @@ pub struct DrillArgs {
     /// The backup procedure: label (pg_backup_start/stop, pg_control copied
     /// last) or legacy (no backup functions, pg_control copied first).
     #[arg(long, value_enum, default_value = "label")]
-    pub method: Method,
+    pub method: MethodArg,
     /// SQL statements that must each return a single true value.
     #[arg(long, value_name = "FILE")]
     pub check_sql: Option<PathBuf>,
@@ -253,8 +299,8 @@ pub struct DrillArgs {
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
     /// Limit the backup's copy to this many bytes per second (K, M, G).
-    #[arg(long, value_name = "RATE")]
-    pub max_rate: Option<String>,
+    #[arg(long, value_name = "RATE", value_parser = rate_arg)]
+    pub max_rate: Option<u64>,
     #[command(flatten)]
     pub stop: TargetArgs,
     /// Print one JSON object on stdout instead of tables (schema:
@@ -292,7 +338,7 @@ impl DrillArgs {
             pgdata: self.pgdata.clone(),
             work: self.work.clone(),
             wal_archive: self.wal_archive.clone(),
-            method: self.method,
+            method: self.method.into(),
             check_sql: self.check_sql.clone(),
             check_db: self.check_db.clone(),
             amcheck: self.amcheck,
@@ -309,12 +355,7 @@ impl DrillArgs {
             os_user: self.os_user.clone(),
             db_user: self.db_user.clone(),
             jobs: positive_jobs(self.jobs)?,
-            max_rate: self
-                .max_rate
-                .as_deref()
-                .map(crate::copy::parse_rate)
-                .transpose()
-                .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
+            max_rate: self.max_rate,
             junit: self.junit.clone(),
             // -q and -v reach the progress sink main installs.
             quiet: false,
@@ -501,7 +542,7 @@ pub struct PreflightArgs {
     /// The backup method you will use (it decides which functions the
     /// role must be allowed to call).
     #[arg(long, value_enum, default_value = "label")]
-    pub method: Method,
+    pub method: MethodArg,
     /// Print one JSON object on stdout instead of tables (schema:
     /// docs/json.md); errors too.
     #[arg(long)]
@@ -515,7 +556,7 @@ impl PreflightArgs {
             primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
             dest: self.dest.clone(),
             pgdata: self.pgdata.clone(),
-            method: self.method,
+            method: self.method.into(),
             copies: 1,
         })
     }
@@ -534,7 +575,7 @@ pub struct BackupArgs {
     pub pgdata: Option<PathBuf>,
     /// The procedure.
     #[arg(long, value_enum, default_value = "label")]
-    pub method: Method,
+    pub method: MethodArg,
     /// The backup label.
     #[arg(long, default_value = "pgdrill")]
     pub label: String,
@@ -546,8 +587,8 @@ pub struct BackupArgs {
     #[arg(long, short = 'j')]
     pub jobs: Option<usize>,
     /// Limit the copy to this many bytes per second (K, M, G suffixes).
-    #[arg(long, value_name = "RATE")]
-    pub max_rate: Option<String>,
+    #[arg(long, value_name = "RATE", value_parser = rate_arg)]
+    pub max_rate: Option<u64>,
     /// The primary: if the archive lacks the end segment, ask it for one WAL
     /// switch and wait for the archiver.
     #[arg(long, env = "PGDRILL_PRIMARY", value_name = "CONNINFO")]
@@ -614,16 +655,11 @@ impl BackupArgs {
             primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
             dest: self.dest.clone(),
             pgdata: self.pgdata.clone(),
-            method: self.method,
+            method: self.method.into(),
             label: self.label.clone(),
             fast: self.fast,
             jobs: positive_jobs(self.jobs)?,
-            max_rate: self
-                .max_rate
-                .as_deref()
-                .map(crate::copy::parse_rate)
-                .transpose()
-                .map_err(|m| Error::usage(m, Some("for example --max-rate 50M".into())))?,
+            max_rate: self.max_rate,
             wal_archive: self.wal_archive.clone(),
             archive_timeout: std::time::Duration::from_secs(self.archive_timeout),
             sync: !self.no_sync,
@@ -685,8 +721,8 @@ impl VerifyArgs {
 #[group(multiple = false)]
 pub struct TargetArgs {
     /// Stop replay at this LSN and open there.
-    #[arg(long, value_name = "LSN")]
-    pub target_lsn: Option<String>,
+    #[arg(long, value_name = "LSN", value_parser = lsn_arg)]
+    pub target_lsn: Option<Lsn>,
     /// Stop replay at the first commit after this time (a zone is required:
     /// `2026-11-29 14:04:05+00`, `2026-11-29T14:04:05Z`) and open there.
     #[arg(long, value_name = "TIMESTAMP")]
@@ -702,8 +738,7 @@ pub struct TargetArgs {
 impl TargetArgs {
     /// An LSN target, or a target by time, xid or name.
     pub fn to_targets(&self) -> Result<(Option<Lsn>, Option<StopAt>)> {
-        if let Some(l) = &self.target_lsn {
-            let lsn = l.parse::<Lsn>().map_err(|e| Error::usage(format!("--target-lsn: {e}"), None))?;
+        if let Some(lsn) = self.target_lsn {
             return Ok((Some(lsn), None));
         }
         if let Some(t) = &self.target_time {
@@ -860,8 +895,13 @@ pub struct GateArgs {
     /// The end target [default: what an unfinished gate on the directory
     /// saved, else end_location, else derived from backup_label]. The same
     /// as --target-lsn.
-    #[arg(long, value_name = "LSN", conflicts_with_all = ["target_lsn", "target_time", "target_xid", "target_name"])]
-    pub end_lsn: Option<String>,
+    #[arg(
+        long,
+        value_name = "LSN",
+        value_parser = lsn_arg,
+        conflicts_with_all = ["target_lsn", "target_time", "target_xid", "target_name"]
+    )]
+    pub end_lsn: Option<Lsn>,
     #[command(flatten)]
     pub stop: TargetArgs,
     /// The WAL archive the copy restores from, to name missing segments.
@@ -882,15 +922,10 @@ pub struct GateArgs {
 impl GateArgs {
     pub fn to_config(&self) -> Result<GateConfig> {
         self.gate.check()?;
-        let end_lsn = self
-            .end_lsn
-            .as_deref()
-            .map(|s| s.parse::<Lsn>().map_err(|e| Error::usage(format!("--end-lsn: {e}"), None)))
-            .transpose()?;
         let (target_lsn, stop_at) = self.stop.to_targets()?;
         Ok(GateConfig {
             pgdata: self.pgdata.clone(),
-            end_lsn: end_lsn.or(target_lsn),
+            end_lsn: self.end_lsn.or(target_lsn),
             stop_at,
             then: self.then.map(Then::from),
             timeout: std::time::Duration::from_secs(self.gate.timeout),
@@ -902,5 +937,21 @@ impl GateArgs {
             // -q and -v reach the progress sink main installs.
             quiet: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("50M"), Ok(50 << 20));
+        assert_eq!(parse_rate("512k"), Ok(512 << 10));
+        assert_eq!(parse_rate("1G"), Ok(1 << 30));
+        assert_eq!(parse_rate("4096"), Ok(4096));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("").is_err());
     }
 }

@@ -14,6 +14,7 @@
 //! Prometheus textfile.
 
 pub mod checks;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod history;
 pub mod metrics;
@@ -33,7 +34,7 @@ use crate::gate::{self, GateConfig, GateReport, Then};
 use crate::pg::Lsn;
 use crate::restore::{self, RestoreConfig, RestoreReport};
 use crate::server::Postmaster;
-use crate::verify::{self, Finding, VerifyConfig};
+use crate::verify::{self, Finding, VerifyConfig, VerifyReport};
 use checks::{CheckResult, CheckStatus};
 
 /// A validated drill request.
@@ -462,192 +463,16 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     };
     let mut run = Runner { steps: Vec::new(), failed: None };
 
-    run.step("preflight", || {
-        let r = preflight::run(&PreflightConfig {
-            standby: cfg.standby.clone(),
-            primary: cfg.primary.clone(),
-            dest: Some(cfg.work.clone()),
-            pgdata: cfg.pgdata.clone(),
-            method: cfg.method,
-            copies: 2,
-        })?;
-        let failed: Vec<String> = r
-            .checks
-            .iter()
-            .filter(|c| c.status == preflight::Status::Fail)
-            .map(|c| match &c.hint {
-                Some(h) => format!("{}: {} (hint: {h})", c.name, c.detail),
-                None => format!("{}: {}", c.name, c.detail),
-            })
-            .collect();
-        let detail = if failed.is_empty() {
-            format!("{} checks passed", r.checks.len())
-        } else {
-            r.checks
-                .iter()
-                .filter(|c| c.status == preflight::Status::Fail)
-                .map(|c| format!("{}: {}", c.name, c.detail))
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        Ok(Outcome::new((), r.ok, detail, failed))
-    });
-
-    let backup = run.step("backup", || {
-        let r = backup::run(&BackupConfig {
-            standby: cfg.standby.clone(),
-            primary: cfg.primary.clone(),
-            dest: backup_dir.clone(),
-            pgdata: cfg.pgdata.clone(),
-            method: cfg.method,
-            label: "pgdrill drill".into(),
-            fast: true,
-            jobs: cfg.jobs,
-            max_rate: cfg.max_rate,
-            wal_archive: cfg.wal_archive.clone(),
-            archive_timeout: backup::DEFAULT_ARCHIVE_TIMEOUT,
-            sync: cfg.sync,
-            quiet: cfg.quiet,
-            allow_primary: false,
-            format: backup::OutputFormat::Plain,
-        })?;
-        if r.exit_code() != EXIT_OK {
-            // --primary could not get the end segment archived.
-            return Err(Error::Timeout {
-                secs: r.wal_switch.as_ref().map_or(0, |w| w.waited_secs as u64),
-                message: format!("the backup's end segment did not reach the archive ({} files copied)", r.files),
-                hint: "check the primary's archive_command and pg_stat_archiver".into(),
-            });
-        }
-        let method = if r.method == Method::Label { "label" } else { "legacy" };
-        let detail = format!("{method} method, {} files, end {}", r.files, r.end_lsn);
-        Ok(Outcome::pass(r, detail))
-    });
-
-    let verified = run.step("verify", || {
-        let r = verify::run(&VerifyConfig {
-            path: backup_dir.clone(),
-            wal_archive: cfg.wal_archive.clone(),
-            // The restored copy's own WAL source: the archive directory,
-            // else the user's restore_command.
-            restore_command: if cfg.wal_archive.is_none() { cfg.restore_command.clone() } else { None },
-            no_wal: false,
-            jobs: cfg.jobs,
-            allow_missing_manifest: false,
-        })?;
-        let errors: Vec<&Finding> = r.findings.iter().filter(|f| f.is_error()).collect();
-        let mut detail = format!("{} errors, {} warnings", r.errors, r.warnings);
-        if let Some(first) = errors.first() {
-            detail.push_str(&format!("; first: {}", finding_line(first)));
-        }
-        let causes = errors.iter().map(|f| finding_line(f)).collect();
-        let ok = r.ok;
-        Ok(Outcome::new(r, ok, detail, causes))
-    });
-
+    run.step("preflight", || preflight_step(cfg));
+    let backup = run.step("backup", || backup_step(cfg, &backup_dir));
+    let verified = run.step("verify", || verify_step(cfg, &backup_dir));
     let mut chosen_port = None;
-    let restored = run.step("restore", || {
-        let p = match cfg.port {
-            Some(p) => p,
-            None => port::choose(cfg.standby.port())?,
-        };
-        chosen_port = Some(p);
-        let r = restore::run(&RestoreConfig {
-            backup: backup_dir.clone(),
-            target: target.clone(),
-            wal_archive: if cfg.restore_command.is_some() { None } else { cfg.wal_archive.clone() },
-            restore_command: cfg.restore_command.clone(),
-            primary_conninfo: None,
-            then: cfg.then,
-            port: Some(p),
-            timeout: cfg.timeout,
-            stall: cfg.stall,
-            no_start: true,
-            os_user: cfg.os_user.clone(),
-            pg_bin: cfg.pg_bin.clone(),
-            db_user: cfg.db_user.clone(),
-            jobs: cfg.jobs,
-            tablespace_map: cfg.tablespace_map.clone(),
-            sync: cfg.sync,
-            skip_manifest_check: false,
-            end_lsn: cfg.end_lsn,
-            stop_at: cfg.stop_at.clone(),
-            quiet: cfg.quiet,
-        })?;
-        let detail = format!("{} files copied, {} checked against the manifest; port {p}", r.files, r.manifest_checked);
-        Ok(Outcome::pass(r, detail))
-    });
-
-    let mut checks_secs = 0.0;
-    // Filled by the checks inside the gate, whatever the gate's outcome.
-    let check_cell: std::cell::RefCell<Vec<CheckResult>> = std::cell::RefCell::new(Vec::new());
-    let gated = run.step("gate", || {
-        let gcfg = GateConfig {
-            stop_at: cfg.stop_at.clone(),
-            pgdata: target.clone(),
-            end_lsn: restored.as_ref().and_then(|r| r.end_lsn),
-            then: Some(cfg.then),
-            timeout: cfg.timeout,
-            stall: cfg.stall,
-            pg_bin: cfg.pg_bin.clone(),
-            os_user: cfg.os_user.clone(),
-            db_user: cfg.db_user.clone(),
-            wal_archive: cfg.wal_archive.clone(),
-            quiet: cfg.quiet,
-        };
-        // Checks run while only pgdrill can connect; if one fails the gate
-        // does not open (it fails closed: server stopped, lock kept).
-        let (g, ()) = gate::run_with(&gcfg, |admitted| {
-            let t = Instant::now();
-            let mut results = Vec::new();
-            if cfg.amcheck {
-                results.extend(checks::run_amcheck(&admitted.conn, admitted.read_write));
-            }
-            if let Some(sql) = &check_sql {
-                results.extend(checks::run_sql_checks(&admitted.conn, &cfg.check_db, sql));
-            }
-            checks_secs = t.elapsed().as_secs_f64();
-            let failed = results.iter().filter(|c| c.status == CheckStatus::Fail).count();
-            *check_cell.borrow_mut() = results;
-            Ok(((), failed == 0))
-        })?;
-        let end = g.end_lsn.map_or("-".into(), |l| l.to_string());
-        let (detail, causes) = if g.opened {
-            let at = g.opened_at_lsn.map_or("-".into(), |l| l.to_string());
-            (format!("consistent at the end LSN {end}; opened at {at}"), Vec::new())
-        } else {
-            (
-                format!("consistent at the end LSN {end}, but checks failed, so access was not opened; the copy is stopped and stays locked"),
-                check_cell.borrow().iter().filter(|c| c.status == CheckStatus::Fail).map(check_line).collect(),
-            )
-        };
-        let opened = g.opened;
-        Ok(Outcome::new(g, opened, detail, causes))
-    });
-    let gate_report = gated;
-    let check_results = check_cell.into_inner();
-
+    let restored = run.step("restore", || restore_step(cfg, &backup_dir, &target, &mut chosen_port));
+    let mut checks = CheckRun::default();
+    let gate_report =
+        run.step("gate", || gate_step(cfg, &target, restored.as_ref(), check_sql.as_deref(), &mut checks));
     if cfg.amcheck || check_sql.is_some() {
-        // Reported even when the gate failed because of them.
-        if check_results.is_empty() {
-            run.step("checks", || Ok(Outcome::pass((), "no checks ran".to_string())));
-        } else {
-            let failed: Vec<String> =
-                check_results.iter().filter(|c| c.status == CheckStatus::Fail).map(check_line).collect();
-            let skipped = check_results.iter().filter(|c| c.status == CheckStatus::Skip).count();
-            let passed = check_results.iter().filter(|c| c.status == CheckStatus::Pass).count();
-            let detail = if failed.is_empty() {
-                format!("{passed} passed, {skipped} skipped")
-            } else {
-                check_results
-                    .iter()
-                    .filter(|c| c.status == CheckStatus::Fail)
-                    .map(|c| format!("{}: {}", c.name, c.detail))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            run.record("checks", failed.is_empty(), checks_secs, detail.clone(), failed);
-        }
+        checks_step(&mut run, &checks);
     }
 
     let copy = restored.as_ref().map_or(0.0, |r| r.copy_secs);
@@ -657,7 +482,6 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     if let Some(target) = cfg.rto_target {
         rto_step(&mut run, target, recovery, copy, replay, open, gate_report.is_some());
     }
-
     let cleanup_detail = cleanup(cfg, &target, &backup_dir, restored.as_ref());
     run.steps.push(cleanup_detail);
 
@@ -667,7 +491,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
         copy,
         replay,
         open,
-        checks: checks_secs,
+        checks: checks.secs,
         total: started.elapsed().as_secs_f64(),
         recovery,
     };
@@ -681,7 +505,7 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
         opened_at_lsn: gate_report.as_ref().and_then(|g| g.opened_at_lsn),
         server_consistent_lsn: gate_report.as_ref().and_then(|g| g.server_consistent_lsn),
         findings: verified.map(|v| v.findings).unwrap_or_default(),
-        checks: check_results,
+        checks: checks.results,
         backup,
         restore: restored,
         gate: gate_report,
@@ -692,6 +516,200 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
         started_at,
         finished_at: now_rfc3339(),
     })
+}
+
+/// Preflight against the standby (and the primary), for the work directory.
+fn preflight_step(cfg: &DrillConfig) -> Result<Outcome<()>> {
+    let r = preflight::run(&PreflightConfig {
+        standby: cfg.standby.clone(),
+        primary: cfg.primary.clone(),
+        dest: Some(cfg.work.clone()),
+        pgdata: cfg.pgdata.clone(),
+        method: cfg.method,
+        copies: 2,
+    })?;
+    let failed: Vec<&preflight::Check> = r.checks.iter().filter(|c| c.status == preflight::Status::Fail).collect();
+    let causes = failed
+        .iter()
+        .map(|c| match &c.hint {
+            Some(h) => format!("{}: {} (hint: {h})", c.name, c.detail),
+            None => format!("{}: {}", c.name, c.detail),
+        })
+        .collect();
+    let detail = if failed.is_empty() {
+        format!("{} checks passed", r.checks.len())
+    } else {
+        failed.iter().map(|c| format!("{}: {}", c.name, c.detail)).collect::<Vec<_>>().join("; ")
+    };
+    Ok(Outcome::new((), r.ok, detail, causes))
+}
+
+/// A fast backup of the standby into the work directory.
+fn backup_step(cfg: &DrillConfig, backup_dir: &Path) -> Result<Outcome<BackupReport>> {
+    let r = backup::run(&BackupConfig {
+        standby: cfg.standby.clone(),
+        primary: cfg.primary.clone(),
+        dest: backup_dir.to_path_buf(),
+        pgdata: cfg.pgdata.clone(),
+        method: cfg.method,
+        label: "pgdrill drill".into(),
+        fast: true,
+        jobs: cfg.jobs,
+        max_rate: cfg.max_rate,
+        wal_archive: cfg.wal_archive.clone(),
+        archive_timeout: backup::DEFAULT_ARCHIVE_TIMEOUT,
+        sync: cfg.sync,
+        quiet: cfg.quiet,
+        allow_primary: false,
+        format: backup::OutputFormat::Plain,
+    })?;
+    if r.exit_code() != EXIT_OK {
+        // --primary could not get the end segment archived.
+        return Err(Error::Timeout {
+            secs: r.wal_switch.as_ref().map_or(0, |w| w.waited_secs as u64),
+            message: format!("the backup's end segment did not reach the archive ({} files copied)", r.files),
+            hint: "check the primary's archive_command and pg_stat_archiver".into(),
+        });
+    }
+    let method = if r.method == Method::Label { "label" } else { "legacy" };
+    let detail = format!("{method} method, {} files, end {}", r.files, r.end_lsn);
+    Ok(Outcome::pass(r, detail))
+}
+
+/// Verify the backup and its WAL chain.
+fn verify_step(cfg: &DrillConfig, backup_dir: &Path) -> Result<Outcome<VerifyReport>> {
+    let r = verify::run(&VerifyConfig {
+        path: backup_dir.to_path_buf(),
+        wal_archive: cfg.wal_archive.clone(),
+        // The restored copy's own WAL source: the archive directory, else
+        // the user's restore_command.
+        restore_command: if cfg.wal_archive.is_none() { cfg.restore_command.clone() } else { None },
+        no_wal: false,
+        jobs: cfg.jobs,
+        allow_missing_manifest: false,
+    })?;
+    let errors: Vec<&Finding> = r.findings.iter().filter(|f| f.is_error()).collect();
+    let mut detail = format!("{} errors, {} warnings", r.errors, r.warnings);
+    if let Some(first) = errors.first() {
+        detail.push_str(&format!("; first: {}", finding_line(first)));
+    }
+    let causes = errors.iter().map(|f| finding_line(f)).collect();
+    let ok = r.ok;
+    Ok(Outcome::new(r, ok, detail, causes))
+}
+
+/// Restore the backup, locked and not started, on a chosen port.
+fn restore_step(
+    cfg: &DrillConfig,
+    backup_dir: &Path,
+    target: &Path,
+    chosen_port: &mut Option<u16>,
+) -> Result<Outcome<RestoreReport>> {
+    let p = match cfg.port {
+        Some(p) => p,
+        None => port::choose(cfg.standby.port())?,
+    };
+    *chosen_port = Some(p);
+    let r = restore::run(&RestoreConfig {
+        backup: backup_dir.to_path_buf(),
+        target: target.to_path_buf(),
+        wal_archive: if cfg.restore_command.is_some() { None } else { cfg.wal_archive.clone() },
+        restore_command: cfg.restore_command.clone(),
+        primary_conninfo: None,
+        then: cfg.then,
+        port: Some(p),
+        timeout: cfg.timeout,
+        stall: cfg.stall,
+        no_start: true,
+        os_user: cfg.os_user.clone(),
+        pg_bin: cfg.pg_bin.clone(),
+        db_user: cfg.db_user.clone(),
+        jobs: cfg.jobs,
+        tablespace_map: cfg.tablespace_map.clone(),
+        sync: cfg.sync,
+        skip_manifest_check: false,
+        end_lsn: cfg.end_lsn,
+        stop_at: cfg.stop_at.clone(),
+        quiet: cfg.quiet,
+    })?;
+    let detail = format!("{} files copied, {} checked against the manifest; port {p}", r.files, r.manifest_checked);
+    Ok(Outcome::pass(r, detail))
+}
+
+/// What the checks inside the gate found, and how long they took.
+#[derive(Default)]
+struct CheckRun {
+    results: Vec<CheckResult>,
+    secs: f64,
+}
+
+/// The gate, with the checks run while only pgdrill can connect: if one
+/// fails the gate does not open (it fails closed: server stopped, lock
+/// kept).
+fn gate_step(
+    cfg: &DrillConfig,
+    target: &Path,
+    restored: Option<&RestoreReport>,
+    check_sql: Option<&str>,
+    checks: &mut CheckRun,
+) -> Result<Outcome<GateReport>> {
+    let gcfg = GateConfig {
+        stop_at: cfg.stop_at.clone(),
+        pgdata: target.to_path_buf(),
+        end_lsn: restored.and_then(|r| r.end_lsn),
+        then: Some(cfg.then),
+        timeout: cfg.timeout,
+        stall: cfg.stall,
+        pg_bin: cfg.pg_bin.clone(),
+        os_user: cfg.os_user.clone(),
+        db_user: cfg.db_user.clone(),
+        wal_archive: cfg.wal_archive.clone(),
+        quiet: cfg.quiet,
+    };
+    let (g, ()) = gate::run_with(&gcfg, |admitted| {
+        let t = Instant::now();
+        let mut results = Vec::new();
+        if cfg.amcheck {
+            results.extend(checks::run_amcheck(&admitted.conn, admitted.read_write));
+        }
+        if let Some(sql) = check_sql {
+            results.extend(checks::run_sql_checks(&admitted.conn, &cfg.check_db, sql));
+        }
+        checks.secs = t.elapsed().as_secs_f64();
+        let failed = results.iter().filter(|c| c.status == CheckStatus::Fail).count();
+        checks.results = results;
+        Ok(((), failed == 0))
+    })?;
+    let end = g.end_lsn.map_or("-".into(), |l| l.to_string());
+    let (detail, causes) = if g.opened {
+        let at = g.opened_at_lsn.map_or("-".into(), |l| l.to_string());
+        (format!("consistent at the end LSN {end}; opened at {at}"), Vec::new())
+    } else {
+        (
+            format!("consistent at the end LSN {end}, but checks failed, so access was not opened; the copy is stopped and stays locked"),
+            checks.results.iter().filter(|c| c.status == CheckStatus::Fail).map(check_line).collect(),
+        )
+    };
+    let opened = g.opened;
+    Ok(Outcome::new(g, opened, detail, causes))
+}
+
+/// The `checks` step, reported even when the gate failed because of them.
+fn checks_step(run: &mut Runner, checks: &CheckRun) {
+    if checks.results.is_empty() {
+        run.step("checks", || Ok(Outcome::pass((), "no checks ran".to_string())));
+        return;
+    }
+    let failed: Vec<&CheckResult> = checks.results.iter().filter(|c| c.status == CheckStatus::Fail).collect();
+    let skipped = checks.results.iter().filter(|c| c.status == CheckStatus::Skip).count();
+    let passed = checks.results.iter().filter(|c| c.status == CheckStatus::Pass).count();
+    let detail = if failed.is_empty() {
+        format!("{passed} passed, {skipped} skipped")
+    } else {
+        failed.iter().map(|c| format!("{}: {}", c.name, c.detail)).collect::<Vec<_>>().join("; ")
+    };
+    let causes = failed.iter().map(|c| check_line(c)).collect();
+    run.record("checks", failed.is_empty(), checks.secs, detail, causes);
 }
 
 /// One line for a failed check: which, why, and the statement.
@@ -754,16 +772,7 @@ fn cleanup(
         // wanted those directories new or empty, so empty them again (the
         // directories themselves may be mount points of the user's).
         for t in restored.iter().flat_map(|r| r.tablespaces.iter()) {
-            if let Ok(entries) = std::fs::read_dir(&t.location) {
-                for e in entries.flatten() {
-                    let p = e.path();
-                    let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        std::fs::remove_dir_all(&p)
-                    } else {
-                        std::fs::remove_file(&p)
-                    };
-                }
-            }
+            let _ = crate::safefs::Dir::open(&t.location).and_then(|d| d.clear());
         }
         cleanup_detail.push_str("work copy removed");
     } else {

