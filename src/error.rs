@@ -248,15 +248,6 @@ impl Error {
         Error::Usage { message: message.into(), hint: hint.into() }
     }
 
-    /// A read that failed, or [`Error::Interrupted`] when it failed because
-    /// a signal asked the reader to stop.
-    pub fn read_input(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
-        if crate::signals::interrupted() {
-            return Error::Interrupted;
-        }
-        Error::ReadInput { path: path.into(), source }
-    }
-
     pub fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Error {
         Error::Io { path: path.into(), action, source }
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::datadir::{DirInfo, DirKind, ManifestInfo, ManifestSummary, ReadOptions, WalNeeded};
-use crate::error::{Error, Result, EXIT_FAILED, EXIT_OK};
+use crate::error::{Result, EXIT_FAILED, EXIT_OK};
 use crate::pg::control::ControlFile;
 use crate::pg::label::{LabelFields, TablespaceEntry};
 use crate::pg::Lsn;
@@ -46,7 +46,7 @@ impl InspectReport {
 }
 
 pub fn run(path: &Path) -> Result<InspectReport> {
-    let read_err = |e| Error::read_input(path, e);
+    let read_err = |e| crate::source::read_error(path, e);
     let tar = TarBackup::detect(path).map_err(read_err)?;
     let (format, compression) =
         tar.as_ref().map_or((BackupFormat::Plain, Compression::None), |t| (t.format(), t.compression()));

@@ -141,7 +141,7 @@ pub fn run(cfg: &WalKeepConfig) -> Result<WalKeepReport> {
         report.timelines.extend(entries.iter().map(|e| e.tli));
         report.timelines.sort();
     }
-    let stored = source.list().map_err(|e| Error::read_input(archive, e))?;
+    let stored = source.list().map_err(|e| crate::source::read_error(archive, e))?;
     // Classified by their PostgreSQL names, kept by their stored names.
     let names: Vec<String> = stored.iter().map(|f| f.name.clone()).collect();
     let older = older_files(&names, oldest, &report.timelines, seg);

@@ -91,7 +91,7 @@ pub(super) fn list(tar: &TarBackup, root: &Path) -> Result<TarListing> {
         refused: Vec::new(),
         captured: Captured { root: root.to_path_buf(), ..Captured::default() },
     };
-    let read_err = |e| Error::read_input(tar.describe(), e);
+    let read_err = |e| crate::source::read_error(tar.describe(), e);
     tar.stream(&mut |v| {
         match v {
             Visit::Refused { path, why } => l.refused.push(format!("{path}: {why}")),
@@ -242,7 +242,7 @@ pub(super) fn extract(
     if crate::signals::interrupted() {
         return Err(Error::Interrupted);
     }
-    r.map_err(|e| Error::read_input(tar.describe(), e))?;
+    r.map_err(|e| crate::source::read_error(tar.describe(), e))?;
     Ok(out)
 }
 
@@ -275,7 +275,7 @@ pub(super) fn extract_wal(tar: &TarBackup, data: &Dir, owner: Option<&OsUser>) -
     if let Some(e) = failure {
         return Err(e);
     }
-    r.map_err(|e| Error::read_input(tar.describe(), e))?;
+    r.map_err(|e| crate::source::read_error(tar.describe(), e))?;
     Ok(n)
 }
 
@@ -315,7 +315,7 @@ fn write_one(
         if crate::signals::interrupted() {
             return Err(Error::Interrupted);
         }
-        let k = crate::source::fill(reader, buf).map_err(|e| Error::read_input(&shown, e))?;
+        let k = crate::source::fill(reader, buf).map_err(|e| crate::source::read_error(&shown, e))?;
         if let Some(s) = sum.as_mut() {
             s.update(&buf[..k]);
         }

@@ -535,7 +535,7 @@ fn unless_interrupted() -> Result<()> {
 /// Read the backup and check everything that can be checked without
 /// writing: what it is, that it is whole, where it will go.
 fn plan(cfg: &RestoreConfig) -> Result<Plan> {
-    let tar = TarBackup::detect(&cfg.backup).map_err(|e| Error::read_input(&cfg.backup, e))?;
+    let tar = TarBackup::detect(&cfg.backup).map_err(|e| crate::source::read_error(&cfg.backup, e))?;
     let (info, tar_listing, tar) = match tar {
         Some(t) => {
             let (info, listing, tar) = list_tar(cfg, t)?;
@@ -653,8 +653,9 @@ pub fn anchor_percent_p(command: &str, target: &Path) -> String {
 /// this pgdrill binary by its absolute path (`PGDRILL_EXE` overrides it),
 /// and as root the server's OS user must be able to run it.
 fn archive_restore_command(archive: &Path, user: Option<&OsUser>) -> Result<String> {
-    let compressed =
-        crate::source::DirWal::archive(archive).holds_compressed().map_err(|e| Error::read_input(archive, e))?;
+    let compressed = crate::source::DirWal::archive(archive)
+        .holds_compressed()
+        .map_err(|e| crate::source::read_error(archive, e))?;
     if !compressed {
         return Ok(format!("cp {} %p", shell_quote(&format!("{}/%f", archive.display()))));
     }

@@ -122,11 +122,9 @@ mod tests {
 
         let absent = run(&cfg("000000010000000000000003")).unwrap_err();
         assert_eq!(absent.exit_code(), 1);
-        // The gate names the missing segment from the server's log.
-        assert_eq!(
-            crate::gate::monitor::missing_segment_from_log(&absent.to_string()).as_deref(),
-            Some("000000010000000000000003")
-        );
+        // (gate::monitor's tests check that the gate names the segment
+        // from this message in the server's log.)
+        assert!(absent.to_string().contains("000000010000000000000003"));
 
         // A damaged file: an error, and no half-written %p.
         fs::remove_file(&dest).unwrap();

@@ -43,6 +43,17 @@ pub use backup::{BackupFormat, BackupSource, DirBackup, EntryKind, EntryMeta, Ta
 pub use compress::{CompressSpec, Compression};
 pub use wal::{CommandWal, DirWal, Fetched, StoredWal, WalFile, WalSource};
 
+/// A read of `path` that failed: [`crate::error::Error::ReadInput`], or
+/// [`crate::error::Error::Interrupted`] when it failed because a signal
+/// asked the reader to stop (the readers give up on an interrupt, and that
+/// is exit 3, not bad input).
+pub fn read_error(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> crate::error::Error {
+    if crate::signals::interrupted() {
+        return crate::error::Error::Interrupted;
+    }
+    crate::error::Error::ReadInput { path: path.into(), source }
+}
+
 /// Fill `buf` from `r` as far as possible; the count is short only at the
 /// end of the stream.
 pub fn fill<R: std::io::Read + ?Sized>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -241,7 +241,7 @@ impl Subject {
 pub fn run(cfg: &VerifyConfig) -> Result<VerifyReport> {
     let started = Instant::now();
     check_archive_option(cfg)?;
-    if let Some(tar) = source::TarBackup::detect(&cfg.path).map_err(|e| Error::read_input(&cfg.path, e))? {
+    if let Some(tar) = source::TarBackup::detect(&cfg.path).map_err(|e| crate::source::read_error(&cfg.path, e))? {
         return run_stream(cfg, &tar, started);
     }
     let subject = read_subject(cfg)?;
@@ -417,7 +417,7 @@ fn drop_manifest_findings(f: Findings) -> Findings {
 
 fn read_manifest_from(src: &dyn BackupSource) -> Result<ManifestRead> {
     let path = PathBuf::from(src.describe()).with_file_name(BACKUP_MANIFEST);
-    let Some((reader, size)) = src.open_manifest().map_err(|e| Error::read_input(&path, e))? else {
+    let Some((reader, size)) = src.open_manifest().map_err(|e| crate::source::read_error(&path, e))? else {
         return Ok(ManifestRead::Absent);
     };
     match ManifestIndex::read(reader, size, &crate::signals::interrupted) {
