@@ -61,7 +61,7 @@ check:
 faults RUNS="24":
     PGDRILL_FAULT_RUNS={{RUNS}} cargo test --test it faults:: -- --ignored --nocapture
 
-# Benchmarks against reference tools (not tests): backup, gate, s3, verify, or all.
+# Benchmarks against reference tools (not tests): backup, gate, s3, verify, formats, or all.
 # Figures go into docs/performance.md. Needs root and Debian's PostgreSQL 15.
 bench WHAT="all" *ARGS:
     #!/usr/bin/env bash
@@ -69,8 +69,9 @@ bench WHAT="all" *ARGS:
     case "{{WHAT}}" in
         backup|gate|s3) cargo bench --bench pgdrill -- {{WHAT}} {{ARGS}} ;;
         verify) scripts/bench-verify.sh {{ARGS}} ;;
-        all) cargo bench --bench pgdrill -- backup gate s3 {{ARGS}}; scripts/bench-verify.sh ;;
-        *) echo "usage: just bench [backup|gate|s3|verify|all]" >&2; exit 2 ;;
+        formats) scripts/bench-formats.sh {{ARGS}} ;;
+        all) cargo bench --bench pgdrill -- backup gate s3 {{ARGS}}; scripts/bench-verify.sh; scripts/bench-formats.sh ;;
+        *) echo "usage: just bench [backup|gate|s3|verify|formats|all]" >&2; exit 2 ;;
     esac
 
 # Mutation run of `pgdrill verify` over real backups (tests/it/fuzz_verify.rs): counts

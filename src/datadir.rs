@@ -39,6 +39,104 @@ pub fn read_control(dir: &Path) -> Result<(ControlFile, u64)> {
     read_control_in(&handle)
 }
 
+/// The few files [`DirInfo`] reads, wherever the backup is: a directory
+/// (through no-follow handles), or the files a tar backup's stream kept
+/// ([`Captured`]).
+pub trait BackupFiles {
+    /// Where the files are, for messages.
+    fn root(&self) -> &Path;
+    /// A file's bytes, or `None` if it is absent.
+    fn read_optional(&self, rel: &str) -> std::io::Result<Option<Vec<u8>>>;
+    /// Whether an entry exists (a file or a directory).
+    fn exists(&self, rel: &str) -> bool;
+    /// The names in a directory (empty if there is none).
+    fn names_in(&self, rel: &str) -> Vec<String>;
+    /// A file's size, if it exists.
+    fn size(&self, rel: &str) -> Option<u64>;
+    /// pg_control and its size.
+    fn read_control(&self) -> Result<(ControlFile, u64)>;
+}
+
+impl BackupFiles for Dir {
+    fn root(&self) -> &Path {
+        self.path()
+    }
+    fn read_optional(&self, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
+        Dir::read_optional(self, Path::new(rel))
+    }
+    fn exists(&self, rel: &str) -> bool {
+        self.meta_optional(Path::new(rel)).is_ok_and(|m| m.is_some())
+    }
+    fn names_in(&self, rel: &str) -> Vec<String> {
+        let Ok(d) = self.dir(Path::new(rel)) else { return Vec::new() };
+        d.entries().map(|e| e.into_iter().map(|(n, _)| n.to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    }
+    fn size(&self, rel: &str) -> Option<u64> {
+        self.meta_optional(Path::new(rel)).ok().flatten().map(|m| m.size)
+    }
+    fn read_control(&self) -> Result<(ControlFile, u64)> {
+        read_control_in(self)
+    }
+}
+
+/// Small files kept from a stream of a backup's entries (a tar backup),
+/// each up to a limit, with their full sizes.
+#[derive(Clone, Debug, Default)]
+pub struct Captured {
+    pub root: PathBuf,
+    /// Path → (bytes kept, full size).
+    pub files: std::collections::BTreeMap<String, (Vec<u8>, u64)>,
+    /// Every directory and file path seen that [`Captured::wants`] names,
+    /// kept or not.
+    pub seen: std::collections::BTreeSet<String>,
+}
+
+impl Captured {
+    /// How much of `rel` to keep, if it is one of the files [`DirInfo`]
+    /// reads; `None` for the rest.
+    pub fn wants(rel: &str) -> Option<u64> {
+        match rel {
+            CONTROL_PATH => Some(64 * 1024),
+            BACKUP_LABEL | TABLESPACE_MAP => Some(1 << 20),
+            END_LOCATION | "PG_VERSION" | INCOMPLETE_MARKER | "backup_label.old" => Some(4096),
+            r if r.starts_with("pg_wal/") && r.ends_with(".backup") && !r[7..].contains('/') => Some(64 * 1024),
+            _ => None,
+        }
+    }
+}
+
+impl BackupFiles for Captured {
+    fn root(&self) -> &Path {
+        &self.root
+    }
+    fn read_optional(&self, rel: &str) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(self.files.get(rel).map(|(b, _)| b.clone()))
+    }
+    fn exists(&self, rel: &str) -> bool {
+        self.files.contains_key(rel) || self.seen.contains(rel)
+    }
+    fn names_in(&self, rel: &str) -> Vec<String> {
+        let prefix = format!("{rel}/");
+        self.files
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .filter(|n| !n.contains('/'))
+            .map(str::to_string)
+            .collect()
+    }
+    fn size(&self, rel: &str) -> Option<u64> {
+        self.files.get(rel).map(|(_, s)| *s)
+    }
+    fn read_control(&self) -> Result<(ControlFile, u64)> {
+        let path = self.root.join(CONTROL_PATH);
+        let Some((bytes, size)) = self.files.get(CONTROL_PATH) else {
+            return Err(Error::NotADataDir { path: self.root.clone(), reason: format!("{CONTROL_PATH} is missing") });
+        };
+        let control = ControlFile::parse(bytes).map_err(|source| Error::Control { path, source })?;
+        Ok((control, *size))
+    }
+}
+
 fn read_control_in(dir: &Dir) -> Result<(ControlFile, u64)> {
     let path = dir.path().join(CONTROL_PATH);
     let (bytes, control) = read_control_retrying(&path, || {
@@ -74,10 +172,10 @@ pub fn read_control_retrying(path: &Path, mut read: impl FnMut() -> Result<Vec<u
 
 /// A file of the directory as text, or `None` if it is absent. A link is an
 /// error, not followed.
-fn read_optional(dir: &Dir, name: &str) -> Result<Option<String>> {
-    dir.read_optional(Path::new(name))
+fn read_optional(dir: &dyn BackupFiles, name: &str) -> Result<Option<String>> {
+    dir.read_optional(name)
         .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
-        .map_err(|e| Error::ReadInput { path: dir.path().join(name), source: e })
+        .map_err(|e| Error::ReadInput { path: dir.root().join(name), source: e })
 }
 
 /// What a directory is.
@@ -215,14 +313,19 @@ impl DirInfo {
             return Err(Error::NotADataDir { path: path.to_path_buf(), reason: "not a directory".into() });
         }
         let dir = Dir::open(path).map_err(|e| Error::ReadInput { path: path.to_path_buf(), source: e })?;
-        let incomplete = dir
-            .meta_optional(Path::new(INCOMPLETE_MARKER))
-            .map_err(|e| Error::ReadInput { path: path.join(INCOMPLETE_MARKER), source: e })?
-            .is_some();
-        let (control, control_size, control_problem) = match read_control_in(&dir) {
+        dir.meta_optional(Path::new(INCOMPLETE_MARKER))
+            .map_err(|e| Error::ReadInput { path: path.join(INCOMPLETE_MARKER), source: e })?;
+        Self::read_from(path, &dir, opts)
+    }
+
+    /// Read what `files` holds (a directory, or a tar backup's captured
+    /// files) as [`DirInfo::read_with`] does.
+    pub fn read_from(path: &Path, dir: &dyn BackupFiles, opts: ReadOptions) -> Result<(DirInfo, Option<String>)> {
+        let incomplete = dir.exists(INCOMPLETE_MARKER);
+        let (control, control_size, control_problem) = match dir.read_control() {
             Ok((c, size)) => (c, size, None),
-            Err(e) if opts.tolerate_bad_control && is_evidently_backup(&dir) => {
-                let (c, size, why) = control_placeholder(&dir, e)?;
+            Err(e) if opts.tolerate_bad_control && is_evidently_backup(dir) => {
+                let (c, size, why) = control_placeholder(dir, e)?;
                 (c, size, Some(why))
             }
             // An interrupted backup may lack pg_control (copied last): name it
@@ -231,31 +334,31 @@ impl DirInfo {
             Err(e) => return Err(e),
         };
         let label_path = path.join(BACKUP_LABEL);
-        let label = read_optional(&dir, BACKUP_LABEL)?
+        let label = read_optional(dir, BACKUP_LABEL)?
             .map(|t| BackupLabel::parse(&t).map_err(|source| Error::Label { path: label_path.clone(), source }))
             .transpose()?;
         let end_path = path.join(END_LOCATION);
-        let end_location = read_optional(&dir, END_LOCATION)?
+        let end_location = read_optional(dir, END_LOCATION)?
             .map(|t| label::parse_end_location(&t).map_err(|source| Error::Label { path: end_path.clone(), source }))
             .transpose()?;
         let map_path = path.join(TABLESPACE_MAP);
         let escapes = control.version().tablespace_map_escapes;
-        let tablespace_map = read_optional(&dir, TABLESPACE_MAP)?
+        let tablespace_map = read_optional(dir, TABLESPACE_MAP)?
             .map(|t| {
                 label::parse_tablespace_map(&t, escapes)
                     .map_err(|source| Error::Label { path: map_path.clone(), source })
             })
             .transpose()?;
         let manifest_path = path.join(BACKUP_MANIFEST);
-        let manifest = match dir.read(Path::new(BACKUP_MANIFEST)) {
+        let manifest = match dir.read_optional(BACKUP_MANIFEST) {
             _ if opts.skip_manifest => None,
-            Ok(bytes) => {
+            Ok(None) => None,
+            Ok(Some(bytes)) => {
                 let m = Manifest::parse(&bytes)
                     .map_err(|source| Error::Manifest { path: manifest_path.clone(), source })?;
                 let checksum_ok = m.check_checksum(&bytes).is_ok();
                 Some(ManifestInfo { manifest: m, checksum_ok, size: bytes.len() as u64 })
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(Error::ReadInput { path: manifest_path, source: e }),
         };
         let kind = if label.is_some() {
@@ -266,7 +369,7 @@ impl DirInfo {
             DirKind::DataDirectory
         };
         let backup_history_stop = match &label {
-            Some((_, f)) if !f.is_from_standby() => find_backup_history_stop(&dir, f),
+            Some((_, f)) if !f.is_from_standby() => find_backup_history_stop(dir, f),
             _ => None,
         };
         let info = DirInfo {
@@ -358,34 +461,33 @@ impl DirInfo {
 }
 
 /// A directory that carries a backup's own files.
-fn is_evidently_backup(dir: &Dir) -> bool {
-    [BACKUP_LABEL, END_LOCATION, BACKUP_MANIFEST]
-        .iter()
-        .any(|f| dir.meta_optional(Path::new(f)).is_ok_and(|m| m.is_some()))
+fn is_evidently_backup(dir: &dyn BackupFiles) -> bool {
+    [BACKUP_LABEL, END_LOCATION, BACKUP_MANIFEST].iter().any(|f| dir.exists(f))
 }
 
 /// A placeholder pg_control for a backup whose own is unusable (`err`
 /// says why), of the major named by `PG_VERSION`; `err` itself when that
 /// names no supported major.
-fn control_placeholder(dir: &Dir, err: Error) -> Result<(ControlFile, u64, String)> {
-    let major =
-        dir.read(Path::new("PG_VERSION")).ok().and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok());
+fn control_placeholder(dir: &dyn BackupFiles, err: Error) -> Result<(ControlFile, u64, String)> {
+    let major = dir
+        .read_optional("PG_VERSION")
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8_lossy(&b).trim().parse::<u32>().ok());
     let Some(v) = major.and_then(crate::pg::version::by_major) else { return Err(err) };
     let why = match &err {
         Error::Control { source, .. } => source.to_string(),
         Error::NotADataDir { .. } => format!("{CONTROL_PATH} is missing"),
         other => other.to_string(),
     };
-    let size = dir.meta_optional(Path::new(CONTROL_PATH)).ok().flatten().map_or(0, |m| m.size);
+    let size = dir.size(CONTROL_PATH).unwrap_or(0);
     Ok((ControlFile::placeholder(v), size, why))
 }
 
-fn find_backup_history_stop(dir: &Dir, f: &LabelFields) -> Option<Lsn> {
-    let wal = dir.dir(Path::new("pg_wal")).ok()?;
-    for (name, _) in wal.entries().ok()? {
-        let name = name.to_string_lossy().into_owned();
+fn find_backup_history_stop(dir: &dyn BackupFiles, f: &LabelFields) -> Option<Lsn> {
+    for name in dir.names_in("pg_wal") {
         if let Some(WalFileKind::BackupHistory { .. }) = WalFileKind::classify(&name) {
-            let text = String::from_utf8(wal.read(Path::new(&name)).ok()?).ok()?;
+            let text = String::from_utf8(dir.read_optional(&format!("pg_wal/{name}")).ok()??).ok()?;
             if let Ok((_, h)) = BackupLabel::parse(&text) {
                 if h.start_wal_location == f.start_wal_location {
                     return h.stop_wal_location;

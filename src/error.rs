@@ -184,7 +184,7 @@ pub enum Error {
     BadS3Url {
         url: String,
         #[source]
-        source: crate::objstore::UrlError,
+        source: crate::pg::s3url::UrlError,
     },
 
     /// A request to object storage failed after the client's retries.
@@ -209,6 +209,12 @@ pub enum Error {
 
     #[error("{url}: the object is {size} bytes, more than the {limit} this file may have")]
     ObjectTooLarge { url: String, size: u64, limit: u64 },
+
+    /// `wal-fetch`: the archive has no such file (restore_command's
+    /// "absent", exit 1; PostgreSQL asks past the archive's end as a
+    /// matter of course).
+    #[error("no such file in the archive {}: {name}", archive.display())]
+    WalNotArchived { archive: PathBuf, name: String },
 }
 
 /// Which of the backup's own files a path names, for messages.
@@ -300,7 +306,7 @@ impl Error {
             | Error::NoSuchBucket { .. }
             | Error::ObjectTooLarge { .. }
             | Error::ObjectStore { source: object_store::Error::NotFound { .. }, .. } => EXIT_USAGE,
-            Error::NotConsistent { .. } | Error::BackupDamaged { .. } => EXIT_FAILED,
+            Error::NotConsistent { .. } | Error::BackupDamaged { .. } | Error::WalNotArchived { .. } => EXIT_FAILED,
             Error::ServerDied { consistency: true, .. } => EXIT_FAILED,
             Error::Timeout { .. } => EXIT_TIMEOUT,
             Error::Io { .. }
@@ -404,6 +410,7 @@ impl Error {
             Error::MissingPrivileges { grants, .. } => {
                 format!("run on the primary (grants reach the standby by replication): {}", grants.join(" "))
             }
+            Error::WalNotArchived { .. } => return None,
             Error::NotAcceptingConnections { .. } => "if it is a standby, set hot_standby = on in its configuration \
                  and restart it; otherwise wait until it has finished starting up"
                 .into(),
@@ -445,7 +452,7 @@ impl Error {
 /// Advice for a failed object-storage request, by what the store answered.
 fn object_store_hint(source: &object_store::Error) -> Option<String> {
     use object_store::Error as E;
-    let answered = |code| crate::objstore::answered(source, code);
+    let answered = |code| store_answered(source, code);
     if ["SignatureDoesNotMatch", "InvalidAccessKeyId", "ExpiredToken", "InvalidToken"].into_iter().any(answered) {
         return Some(
             "the store refused the credentials: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or \
@@ -544,4 +551,18 @@ mod tests {
         assert!(p.hint().unwrap().contains("pg_switch_wal() TO u;"));
         assert_eq!(Error::UnsafeSource { path: "/x".into(), reason: "r".into() }.exit_code(), EXIT_RUNTIME);
     }
+}
+
+/// Whether the store's answer behind `e` carried this S3 error code (the
+/// client keeps the answer's body as text only).
+pub(crate) fn store_answered(e: &object_store::Error, code: &str) -> bool {
+    let needle = format!("<Code>{code}</Code>");
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        if format!("{err:?}").contains(&needle) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }

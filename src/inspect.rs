@@ -4,17 +4,22 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::datadir::{DirInfo, DirKind, ManifestInfo, ManifestSummary, WalNeeded};
+use crate::datadir::{DirInfo, DirKind, ManifestInfo, ManifestSummary, ReadOptions, WalNeeded};
 use crate::error::{Result, EXIT_FAILED, EXIT_OK};
 use crate::pg::control::ControlFile;
 use crate::pg::label::{LabelFields, TablespaceEntry};
 use crate::pg::Lsn;
+use crate::source::{BackupFormat, BackupSource, Compression, TarBackup};
 
 /// The result of `inspect`; its JSON form is documented in docs/json.md.
 #[derive(Debug, Serialize)]
 pub struct InspectReport {
     pub path: PathBuf,
     pub kind: DirKind,
+    /// `plain`, or `tar` (`base.tar` and friends).
+    pub format: BackupFormat,
+    /// The tar archives' compression (`none` for plain).
+    pub compression: Compression,
     /// `label`, `legacy`, or null for a data directory.
     pub backup_method: Option<&'static str>,
     pub pg_major: u32,
@@ -41,11 +46,24 @@ impl InspectReport {
 }
 
 pub fn run(path: &Path) -> Result<InspectReport> {
-    let info = DirInfo::read(path)?;
+    let read_err = |e| crate::source::read_error(path, e);
+    let tar = TarBackup::detect(path).map_err(read_err)?;
+    let (format, compression) =
+        tar.as_ref().map_or((BackupFormat::Plain, Compression::None), |t| (t.format(), t.compression()));
+    let info = match &tar {
+        // One pass over the archives: pg_control comes last in them.
+        Some(t) => {
+            let captured = crate::source::capture(t, path).map_err(read_err)?;
+            DirInfo::read_from(path, &captured, ReadOptions::default())?.0
+        }
+        None => DirInfo::read(path)?,
+    };
     let manifest = info.manifest.as_ref().map(ManifestInfo::summary);
     Ok(InspectReport {
         path: info.path.clone(),
         kind: info.kind,
+        format,
+        compression,
         backup_method: match info.kind {
             DirKind::LabelBackup => Some("label"),
             DirKind::LegacyBackup => Some("legacy"),

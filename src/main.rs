@@ -102,6 +102,9 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
                 EXIT_OK
             }),
         ),
+        // A restore_command: silent when it worked, one line on stderr
+        // (into the server's log) when not.
+        Command::WalFetch(a) => (false, a.to_config().and_then(|c| pgdrill::source::fetch::run(&c)).map(|_| EXIT_OK)),
         Command::History(a) => (
             a.json,
             a.to_config().and_then(|c| history::run(&c)).map(|r| {

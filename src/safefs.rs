@@ -33,7 +33,7 @@ use nix::fcntl::{self, AtFlags, OFlag};
 use nix::sys::stat::{self, FileStat, Mode, SFlag};
 use nix::unistd::{self, Gid, Uid, UnlinkatFlags};
 
-use crate::server::OsUser;
+use crate::osuser::OsUser;
 
 /// What a directory entry is, without following links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

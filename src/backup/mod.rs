@@ -30,6 +30,7 @@ pub mod identity;
 pub mod preflight;
 pub mod privileges;
 pub mod session;
+pub mod tarball;
 pub mod walk;
 
 use std::fs;
@@ -55,6 +56,7 @@ use crate::pg::{Lsn, TimelineId};
 use crate::server::OsUser;
 pub use dest::S3Dest;
 use dest::{Dest, Target};
+use crate::source::compress::{CompressSpec, Compression};
 use privileges::On;
 use session::{Session, StartReport};
 use walk::{Plan, Sources};
@@ -70,6 +72,17 @@ pub enum Method {
     Label,
     /// No backup functions, pg_control copied first, end_location recorded.
     Legacy,
+}
+
+/// How the backup is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// A directory like the data directory (the default).
+    Plain,
+    /// `base.tar`, `<oid>.tar` and `backup_manifest`, as `pg_basebackup
+    /// -Ft` writes them, compressed as given.
+    Tar(CompressSpec),
 }
 
 /// A validated backup request.
@@ -97,6 +110,8 @@ pub struct BackupConfig {
     pub quiet: bool,
     /// Accept a primary as the source (the test ground builds standbys so).
     pub allow_primary: bool,
+    /// Plain (a directory) or tar.
+    pub format: OutputFormat,
 }
 
 /// What `--primary` did about the end segment reaching the archive.
@@ -116,6 +131,13 @@ pub struct BackupReport {
     pub exit_code: u8,
     pub dest: PathBuf,
     pub method: Method,
+    /// `plain` or `tar`.
+    pub format: &'static str,
+    /// The tar archives' compression (`none` for plain).
+    pub compression: Compression,
+    /// Bytes the backup takes on disk (the archives and the manifest, or
+    /// the files); for tar, less than `bytes` by the compression.
+    pub stored_bytes: u64,
     pub pg_major: u32,
     pub system_identifier: String,
     pub backup_from: String,
@@ -419,16 +441,27 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
             ),
         );
     }
-    // Links that are not tablespaces are not recreated: like pg_basebackup
-    // ("skipping special file"), a backup holds no other links, so that a
-    // restore (which refuses them) can use it.
-    let mut dirs = plan.dirs.clone();
-    if src.session.version.has_wal_summaries {
-        // pg_basebackup sends pg_wal/summaries (empty) from 17 on.
-        dirs.push((PathBuf::from("pg_wal/summaries"), 0o700));
-    }
-    dest.create_tree(&dirs)?;
-    let copied = copy_data(cfg, &plan, dest)?;
+    let (copied, mut tar) = match cfg.format {
+        OutputFormat::Plain => {
+            // Links that are not tablespaces are not recreated: like
+            // pg_basebackup ("skipping special file"), a backup holds no
+            // other links, so that a restore (which refuses them) can use it.
+            let mut dirs = plan.dirs.clone();
+            if src.session.version.has_wal_summaries {
+                // pg_basebackup sends pg_wal/summaries (empty) from 17 on.
+                dirs.push((PathBuf::from("pg_wal/summaries"), 0o700));
+            }
+            dest.create_tree(&dirs)?;
+            (copy_data(cfg, &plan, dest)?, None)
+        }
+        OutputFormat::Tar(spec) => {
+            let Dest::Local { staging, owner, .. } = dest else {
+                return Err(Error::usage("--format tar writes to a local directory only", None));
+            };
+            let (w, c) = write_tar(cfg, &plan, staging, *owner, spec, src.session.version.has_wal_summaries)?;
+            (c, Some(w))
+        }
+    };
 
     // pg_control: the legacy copy taken first, or a fresh read now, last.
     let (control_bytes, control, control_mtime, start_report) = match begun {
@@ -438,7 +471,10 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
             (b, c, m, Some(r))
         }
     };
-    dest.write_file(Path::new(CONTROL_PATH), &control_bytes)?;
+    match tar.as_mut() {
+        Some(w) => w.append(CONTROL_PATH, &control_bytes, control_mtime)?,
+        None => dest.write_file(Path::new(CONTROL_PATH), &control_bytes)?,
+    }
     if crate::signals::interrupted() {
         return Err(Error::Interrupted);
     }
@@ -447,7 +483,13 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
 
     let extra = our_files(&end);
     for (name, bytes) in &extra {
-        dest.write_file(Path::new(name), bytes)?;
+        match tar.as_mut() {
+            Some(w) => w.append(name, bytes, now_secs())?,
+            None => dest.write_file(Path::new(name), bytes)?,
+        }
+    }
+    if let Some(w) = tar {
+        w.finish()?;
     }
     let (files, bytes, vanished) = manifest_files(&plan, &copied, &control_bytes, control_mtime, &extra);
     let manifest_version = src.session.version.manifest_version;
@@ -455,6 +497,10 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
     // The manifest is the backup's last file: in object storage, where
     // nothing is renamed, it is what makes the backup count.
     dest.write_file(Path::new(BACKUP_MANIFEST), text.as_bytes())?;
+    let stored_bytes = match dest {
+        Dest::Local { staging, .. } => stored_size(staging),
+        Dest::S3(_) => bytes + text.len() as u64,
+    };
     dest.complete()?;
 
     let seg = control.wal_seg_size().unwrap_or(crate::pg::WalSegSize::DEFAULT);
@@ -462,6 +508,15 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
         exit_code: EXIT_OK,
         dest: dest.display(),
         method: cfg.method,
+        format: match cfg.format {
+            OutputFormat::Plain => "plain",
+            OutputFormat::Tar(_) => "tar",
+        },
+        compression: match cfg.format {
+            OutputFormat::Plain => Compression::None,
+            OutputFormat::Tar(s) => s.kind,
+        },
+        stored_bytes,
         pg_major: src.session.version.major,
         system_identifier: control.system_identifier.to_string(),
         backup_from: if src.session.in_recovery {
@@ -495,6 +550,46 @@ fn create_dirs(p: &Path, mode: u32, owner: Option<&OsUser>) -> Result<()> {
         u.chown(p)?;
     }
     Ok(())
+}
+
+/// Bytes of the regular files below `dir` (what the backup takes on disk).
+fn stored_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+/// Write every file but pg_control into the tar archives.
+fn write_tar(
+    cfg: &BackupConfig,
+    plan: &Plan,
+    staging: &Path,
+    owner: Option<&OsUser>,
+    spec: CompressSpec,
+    wal_summaries: bool,
+) -> Result<(tarball::TarBackupWriter, Vec<copy::Copied>)> {
+    let throttle = cfg.max_rate.map(Throttle::new);
+    let pb = copy::progress_bar(plan.total_bytes(), "backup", cfg.quiet);
+    // Zstandard compresses on the copy's workers.
+    let spec = CompressSpec { workers: if cfg.jobs > 1 { cfg.jobs as u32 } else { 0 }, ..spec };
+    let opts = tarball::TarOptions { spec, throttle: throttle.as_ref(), progress: &pb, owner, sync: cfg.sync };
+    let (mut w, copied) = tarball::TarBackupWriter::write_data(plan, staging, Path::new(CONTROL_PATH), &opts)?;
+    if wal_summaries {
+        // pg_basebackup sends pg_wal/summaries (empty) from 17 on.
+        w.dir("pg_wal/summaries")?;
+    }
+    pb.finish_and_clear();
+    Ok((w, copied))
 }
 
 /// Copy every file but pg_control, each opened without following links.
@@ -753,6 +848,19 @@ fn complete(staging: &Path, dest: &Path, sync: bool) -> Result<()> {
     Ok(())
 }
 
+/// Whether the archive directory holds `name` whole: a plain file of the
+/// segment size, or a compressed one that decompresses to it (a file
+/// still being compressed into place does not).
+fn archived_whole(dir: &Path, name: &str, seg: crate::pg::WalSegSize) -> bool {
+    use crate::source::{DirWal, Fetched, WalSource};
+    match DirWal::archive(dir).fetch(name) {
+        Ok(Fetched::Found(f)) if f.size.is_some() => f.size == Some(seg.bytes()),
+        Ok(Fetched::Found(mut f)) => std::io::copy(&mut (&mut f.reader).take(seg.bytes() + 1), &mut std::io::sink())
+            .is_ok_and(|n| n == seg.bytes()),
+        _ => false,
+    }
+}
+
 /// Make sure the segment holding the backup's end reaches the archive: if
 /// the primary has not archived it yet, ask it for one WAL switch and wait
 /// (bounded) for the archiver.
@@ -770,9 +878,7 @@ fn ensure_end_segment_archived(
         let last = p.text("SELECT last_archived_wal FROM pg_stat_archiver")?;
         // Names of one timeline sort like their positions.
         let by_archiver = last.is_some_and(|l| l.len() >= 24 && l[..24] >= *end_segment.as_str());
-        let in_dir = archive.is_none_or(|dir| {
-            std::fs::metadata(dir.join(&end_segment)).is_ok_and(|m| m.is_file() && m.len() == seg.bytes())
-        });
+        let in_dir = archive.is_none_or(|dir| archived_whole(dir, &end_segment, seg));
         Ok(by_archiver && in_dir)
     };
     let started = Instant::now();

@@ -374,7 +374,7 @@ fn data_directory_checks(
                 format!(
                     "{} is the standby's and readable ({} to copy){unchecked}",
                     pgdata.display(),
-                    crate::report::bytes(size)
+                    crate::units::bytes(size)
                 ),
                 None,
             ));
@@ -406,7 +406,7 @@ fn data_directory_checks(
 }
 
 fn space_check(cfg: &PreflightConfig, data_size: Option<u64>) -> Check {
-    let b = crate::report::bytes;
+    let b = crate::units::bytes;
     if cfg.dest.as_deref().and_then(|d| d.to_str()).is_some_and(crate::objstore::is_s3) {
         return check("destination space", Status::Skip, "object storage has no free space to check", None);
     }

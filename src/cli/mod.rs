@@ -75,6 +75,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// List (or remove) archived WAL a verified backup no longer needs.
     WalKeep(WalKeepArgs),
+    /// Serve as a restore_command: copy WAL file NAME from an archive
+    /// directory (stored plain, .gz, .lz4 or .zst) to PATH, decompressed.
+    /// Exit 0 when written, 1 when the archive has no such file.
+    WalFetch(WalFetchArgs),
     /// Show the drills `drill --history FILE` recorded: pass/fail, step
     /// times, recovery time and its trend.
     History(HistoryArgs),
@@ -370,6 +374,16 @@ impl DrillArgs {
     }
 }
 
+/// A command option: not empty, one line.
+fn non_empty_command(option: &str, cmd: Option<&str>) -> Result<Option<String>> {
+    match cmd {
+        Some(c) if c.trim().is_empty() || c.contains('\n') => {
+            Err(Error::usage(format!("{option} must be one non-empty line"), None))
+        }
+        other => Ok(other.map(str::to_string)),
+    }
+}
+
 /// `--tablespace-map OID=DIR` values.
 fn parse_tablespace_map(values: &[String]) -> Result<Vec<(u32, PathBuf)>> {
     let mut map = Vec::new();
@@ -446,9 +460,14 @@ impl HistoryArgs {
 pub struct WalKeepArgs {
     /// A backup (it must verify).
     pub backup: PathBuf,
-    /// The WAL archive directory to list.
+    /// The WAL archive directory to list (files plain, .gz, .lz4 or .zst).
     #[arg(long, value_name = "DIR")]
     pub archive: Option<PathBuf>,
+    /// Fetch WAL for the backup's verification with this command
+    /// (PostgreSQL's restore_command contract), e.g. when the archive is
+    /// kept by pgBackRest. Listing and removal still need --archive.
+    #[arg(long, value_name = "CMD")]
+    pub restore_command: Option<String>,
     /// Delete the listed files (default: a dry run). Requires --archive.
     #[arg(long, requires = "archive")]
     pub remove: bool,
@@ -463,8 +482,33 @@ impl WalKeepArgs {
         Ok(WalKeepConfig {
             backup: self.backup.clone(),
             archive: self.archive.clone(),
+            restore_command: non_empty_command("--restore-command", self.restore_command.as_deref())?,
             remove: self.remove,
             jobs: default_jobs(),
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct WalFetchArgs {
+    /// The file PostgreSQL asks for (restore_command's %f).
+    pub name: String,
+    /// Where to write it (restore_command's %p).
+    pub path: PathBuf,
+    /// The archive directory.
+    #[arg(long, value_name = "DIR")]
+    pub archive: PathBuf,
+}
+
+impl WalFetchArgs {
+    pub fn to_config(&self) -> Result<crate::source::fetch::WalFetchConfig> {
+        if self.name.is_empty() || self.name.contains('/') || self.name.starts_with('.') {
+            return Err(Error::usage(format!("{:?} is not a WAL file name", self.name), None));
+        }
+        Ok(crate::source::fetch::WalFetchConfig {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            archive: self.archive.clone(),
         })
     }
 }
@@ -538,7 +582,7 @@ pub struct S3Args {
 impl S3Args {
     pub fn to_config(&self) -> Result<S3Config> {
         if let Some(e) = &self.s3_endpoint {
-            crate::objstore::url::check_endpoint(e).map_err(|err| {
+            crate::pg::s3url::check_endpoint(e).map_err(|err| {
                 Error::usage(
                     format!("--s3-endpoint: {err}"),
                     Some("for example --s3-endpoint http://127.0.0.1:9000".into()),
@@ -604,10 +648,25 @@ pub struct BackupArgs {
     pub no_sync: bool,
     #[command(flatten)]
     pub s3: S3Args,
+    /// plain: a directory like the data directory; tar: base.tar,
+    /// <oid>.tar per tablespace and backup_manifest, as pg_basebackup -Ft.
+    #[arg(long, value_enum, default_value = "plain")]
+    pub format: FormatArg,
+    /// With --format tar: gzip, lz4 or zstd, with an optional :LEVEL
+    /// (gzip 1-9, zstd 1-19); zstd compresses on --jobs threads.
+    #[arg(long, value_name = "METHOD[:LEVEL]")]
+    pub compress: Option<String>,
     /// Print one JSON object on stdout instead of tables (schema:
     /// docs/json.md); errors too.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `backup --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    Plain,
+    Tar,
 }
 
 /// An `s3://` URL given where a path may be, parsed; `None` for a path.
@@ -635,6 +694,26 @@ impl BackupArgs {
         let s3 = s3_location("--dest", &self.dest)?
             .map(|url| -> Result<_> { Ok(crate::backup::S3Dest { url, config: self.s3.to_config()? }) })
             .transpose()?;
+        let format = match (self.format, &self.compress) {
+            (FormatArg::Plain, None) => crate::backup::OutputFormat::Plain,
+            (FormatArg::Plain, Some(_)) => {
+                return Err(Error::usage(
+                    "--compress needs --format tar",
+                    Some("pass --format tar --compress zstd".into()),
+                ))
+            }
+            (FormatArg::Tar, c) => crate::backup::OutputFormat::Tar(
+                crate::source::CompressSpec::parse(c.as_deref().unwrap_or("none")).map_err(|m| {
+                    Error::usage(format!("--compress: {m}"), Some("for example --compress zstd:3".into()))
+                })?,
+            ),
+        };
+        if s3.is_some() && format != crate::backup::OutputFormat::Plain {
+            return Err(Error::usage(
+                "--format tar is not supported with an s3:// --dest yet",
+                Some("back up to object storage in the plain format (the default)".into()),
+            ));
+        }
         Ok(BackupConfig {
             standby: ConnSpec::parse(&self.standby)?,
             primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
@@ -657,6 +736,7 @@ impl BackupArgs {
             // -q and -v reach the progress sink main installs.
             quiet: false,
             allow_primary: false,
+            format,
         })
     }
 }
@@ -666,9 +746,16 @@ pub struct VerifyArgs {
     /// A pgdrill backup, a plain-format pg_basebackup backup, or a stopped
     /// data directory.
     pub path: PathBuf,
-    /// Where to find WAL segments besides the backup's pg_wal.
+    /// Where to find WAL segments besides the backup's pg_wal: a directory
+    /// of files stored plain, .gz, .lz4 or .zst.
     #[arg(long, value_name = "DIR")]
     pub wal_archive: Option<PathBuf>,
+    /// Fetch WAL with this command, as PostgreSQL's restore_command does
+    /// (%f the file name, %p the path to write it to; non-zero when
+    /// absent), e.g. 'pgbackrest --stanza=main archive-get %f %p'. Asked
+    /// after --wal-archive and before the backup's pg_wal.
+    #[arg(long, value_name = "CMD")]
+    pub restore_command: Option<String>,
     /// Skip the WAL checks.
     #[arg(long)]
     pub no_wal: bool,
@@ -690,6 +777,7 @@ impl VerifyArgs {
         Ok(VerifyConfig {
             path: self.path.clone(),
             wal_archive: self.wal_archive.clone(),
+            restore_command: non_empty_command("--restore-command", self.restore_command.as_deref())?,
             no_wal: self.no_wal,
             jobs: positive_jobs(self.jobs)?,
             allow_missing_manifest: self.allow_missing_manifest,

@@ -7,7 +7,7 @@
 //! servers keep PostgreSQL's defaults for checkpoints, buffers and recovery
 //! conflicts (max_standby_streaming_delay 30s, hot_standby_feedback off).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -54,8 +54,9 @@ fn say(quiet: bool, msg: &str) {
     }
 }
 
-pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
-    let bin = PgBin::find(cfg.pg_bin.as_deref(), None).map_err(|e| match e {
+/// The server binaries, with a hint that says how to get some.
+fn demo_binaries(cfg: &DemoConfig) -> Result<PgBin> {
+    PgBin::find(cfg.pg_bin.as_deref(), None).map_err(|e| match e {
         Error::BinariesNotFound { searched, .. } => Error::Precondition {
             message: "no PostgreSQL server binaries found for the demo".into(),
             hint: format!(
@@ -64,17 +65,20 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
             ),
         },
         other => other,
-    })?;
-    // Whether the demo created --dir (then it removes it again).
-    let mut created = false;
-    let (tmp, dir) = match &cfg.dir {
+    })
+}
+
+/// The demo's directory: `--dir` (new or empty) or a temporary one; and
+/// whether the demo created `--dir` (then it removes it again).
+fn demo_dir(cfg: &DemoConfig) -> Result<(Option<tempfile::TempDir>, PathBuf, bool)> {
+    match &cfg.dir {
         Some(d) => {
             if std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some()) {
                 return Err(Error::TargetNotEmpty { path: d.clone() });
             }
-            created = !d.exists();
+            let created = !d.exists();
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, "create directory", e))?;
-            (None, d.clone())
+            Ok((None, d.clone(), created))
         }
         None => {
             let t = tempfile::Builder::new()
@@ -82,10 +86,13 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
                 .tempdir()
                 .map_err(|e| Error::io(std::env::temp_dir(), "create a temporary directory", e))?;
             let p = t.path().to_path_buf();
-            (Some(t), p)
+            Ok((Some(t), p, false))
         }
-    };
-    say(cfg.quiet, &format!("{} in {}", bin.version, dir.display()));
+    }
+}
+
+/// A primary that archives, a hot standby, and amcheck where it exists.
+fn demo_ground(cfg: &DemoConfig, bin: &PgBin, dir: &Path) -> Result<Ground> {
     say(cfg.quiet, "starting a primary that archives its WAL ...");
     let mut opts = GroundOptions::new(bin.clone());
     opts.dir = Some(dir.join("servers"));
@@ -102,6 +109,14 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     let _ = ground.primary_exec(
         "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck') THEN CREATE EXTENSION IF NOT EXISTS amcheck; END IF; END $$",
     );
+    Ok(ground)
+}
+
+pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
+    let bin = demo_binaries(cfg)?;
+    let (tmp, dir, created) = demo_dir(cfg)?;
+    say(cfg.quiet, &format!("{} in {}", bin.version, dir.display()));
+    let mut ground = demo_ground(cfg, &bin, &dir)?;
     say(
         cfg.quiet,
         "starting a write load on the primary like pgbench -c 2 (transfers between accounts; the total never changes) ...",
@@ -170,15 +185,8 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
     Ok(DemoReport { postgres: bin.version, dir, kept: cfg.keep, transfers, drill })
 }
 
-/// Remove everything in `dir` (best effort: the demo's own files).
+/// Remove everything in `dir` (best effort: the demo's own files), without
+/// following links.
 fn remove_contents(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for e in entries.flatten() {
-        let p = e.path();
-        let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-    }
+    let _ = crate::safefs::Dir::open(dir).and_then(|d| d.clear());
 }

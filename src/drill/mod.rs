@@ -562,6 +562,7 @@ fn backup_step(cfg: &DrillConfig, backup_dir: &Path) -> Result<Outcome<BackupRep
         sync: cfg.sync,
         quiet: cfg.quiet,
         allow_primary: false,
+        format: backup::OutputFormat::Plain,
     })?;
     if r.exit_code() != EXIT_OK {
         // --primary could not get the end segment archived.
@@ -581,10 +582,10 @@ fn verify_step(cfg: &DrillConfig, backup_dir: &Path) -> Result<Outcome<VerifyRep
     let r = verify::run(&VerifyConfig {
         path: backup_dir.to_path_buf(),
         wal_archive: cfg.wal_archive.clone(),
-        // Without an archive directory (a restore_command of the user's),
-        // only pg_wal could be checked: the WAL is the command's to fetch,
-        // so verify checks the files only.
-        no_wal: cfg.wal_archive.is_none(),
+        // The restored copy's own WAL source: the archive directory, else
+        // the user's restore_command.
+        restore_command: if cfg.wal_archive.is_none() { cfg.restore_command.clone() } else { None },
+        no_wal: false,
         jobs: cfg.jobs,
         allow_missing_manifest: false,
     })?;
@@ -592,9 +593,6 @@ fn verify_step(cfg: &DrillConfig, backup_dir: &Path) -> Result<Outcome<VerifyRep
     let mut detail = format!("{} errors, {} warnings", r.errors, r.warnings);
     if let Some(first) = errors.first() {
         detail.push_str(&format!("; first: {}", finding_line(first)));
-    }
-    if cfg.wal_archive.is_none() {
-        detail.push_str("; WAL not checked (no --wal-archive)");
     }
     let causes = errors.iter().map(|f| finding_line(f)).collect();
     let ok = r.ok;
@@ -775,16 +773,7 @@ fn cleanup(
         // wanted those directories new or empty, so empty them again (the
         // directories themselves may be mount points of the user's).
         for t in restored.iter().flat_map(|r| r.tablespaces.iter()) {
-            if let Ok(entries) = std::fs::read_dir(&t.location) {
-                for e in entries.flatten() {
-                    let p = e.path();
-                    let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        std::fs::remove_dir_all(&p)
-                    } else {
-                        std::fs::remove_file(&p)
-                    };
-                }
-            }
+            let _ = crate::safefs::Dir::open(&t.location).and_then(|d| d.clear());
         }
         cleanup_detail.push_str("work copy removed");
     } else {

@@ -6,6 +6,11 @@
 //! backup). Older segments on that timeline and its ancestors can go;
 //! `.history` files and anything newer never do. A backup that does not
 //! verify never causes WAL to be deleted.
+//!
+//! Archived files may be stored compressed (`.gz`, `.lz4`, `.zst`, a
+//! partial segment as `NAME.partial.gz` or `NAME.gz.partial`): they are
+//! classified by their PostgreSQL name and removed by their stored name,
+//! through [`crate::source::WalSource`].
 
 use std::path::PathBuf;
 
@@ -16,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::pg::history;
 use crate::pg::wal::{history_file_name, SegmentName, WalFileKind};
 use crate::pg::{Lsn, TimelineId, WalSegSize};
+use crate::source::{DirWal, WalSource};
 use crate::verify::{self, VerifyConfig};
 
 /// A validated wal-keep request.
@@ -23,6 +29,8 @@ use crate::verify::{self, VerifyConfig};
 pub struct WalKeepConfig {
     pub backup: PathBuf,
     pub archive: Option<PathBuf>,
+    /// Fetch WAL for the verification through this command.
+    pub restore_command: Option<String>,
     pub remove: bool,
     pub jobs: usize,
 }
@@ -30,6 +38,7 @@ pub struct WalKeepConfig {
 /// One archive file the backup does not need.
 #[derive(Clone, Debug, Serialize)]
 pub struct Removable {
+    /// The stored file name (with its compression suffix, if any).
     pub name: String,
     pub bytes: u64,
 }
@@ -69,11 +78,25 @@ pub fn older_files(names: &[String], oldest: SegmentName, timelines: &[TimelineI
     out
 }
 
+/// A history file's text, stored plain or compressed (at most 1 MiB).
+fn read_history(source: &DirWal, name: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    match source.fetch(name)? {
+        crate::source::Fetched::Found(mut f) => {
+            let mut b = Vec::new();
+            (&mut f.reader).take(1 << 20).read_to_end(&mut b)?;
+            Ok(String::from_utf8_lossy(&b).into_owned())
+        }
+        crate::source::Fetched::Absent(_) => Err(std::io::ErrorKind::NotFound.into()),
+    }
+}
+
 pub fn run(cfg: &WalKeepConfig) -> Result<WalKeepReport> {
     let v = verify::run(&VerifyConfig {
         path: cfg.backup.clone(),
         wal_archive: cfg.archive.clone(),
-        no_wal: cfg.archive.is_none(),
+        restore_command: cfg.restore_command.clone(),
+        no_wal: cfg.archive.is_none() && cfg.restore_command.is_none(),
         jobs: cfg.jobs,
         allow_missing_manifest: false,
     })?;
@@ -109,26 +132,28 @@ pub fn run(cfg: &WalKeepConfig) -> Result<WalKeepReport> {
         removed: false,
     };
     let Some(archive) = &cfg.archive else { return Ok(report) };
+    let source = DirWal::archive(archive);
     if tli.0 > 1 {
         let h = archive.join(history_file_name(tli));
-        let text = std::fs::read_to_string(&h).map_err(|e| Error::ReadInput { path: h.clone(), source: e })?;
+        let text = read_history(&source, &history_file_name(tli))
+            .map_err(|e| Error::ReadInput { path: h.clone(), source: e })?;
         let entries = history::parse(&text).map_err(|source| Error::History { path: h.clone(), source })?;
         report.timelines.extend(entries.iter().map(|e| e.tli));
         report.timelines.sort();
     }
-    let names: Vec<String> = std::fs::read_dir(archive)
-        .map_err(|e| Error::ReadInput { path: archive.clone(), source: e })?
-        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect();
-    for name in older_files(&names, oldest, &report.timelines, seg) {
-        let bytes = std::fs::metadata(archive.join(&name)).map(|m| m.len()).unwrap_or(0);
-        report.removable_bytes += bytes;
-        report.removable.push(Removable { name, bytes });
+    let stored = source.list().map_err(|e| crate::source::read_error(archive, e))?;
+    // Classified by their PostgreSQL names, kept by their stored names.
+    let names: Vec<String> = stored.iter().map(|f| f.name.clone()).collect();
+    let older = older_files(&names, oldest, &report.timelines, seg);
+    let mut going: Vec<_> = stored.into_iter().filter(|f| older.binary_search(&f.name).is_ok()).collect();
+    going.sort_by(|a, b| a.stored.cmp(&b.stored));
+    for f in &going {
+        report.removable_bytes += f.bytes;
+        report.removable.push(Removable { name: f.stored.clone(), bytes: f.bytes });
     }
     if cfg.remove {
-        for r in &report.removable {
-            let p = archive.join(&r.name);
-            std::fs::remove_file(&p).map_err(|e| Error::io(&p, "remove", e))?;
+        for f in &going {
+            source.remove(f).map_err(|e| Error::io(archive.join(&f.stored), "remove", e))?;
         }
         report.removed = true;
     }

@@ -277,7 +277,7 @@ impl Watch<'_> {
         // or the user hunts for WAL that is already in the archive.
         if let Some(line) = monitor::disk_full_line(log) {
             let free = crate::backup::preflight::free_bytes(&self.pgdata.join("pg_wal"))
-                .map_or(String::new(), |b| format!(" ({} free)", crate::report::bytes(b)));
+                .map_or(String::new(), |b| format!(" ({} free)", crate::units::bytes(b)));
             return (
                 format!("the file system holding {} is full{free}: {line}", self.pgdata.display()),
                 format!("free space on that file system, {resume}"),
@@ -292,7 +292,8 @@ impl Watch<'_> {
             .or_else(|| monitor::missing_segment_from_log(log))
             .or_else(|| replay.map(|r| SegmentName::containing(self.tli, r, self.seg).file_name(self.seg)));
         let mut msg = match (&missing, &self.cfg.wal_archive) {
-            (Some(s), Some(a)) if !a.join(s).exists() => {
+            // Stored plain or compressed.
+            (Some(s), Some(a)) if !in_archive(a, s) => {
                 format!("replay is waiting for WAL segment {s}, which is not in the archive {}", a.display())
             }
             (Some(s), _) if waiting.is_some() => format!("replay is waiting for WAL segment {s}"),
@@ -873,8 +874,8 @@ impl Watch<'_> {
             return Err(Error::NotConsistent {
                 message: format!(
                     "the server left recovery at {}, before the backup's end point {}: the copy is not consistent",
-                    crate::report::opt(&replay),
-                    crate::report::opt(&self.floor)
+                    replay.map_or("-".to_string(), |l| l.to_string()),
+                    self.floor.map_or("-".to_string(), |l| l.to_string())
                 ),
                 hint: "restore the backup again; do not promote a copy before the gate opens".into(),
             });
@@ -936,4 +937,10 @@ fn open(w: &mut Watch, pm: &mut Postmaster, dir: &Dir, state: &GateState, owner:
         std::thread::sleep(Duration::from_millis(10));
     }
     lock::finish(dir)
+}
+
+/// Whether an archive directory holds WAL file `name`, plain or compressed.
+fn in_archive(archive: &std::path::Path, name: &str) -> bool {
+    use crate::source::{DirWal, Fetched, WalSource};
+    matches!(DirWal::archive(archive).fetch(name), Ok(Fetched::Found(_)))
 }

@@ -230,6 +230,21 @@ pub fn fatal_is_environment(line: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// `pgdrill wal-fetch`, the restored server's restore_command, says a
+    /// segment is absent in words the gate reads back from the log.
+    #[test]
+    fn names_the_segment_wal_fetch_could_not_find() {
+        let arch = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let absent = crate::source::fetch::run(&crate::source::fetch::WalFetchConfig {
+            name: "000000010000000000000003".into(),
+            path: out.path().join("RECOVERYXLOG"),
+            archive: arch.path().into(),
+        })
+        .unwrap_err();
+        assert_eq!(missing_segment_from_log(&absent.to_string()).as_deref(), Some("000000010000000000000003"));
+    }
+
     #[test]
     fn titles() {
         assert_eq!(

@@ -388,6 +388,7 @@ impl Ground {
             sync: false,
             quiet: true,
             allow_primary: true,
+            format: backup::OutputFormat::Plain,
         })?;
         for f in ["backup_manifest", "end_location"] {
             let _ = fs::remove_file(pgdata.join(f));

@@ -17,7 +17,6 @@
 //! flight.
 
 pub mod handoff;
-pub mod url;
 
 mod creds;
 mod read;
@@ -34,7 +33,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, Pu
 use tokio::sync::Semaphore;
 
 pub use read::ObjectReader;
-pub use url::{is_s3, S3Url, UrlError};
+pub use crate::pg::s3url::{is_s3, S3Url, UrlError};
 pub use write::ObjectWriter;
 
 use crate::error::{Error, Result};
@@ -230,7 +229,7 @@ impl Store {
     fn fail(&self, rel: &str, action: &'static str) -> impl FnOnce(object_store::Error) -> Error + '_ {
         let url = self.url_of(rel);
         move |source| {
-            if answered(&source, "NoSuchBucket") {
+            if crate::error::store_answered(&source, "NoSuchBucket") {
                 return Error::NoSuchBucket { bucket: self.url.bucket().to_string() };
             }
             Error::ObjectStore { url, action, source }
@@ -372,20 +371,6 @@ impl Store {
 fn part_size(size_hint: Option<u64>) -> usize {
     let needed = size_hint.map(|s| s.div_ceil(MAX_PARTS - 100)).unwrap_or(0);
     usize::try_from(needed).unwrap_or(usize::MAX).max(PART)
-}
-
-/// Whether the store's answer behind `e` carried this S3 error code (the
-/// client keeps the answer's body as text only).
-pub(crate) fn answered(e: &object_store::Error, code: &str) -> bool {
-    let needle = format!("<Code>{code}</Code>");
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        if format!("{err:?}").contains(&needle) {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 fn bad_url(base: &S3Url, rel: &str, e: UrlError) -> Error {

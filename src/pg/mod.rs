@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod page;
 pub mod pgpass;
 pub mod relfile;
+pub mod s3url;
 pub mod timestamp;
 pub mod version;
 pub mod wal;

@@ -8,6 +8,14 @@ impl Render for BackupReport {
         let mut rows: Vec<(&str, String)> = vec![
             ("destination", self.dest.display().to_string()),
             ("method", format!("{:?}", self.method).to_lowercase()),
+            (
+                "format",
+                if self.format == "tar" {
+                    format!("tar ({}, {} on disk)", self.compression.name(), bytes(self.stored_bytes))
+                } else {
+                    "plain".to_string()
+                },
+            ),
             ("PostgreSQL", self.pg_major.to_string()),
             ("system identifier", self.system_identifier.clone()),
             ("backup from", self.backup_from.clone()),

@@ -11,7 +11,11 @@ impl Render for InspectReport {
             DirKind::LabelBackup => "backup (label method)",
             DirKind::LegacyBackup => "backup (legacy method, no backup_label)",
         };
-        out.push_str(&format!("{}: {kind}, PostgreSQL {}\n", self.path.display(), self.pg_major));
+        let format = match self.format {
+            crate::source::BackupFormat::Plain => String::new(),
+            crate::source::BackupFormat::Tar => format!(" in tar format ({})", self.compression.name()),
+        };
+        out.push_str(&format!("{}: {kind}{format}, PostgreSQL {}\n", self.path.display(), self.pg_major));
         if self.incomplete {
             out.push_str("WARNING: this backup is incomplete (it was interrupted while being written)\n");
         }

@@ -19,6 +19,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ("PGDRILL_STANDBY", "--standby of preflight, backup and drill"),
     ("PGDRILL_PRIMARY", "--primary of preflight, backup and drill"),
     ("PGDRILL_PG_BIN", "--pg-bin of restore, gate, drill and demo"),
+    ("PGDRILL_EXE", "the pgdrill binary restore names in a restore_command for a compressed archive (default: the running one)"),
     ("PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGPASSFILE, PGCONNECT_TIMEOUT, PGAPPNAME, PGOPTIONS, PGSSLMODE", "libpq-style defaults for --standby and --primary"),
     ("COLUMNS", "the width tables are wrapped to (default: the terminal's; none in a pipe)"),
 ];
@@ -28,8 +29,15 @@ fn examples(command: &str) -> &'static [&'static str] {
     match command {
         "inspect" => &["pgdrill inspect /srv/backups/nightly", "pgdrill inspect --json /srv/backups/nightly | jq -r .end_lsn"],
         "preflight" => &["pgdrill preflight --standby 'host=127.0.0.1 user=pgdrill dbname=postgres' --dest /srv/backups"],
-        "backup" => &["pgdrill backup --dest /srv/backups/$(date -u +%Y%m%dT%H%M%SZ) --fast --wal-archive /srv/wal-archive"],
-        "verify" => &["pgdrill verify /srv/backups/nightly --wal-archive /srv/wal-archive"],
+        "backup" => &[
+            "pgdrill backup --dest /srv/backups/$(date -u +%Y%m%dT%H%M%SZ) --fast --wal-archive /srv/wal-archive",
+            "pgdrill backup --dest /srv/backups/nightly --format tar --compress zstd",
+        ],
+        "verify" => &[
+            "pgdrill verify /srv/backups/nightly --wal-archive /srv/wal-archive",
+            "pgdrill verify /srv/backups/nightly --restore-command 'pgbackrest --stanza=main archive-get %f %p'",
+        ],
+        "wal-fetch" => &["restore_command = '/usr/local/bin/pgdrill wal-fetch %f %p --archive /srv/wal-archive'"],
         "restore" => &["pgdrill restore /srv/backups/nightly --target /srv/restore/nightly --wal-archive /srv/wal-archive --port 6543"],
         "gate" => &["pgdrill gate --pgdata /srv/restore/nightly --wal-archive /srv/wal-archive"],
         "drill" | "pgdrill" => &[

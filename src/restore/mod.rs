@@ -21,6 +21,8 @@
 //! already in place. A restore that fails before step 5 removes everything
 //! it created: a failed command changes nothing.
 
+mod extract;
+
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -33,7 +35,7 @@ use serde::Serialize;
 
 use crate::conn::ConnSpec;
 use crate::copy::{self, CopyOptions, Job};
-use crate::datadir::{DirInfo, DirKind, BACKUP_MANIFEST, CONTROL_PATH, TABLESPACE_MAP};
+use crate::datadir::{BackupFiles, DirInfo, DirKind, ReadOptions, BACKUP_MANIFEST, CONTROL_PATH, TABLESPACE_MAP};
 use crate::error::{Error, Result};
 use crate::gate::{self, lock, GateConfig, GateReport, Then};
 use crate::pg::conf;
@@ -44,6 +46,7 @@ use crate::pg::Lsn;
 use crate::recovery::{self, RecoveryPlan, TimelineChoice};
 use crate::safefs::{Dir, Kind};
 use crate::server::{probe, OsUser, PgBin};
+use crate::source::TarBackup;
 
 /// A validated restore request.
 #[derive(Clone, Debug)]
@@ -349,11 +352,11 @@ fn check_target(target: &Path) -> Result<()> {
 
 /// The port the restored copy will use: `--port`, else the backup's own
 /// setting, else 5432.
-fn planned_port(cfg: &RestoreConfig, backup: &Dir) -> u16 {
+fn planned_port(cfg: &RestoreConfig, backup: &dyn BackupFiles) -> u16 {
     cfg.port
         .or_else(|| {
             ["postgresql.auto.conf", "postgresql.conf"].iter().find_map(|f| {
-                let text = backup.read_optional(Path::new(f)).ok()??;
+                let text = backup.read_optional(f).ok()??;
                 conf::get(&String::from_utf8_lossy(&text), "port").and_then(|p| p.parse().ok())
             })
         })
@@ -442,6 +445,32 @@ struct Plan {
     bin: PgBin,
     user: OsUser,
     listing: Listing,
+    restore_command: Option<String>,
+    /// A tar-format backup: its archives and the small files read from
+    /// them (pg_control is written from these bytes).
+    tar: Option<(TarBackup, crate::datadir::Captured)>,
+}
+
+/// Read a tar backup's listing (pass 1 of [`extract`]) into the listing
+/// a directory gives. Its `root` is the directory holding the archives;
+/// the tablespaces have no directories of their own to read.
+fn list_tar(cfg: &RestoreConfig, t: TarBackup) -> Result<(DirInfo, Listing, (TarBackup, crate::datadir::Captured))> {
+    let tl = extract::list(&t, &cfg.backup)?;
+    let info = DirInfo::read_from(&cfg.backup, &tl.captured, ReadOptions::default())?.0;
+    let root = Arc::new(Dir::open(&cfg.backup).map_err(read_err(cfg.backup.clone()))?);
+    let listing = Listing {
+        root: Arc::clone(&root),
+        dirs: tl.dirs,
+        files: tl.files,
+        skipped: tl.skipped,
+        tablespaces: tl
+            .tablespaces
+            .iter()
+            .map(|oid| SourceTablespace { oid: *oid, root: Arc::clone(&root), link: None })
+            .collect(),
+        refused: tl.refused,
+    };
+    Ok((info, listing, (t, tl.captured)))
 }
 
 /// Restore a backup.
@@ -506,7 +535,14 @@ fn unless_interrupted() -> Result<()> {
 /// Read the backup and check everything that can be checked without
 /// writing: what it is, that it is whole, where it will go.
 fn plan(cfg: &RestoreConfig) -> Result<Plan> {
-    let info = DirInfo::read(&cfg.backup)?;
+    let tar = TarBackup::detect(&cfg.backup).map_err(|e| crate::source::read_error(&cfg.backup, e))?;
+    let (info, tar_listing, tar) = match tar {
+        Some(t) => {
+            let (info, listing, tar) = list_tar(cfg, t)?;
+            (info, Some(listing), Some(tar))
+        }
+        None => (DirInfo::read(&cfg.backup)?, None, None),
+    };
     if info.incomplete {
         return Err(Error::NotADataDir {
             path: cfg.backup.clone(),
@@ -533,7 +569,10 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
         use std::os::unix::fs::MetadataExt;
         std::fs::metadata(&cfg.backup).map_err(read_err(cfg.backup.clone()))?.uid()
     };
-    let listing = list(&cfg.backup, owner_uid)?;
+    let listing = match tar_listing {
+        Some(l) => l,
+        None => list(&cfg.backup, owner_uid)?,
+    };
     if !listing.refused.is_empty() {
         return Err(refuse(&cfg.backup, "the backup holds what no backup may", &listing.refused));
     }
@@ -555,7 +594,10 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
         }
     }
     // A copy that could not start is found out before copying anything.
-    let port = planned_port(cfg, &listing.root);
+    let port = match &tar {
+        Some((_, captured)) => planned_port(cfg, captured),
+        None => planned_port(cfg, listing.root.as_ref()),
+    };
     if !cfg.no_start && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
         let whose = if cfg.port.is_some() {
             "--port"
@@ -564,7 +606,97 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
         };
         return Err(Error::usage(format!("port {port} is in use ({whose})"), Some("pass a free --port N".into())));
     }
-    Ok(Plan { info, bin, user, listing })
+    let restore_command = match (&cfg.restore_command, &cfg.wal_archive) {
+        (Some(c), _) => {
+            Some(anchor_percent_p(c, &std::path::absolute(&cfg.target).map_err(read_err(cfg.target.clone()))?))
+        }
+        (None, Some(a)) => Some(archive_restore_command(a, OsUser::running_as_root().then_some(&user))?),
+        (None, None) => None,
+    };
+    Ok(Plan { info, bin, user, listing, restore_command, tar })
+}
+
+/// A user's restore_command with `%p` made absolute (`TARGET/%p`).
+/// PostgreSQL runs the command in the data directory and passes a relative
+/// `%p` (`pg_wal/RECOVERYXLOG`); some tools resolve a relative `%p` against
+/// their own idea of the data directory instead (pgBackRest's `pg1-path`,
+/// the production cluster's), and would write there. Anchored, the same
+/// command works for `verify` (which passes absolute paths) and for the
+/// restored copy.
+pub fn anchor_percent_p(command: &str, target: &Path) -> String {
+    let mut out = String::with_capacity(command.len() + 64);
+    let mut chars = command.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('p') => {
+                chars.next();
+                out.push_str(&shell_quote(&target.display().to_string()));
+                out.push_str("/%p");
+            }
+            Some('%') => {
+                chars.next();
+                out.push_str("%%");
+            }
+            _ => out.push('%'),
+        }
+    }
+    out
+}
+
+/// The restore_command for an archive directory: `cp` when every file is
+/// stored plain (what PostgreSQL's documentation shows), else pgdrill's
+/// own `wal-fetch`, which decompresses as it copies. That command names
+/// this pgdrill binary by its absolute path (`PGDRILL_EXE` overrides it),
+/// and as root the server's OS user must be able to run it.
+fn archive_restore_command(archive: &Path, user: Option<&OsUser>) -> Result<String> {
+    let compressed = crate::source::DirWal::archive(archive)
+        .holds_compressed()
+        .map_err(|e| crate::source::read_error(archive, e))?;
+    if !compressed {
+        return Ok(format!("cp {} %p", shell_quote(&format!("{}/%f", archive.display()))));
+    }
+    let exe = std::env::var_os("PGDRILL_EXE").map(PathBuf::from).or_else(|| std::env::current_exe().ok());
+    let exe =
+        exe.filter(|e| e.is_absolute() && e.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pgdrill")));
+    let Some(exe) = exe else {
+        return Err(Error::usage(
+            format!("the WAL archive {} holds compressed files, and the pgdrill binary that would serve them as restore_command is unknown", archive.display()),
+            Some("set PGDRILL_EXE to the pgdrill binary's absolute path, or pass --restore-command".into()),
+        ));
+    };
+    if let Some(u) = user {
+        use std::os::unix::fs::MetadataExt;
+        let runnable = std::fs::metadata(&exe).is_ok_and(|m| {
+            let bit = if m.uid() == u.uid {
+                0o100
+            } else if m.gid() == u.gid {
+                0o010
+            } else {
+                0o001
+            };
+            m.mode() & bit != 0
+        });
+        if let (false, _) | (_, Some(_)) = (runnable, unreachable_ancestor(&exe, u)) {
+            return Err(Error::usage(
+                format!(
+                    "the WAL archive {} holds compressed files, served by `pgdrill wal-fetch`, but the server's OS user {} cannot run {}",
+                    archive.display(),
+                    u.name,
+                    exe.display()
+                ),
+                Some("install pgdrill where that user can run it (e.g. /usr/local/bin), or pass --restore-command".into()),
+            ));
+        }
+    }
+    Ok(format!(
+        "{} wal-fetch %f %p --archive {}",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(&archive.display().to_string())
+    ))
 }
 
 /// One file to copy from the backup into the target, both through
@@ -721,6 +853,36 @@ fn copy_files(cfg: &RestoreConfig, plan: &Plan, target: &Dir, tablespace_dirs: &
     Ok((copied.len(), copied.iter().map(|c| c.size).sum(), checked))
 }
 
+/// Extract a tar backup's members (pass 2 of [`extract`]), comparing each
+/// with the manifest. Returns the files written, bytes, and how many were
+/// checked.
+fn extract_files(
+    cfg: &RestoreConfig,
+    plan: &Plan,
+    tar: &TarBackup,
+    target: &Dir,
+    tablespace_dirs: &[Dir],
+) -> Result<(usize, u64, usize)> {
+    let owner = OsUser::running_as_root().then_some(&plan.user);
+    let l = &plan.listing;
+    let tablespaces: HashMap<u32, &Dir> = l.tablespaces.iter().map(|t| t.oid).zip(tablespace_dirs.iter()).collect();
+    let listed: HashMap<Vec<u8>, &ManifestFile> = match (&plan.info.manifest, cfg.skip_manifest_check) {
+        (Some(m), false) => m.manifest.files.iter().map(|f| (f.path.clone(), f)).collect(),
+        _ => HashMap::new(),
+    };
+    let total: u64 = l.files.iter().map(|f| f.size).sum();
+    let pb = copy::progress_bar(total, "restore", cfg.quiet);
+    let to = extract::Targets { data: target, tablespaces, owner };
+    let oids: Vec<u32> = l.tablespaces.iter().map(|t| t.oid).collect();
+    let done = extract::extract(tar, &l.files, &oids, &to, &listed, &pb)?;
+    pb.finish_and_clear();
+    extract::extract_wal(tar, target, owner)?;
+    if !done.bad.is_empty() {
+        return Err(refuse(&cfg.backup, "the backup does not match its manifest", &done.bad));
+    }
+    Ok((done.files, done.bytes, done.checked))
+}
+
 /// Make a copied configuration safe to start next to production.
 fn sanitize_config(target: &Dir, control: &ControlFile, owner: Option<&OsUser>) -> Result<Vec<String>> {
     let write = |name: &str, text: &str| {
@@ -791,10 +953,7 @@ fn configure(
     let owner = OsUser::running_as_root().then_some(&plan.user);
     let version = plan.info.control.version();
     let notes = sanitize_config(target, &plan.info.control, owner)?;
-    let restore_command = cfg
-        .restore_command
-        .clone()
-        .or_else(|| cfg.wal_archive.as_ref().map(|a| format!("cp {} %p", shell_quote(&format!("{}/%f", a.display())))));
+    let restore_command = plan.restore_command.clone();
     recovery::write(
         target,
         version,
@@ -849,7 +1008,10 @@ fn restore_into(
     let version = info.control.version();
     let owner = OsUser::running_as_root().then_some(&plan.user);
     let tablespaces = place_tablespaces(cfg, plan, target, created, tablespace_dirs)?;
-    let (files, bytes, manifest_checked) = copy_files(cfg, plan, target, tablespace_dirs)?;
+    let (files, bytes, manifest_checked) = match &plan.tar {
+        Some((t, _)) => extract_files(cfg, plan, t, target, tablespace_dirs)?,
+        None => copy_files(cfg, plan, target, tablespace_dirs)?,
+    };
     unless_interrupted()?;
     let (notes, restore_command) = configure(cfg, plan, target, &tablespaces)?;
     unless_interrupted()?;
@@ -875,8 +1037,18 @@ fn restore_into(
         copy::sync_filesystem(target.path())?;
     }
     unless_interrupted()?;
-    let control_bytes =
-        plan.listing.root.read(Path::new(CONTROL_PATH)).map_err(read_err(cfg.backup.join(CONTROL_PATH)))?;
+    let control_bytes = match &plan.tar {
+        Some((_, captured)) => match captured.files.get(CONTROL_PATH) {
+            Some((b, size)) if *size == b.len() as u64 => b.clone(),
+            _ => {
+                return Err(Error::BackupDamaged {
+                    path: cfg.backup.join(CONTROL_PATH),
+                    detail: "pg_control is missing from base.tar, or far larger than a pg_control".into(),
+                })
+            }
+        },
+        None => plan.listing.root.read(Path::new(CONTROL_PATH)).map_err(read_err(cfg.backup.join(CONTROL_PATH)))?,
+    };
     let control_dst = target.path().join(CONTROL_PATH);
     let mut f = target
         .create_new(Path::new(CONTROL_PATH), 0o600, owner)
@@ -924,6 +1096,14 @@ pub fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_p_is_anchored_in_the_target() {
+        let t = Path::new("/srv/restore");
+        assert_eq!(anchor_percent_p("pgbackrest archive-get %f %p", t), "pgbackrest archive-get %f /srv/restore/%p");
+        assert_eq!(anchor_percent_p("cp '/a/%f' \"%p\" # 100%%", t), "cp '/a/%f' \"/srv/restore/%p\" # 100%%");
+        assert_eq!(anchor_percent_p("x %p", Path::new("/my dir")), "x '/my dir'/%p");
+    }
 
     #[test]
     fn quoting_for_restore_command() {

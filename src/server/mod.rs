@@ -6,11 +6,10 @@
 //! one, then SIGKILL of the whole group.
 
 mod bin;
-mod osuser;
 mod postmaster;
 pub mod probe;
 
+pub use crate::osuser::OsUser;
 pub use bin::{parse_version_output, PgBin};
-pub use osuser::OsUser;
 pub use postmaster::{last_log_lines, Postmaster, ServerSpec, StopMode};
 pub use probe::running_postmaster;

@@ -34,13 +34,14 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::finding::{Finding, FindingKind, Findings};
-use super::pages::{ChecksumScan, PageScan};
-use crate::datadir::{BACKUP_MANIFEST, INCOMPLETE_MARKER};
+use super::pages::{ChecksumScan, DeferredScan, PageScan, ASSUMED_BLOCKS_PER_SEGMENT};
+use crate::datadir::{Captured, BACKUP_MANIFEST, INCOMPLETE_MARKER};
 use crate::error::{Error, Result};
 use crate::pg::label::TablespaceEntry;
 use crate::pg::manifest::{hex, ChecksumAlgorithm, Checksummer, ManifestIndex};
 use crate::pg::relfile;
 use crate::pg::Lsn;
+use crate::source::{BackupSource, EntryKind, EntryMeta, Visit as SourceVisit};
 
 /// Paths pg_verifybackup never checks (`pg_verifybackup.c`, `main()`), plus
 /// pgdrill's own incomplete marker, which gets a finding of its own.
@@ -314,17 +315,8 @@ struct WorkerResult {
 }
 
 /// Fill `buf` from `f` as far as possible; the count is short only at EOF.
-pub(crate) fn fill(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
+pub(crate) fn fill<R: Read + ?Sized>(f: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    crate::source::fill(f, buf)
 }
 
 /// Everything a worker needs to read one file.
@@ -416,7 +408,7 @@ fn compare_checksum(s: Checksummer, alg: ChecksumAlgorithm, expected: &[u8], rel
     }
 }
 
-fn report_pages(s: &PageScan, rel: &str, stats: &mut FileStats, findings: &mut Findings) {
+pub(crate) fn report_pages(s: &PageScan, rel: &str, stats: &mut FileStats, findings: &mut Findings) {
     stats.relation_files += 1;
     stats.relation_pages += s.pages;
     stats.page_checksums += s.checksummed;
@@ -426,9 +418,13 @@ fn report_pages(s: &PageScan, rel: &str, stats: &mut FileStats, findings: &mut F
             Finding::new(
                 FindingKind::PageLsnBeyondEnd,
                 format!(
-                    "{} of {} pages carry LSNs above the end point (highest {} in block {}): pg_control was \
+                    "{}{} of {} pages carry LSNs above the end point (highest {} in block {}): pg_control was \
                      copied before this file, and recovery would call the copy consistent too early",
-                    s.beyond, s.pages, s.max_lsn, s.max_block
+                    s.beyond,
+                    if s.beyond_more { " or more" } else { "" },
+                    s.pages,
+                    s.max_lsn,
+                    s.max_block
                 ),
             )
             .at(rel)
@@ -526,6 +522,222 @@ fn read_all(input: &FileCheck, plan: &Plan) -> Result<WorkerResult> {
     Ok(merged.into_inner().unwrap_or_default())
 }
 
+/// What the streamed file check needs (a tar backup, or any
+/// [`BackupSource`] without random access).
+pub struct StreamCheck<'a> {
+    pub manifest: Option<&'a ManifestIndex>,
+    /// Pages before this LSN get their data checksums computed, provisionally
+    /// (the manifest's WAL start; replaced by the label's START WAL LOCATION
+    /// when `backup_label` comes first, as in PostgreSQL's tar backups).
+    pub floor: Lsn,
+}
+
+/// A relation file's pages, to be judged once pg_control is known.
+#[derive(Debug)]
+pub struct DeferredFile {
+    pub path: String,
+    pub scan: DeferredScan,
+}
+
+/// What one pass over a backup's entries found.
+#[derive(Debug, Default)]
+pub struct StreamOutcome {
+    pub stats: FileStats,
+    /// The small files [`crate::datadir::DirInfo`] reads.
+    pub captured: Captured,
+    /// Relation files with pages above the floor or failing checksums; the
+    /// others are only counted (below).
+    pub deferred: Vec<DeferredFile>,
+    /// Pages of the relation files not kept in `deferred`: scanned,
+    /// checksummed, and at or after the floor.
+    pub plain_pages: (u64, u64, u64),
+    /// The relation paths of unlogged relations' forks (an `_init` fork
+    /// seen in the same directory), whose page LSNs do not count.
+    pub unlogged: HashSet<String>,
+    /// `pg_tblspc/<name>` entries: name, is a link, its target.
+    pub tablespaces: Vec<(String, bool, String)>,
+    /// The floor the scan used.
+    pub floor: Lsn,
+    pub findings: Findings,
+}
+
+/// Read every entry of `source` once: compare each file with the manifest
+/// (size and checksum), scan relation pages for later judgement, and keep
+/// the small files that say what the backup is.
+pub fn check_stream(input: &StreamCheck, source: &dyn BackupSource) -> Result<StreamOutcome> {
+    let mut out = StreamOutcome { floor: input.floor, ..StreamOutcome::default() };
+    out.captured.root = PathBuf::from(source.describe());
+    let mut seen = vec![0u64; input.manifest.map_or(0, |m| m.len().div_ceil(64))];
+    let mut buf = vec![0u8; CHUNK];
+    let mut init_forks: HashSet<(String, String)> = HashSet::new();
+    let mut rel_files: Vec<(String, String, String)> = Vec::new(); // dir, node, path
+    let result = source.stream(&mut |v| {
+        match v {
+            SourceVisit::Refused { path, why } => out
+                .findings
+                .push(Finding::new(FindingKind::EntryRefused, format!("{why}: no backup may hold this")).at(path)),
+            SourceVisit::Entry(meta, reader) => {
+                stream_entry(input, &mut out, &mut seen, &mut buf, meta, reader, &mut init_forks, &mut rel_files)?
+            }
+        }
+        Ok(true)
+    });
+    if let Err(e) = result {
+        if crate::signals::interrupted() {
+            return Err(Error::Interrupted);
+        }
+        out.findings.push(
+            Finding::new(FindingKind::FileUnreadable, format!("the backup cannot be read past here: {e}"))
+                .at(source.describe()),
+        );
+    }
+    for (dir, node, path) in rel_files {
+        if init_forks.contains(&(dir, node)) {
+            out.unlogged.insert(path);
+        }
+    }
+    if let Some(m) = input.manifest {
+        report_missing(m, &seen, &mut out.findings)?;
+    }
+    out.findings.sort_by_path();
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stream_entry(
+    input: &StreamCheck,
+    out: &mut StreamOutcome,
+    seen: &mut [u64],
+    buf: &mut [u8],
+    meta: &EntryMeta,
+    reader: &mut dyn Read,
+    init_forks: &mut HashSet<(String, String)>,
+    rel_files: &mut Vec<(String, String, String)>,
+) -> std::io::Result<()> {
+    let rel = meta.shown();
+    if let Some(name) = rel.strip_prefix("pg_tblspc/").filter(|n| !n.contains('/')) {
+        let (link, to) = match &meta.kind {
+            EntryKind::Symlink(t) => (true, String::from_utf8_lossy(t).into_owned()),
+            _ => (false, String::new()),
+        };
+        out.tablespaces.push((name.to_string(), link, to));
+    }
+    if let EntryKind::Symlink(to) = &meta.kind {
+        let tablespace = rel.strip_prefix("pg_tblspc/").is_some_and(|n| !n.contains('/'));
+        if !tablespace {
+            out.findings.push(
+                Finding::new(
+                    FindingKind::EntryRefused,
+                    format!(
+                        "a symbolic link (to {}); a backup may hold links only as pg_tblspc/<oid>",
+                        String::from_utf8_lossy(to)
+                    ),
+                )
+                .at(rel),
+            );
+            return Ok(());
+        }
+    }
+    if meta.kind != EntryKind::File {
+        if Captured::wants(&rel).is_some() {
+            out.captured.seen.insert(rel);
+        }
+        return Ok(());
+    }
+    let capture = Captured::wants(&rel);
+    if is_ignored(meta.path.as_slice()) && capture.is_none() {
+        return Ok(());
+    }
+    out.stats.files += u64::from(!is_ignored(&meta.path));
+    let listed = input.manifest.and_then(|m| m.find(&meta.path).map(|i| (i, m.get(i))));
+    if let Some((i, _)) = listed {
+        seen[i / 64] |= 1 << (i % 64);
+    }
+    if input.manifest.is_some() && listed.is_none() && !is_ignored(&meta.path) {
+        out.findings
+            .push(Finding::new(FindingKind::FileExtra, "in the backup but not listed in the manifest").at(rel.clone()));
+    }
+    let size_ok = listed.is_none_or(|(_, l)| l.size == meta.size);
+    if let Some((_, l)) = listed.filter(|_| !size_ok) {
+        out.findings.push(
+            Finding::new(
+                FindingKind::FileSize,
+                format!("size {} in the backup but {} in the manifest", meta.size, l.size),
+            )
+            .at(l.display_path()),
+        );
+    }
+    let expected = listed.and_then(|(_, l)| l.checksum).filter(|_| size_ok);
+    let mut sum = expected.map(|(alg, _)| Checksummer::new(alg));
+    let parsed = relfile::relation_path(&rel);
+    if let Some(r) = &parsed {
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", &rel));
+        if name.ends_with("_init") {
+            init_forks.insert((dir.to_string(), r.node.to_string()));
+        }
+        rel_files.push((dir.to_string(), r.node.to_string(), rel.clone()));
+    }
+    let mut scan = parsed.as_ref().map(|r| DeferredScan::new(r.first_block(ASSUMED_BLOCKS_PER_SEGMENT), input.floor));
+    let mut kept = capture.map(|limit| Vec::with_capacity(limit.min(meta.size) as usize));
+    let mut bytes = 0u64;
+    loop {
+        if crate::signals::interrupted() {
+            return Err(std::io::Error::other("interrupted by signal"));
+        }
+        let n = match fill(reader, buf) {
+            Ok(n) => n,
+            Err(e) => {
+                out.findings.push(
+                    Finding::new(FindingKind::FileUnreadable, format!("read failed after {bytes} bytes: {e}")).at(rel),
+                );
+                return Err(e);
+            }
+        };
+        bytes += n as u64;
+        if let Some(s) = sum.as_mut() {
+            s.update(&buf[..n]);
+        }
+        if let Some(s) = scan.as_mut() {
+            s.feed(&buf[..n]);
+        }
+        if let (Some(k), Some(limit)) = (kept.as_mut(), capture) {
+            let room = (limit as usize).saturating_sub(k.len());
+            k.extend_from_slice(&buf[..n.min(room)]);
+        }
+        if n < buf.len() {
+            break;
+        }
+    }
+    out.stats.files_read += 1;
+    out.stats.bytes += bytes;
+    if let Some(k) = kept {
+        if rel == crate::datadir::BACKUP_LABEL {
+            // PostgreSQL's tar backups send the label first: from here on,
+            // the torn-page floor is the backup's real start.
+            if let Ok((_, f)) = crate::pg::label::BackupLabel::parse(&String::from_utf8_lossy(&k)) {
+                out.floor = f.start_wal_location;
+            }
+        }
+        out.captured.files.insert(rel.clone(), (k, bytes));
+    }
+    if let (Some(s), Some((alg, digest))) = (sum, expected) {
+        out.stats.checksums += 1;
+        compare_checksum(s, alg, digest, &rel, &mut out.findings);
+    }
+    if let Some(s) = scan {
+        out.stats.relation_files += 1;
+        if s.worth_keeping() {
+            out.deferred.push(DeferredFile { path: rel, scan: s });
+        } else {
+            let (pages, checksummed, torn) = s.counts();
+            out.plain_pages.0 += pages;
+            out.plain_pages.1 += checksummed;
+            out.plain_pages.2 += torn;
+        }
+    }
+    Ok(())
+}
+
 impl FileStats {
     fn add(&mut self, o: &FileStats) {
         self.files += o.files;
@@ -539,38 +751,55 @@ impl FileStats {
     }
 }
 
+/// An entry of `pg_tblspc`, as a backup holds it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TablespaceEntryOnDisk {
+    pub name: String,
+    pub is_link: bool,
+    /// For a link: whether it leads to a directory.
+    pub exists: bool,
+    pub target: String,
+}
+
 /// tablespace_map against `pg_tblspc`. With a map, they must agree both
 /// ways: recovery makes `pg_tblspc/<oid>` a link for each line
 /// (`read_tablespace_map()`), and an entry without a line is left as found.
 /// Without one, every `pg_tblspc` link must lead somewhere.
 pub fn check_tablespaces(root: &Path, map: Option<&[TablespaceEntry]>) -> Vec<Finding> {
-    let mut findings = Vec::new();
     let dir = root.join("pg_tblspc");
-    let mut entries: Vec<(String, bool, bool)> = Vec::new(); // name, is link, target exists
+    let mut entries = Vec::new();
     if let Ok(rd) = fs::read_dir(&dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let p = e.path();
             let is_link = fs::symlink_metadata(&p).map(|m| m.file_type().is_symlink()).unwrap_or(false);
             let exists = fs::metadata(&p).map(|m| m.is_dir()).unwrap_or(false);
-            entries.push((name, is_link, exists));
+            let target = fs::read_link(&p).map(|t| t.display().to_string()).unwrap_or_default();
+            entries.push(TablespaceEntryOnDisk { name, is_link, exists, target });
         }
     }
+    tablespaces_against_map(&entries, map)
+}
+
+/// [`check_tablespaces`] over entries however they were found (a
+/// directory, a tar backup's stream).
+pub fn tablespaces_against_map(entries: &[TablespaceEntryOnDisk], map: Option<&[TablespaceEntry]>) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let mut entries = entries.to_vec();
     entries.sort();
-    for (name, is_link, exists) in &entries {
-        let rel = format!("pg_tblspc/{name}");
-        if *is_link && !exists {
-            let target = fs::read_link(dir.join(name)).map(|t| t.display().to_string()).unwrap_or_default();
+    for e in &entries {
+        let rel = format!("pg_tblspc/{}", e.name);
+        if e.is_link && !e.exists {
             findings.push(
                 Finding::new(
                     FindingKind::TablespaceMissing,
-                    format!("the tablespace link points to {target}, which is not a directory"),
+                    format!("the tablespace link points to {}, which is not a directory", e.target),
                 )
                 .at(rel.clone()),
             );
         }
         if let Some(map) = map {
-            let listed = name.parse::<u32>().ok().is_some_and(|oid| map.iter().any(|m| m.oid == oid));
+            let listed = e.name.parse::<u32>().ok().is_some_and(|oid| map.iter().any(|m| m.oid == oid));
             if !listed {
                 findings.push(
                     Finding::new(
@@ -584,7 +813,7 @@ pub fn check_tablespaces(root: &Path, map: Option<&[TablespaceEntry]>) -> Vec<Fi
     }
     if let Some(map) = map {
         for m in map {
-            if !entries.iter().any(|(n, _, _)| *n == m.oid.to_string()) {
+            if !entries.iter().any(|e| e.name == m.oid.to_string()) {
                 findings.push(
                     Finding::new(
                         FindingKind::TablespaceMapMismatch,

@@ -115,6 +115,10 @@ pub enum FindingKind {
     FileChecksum,
     /// A file could not be read.
     FileUnreadable,
+    /// A tar backup holds what no backup may: a link outside
+    /// `pg_tblspc/<oid>`, a hard link, a device or FIFO, a `..` or absolute
+    /// path.
+    EntryRefused,
 
     // WAL.
     /// The end of the WAL the backup needs is unknown (warning).

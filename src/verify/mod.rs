@@ -51,12 +51,18 @@ use crate::pg::history::TimelineSpan;
 use crate::pg::manifest::{ManifestError, ManifestHead, ManifestIndex};
 use crate::pg::wal::{SegmentName, WalkConfig};
 use crate::pg::{Lsn, TimelineId};
+use crate::source::{self, BackupSource, CommandWal, DirWal, WalSource};
+use files::FileStats;
 
 /// A validated verify request.
 #[derive(Clone, Debug)]
 pub struct VerifyConfig {
     pub path: PathBuf,
+    /// A WAL archive directory (files plain or compressed), searched first.
     pub wal_archive: Option<PathBuf>,
+    /// A fetch command with PostgreSQL's `%f`/`%p` contract, asked after
+    /// the archive directory and before the backup's `pg_wal`.
+    pub restore_command: Option<String>,
     pub no_wal: bool,
     pub jobs: usize,
     /// Accept a backup without the backup_manifest it should have.
@@ -165,6 +171,8 @@ pub struct WalSummary {
     /// Why it did not, when it did not.
     pub skipped: Option<String>,
     pub archive: Option<PathBuf>,
+    /// `--restore-command`, when WAL was fetched through one.
+    pub restore_command: Option<String>,
     /// The backup's start (the redo point for a data directory).
     pub start: Option<Lsn>,
     /// The point a valid chain must reach.
@@ -229,10 +237,13 @@ impl Subject {
     }
 }
 
-/// Verify a directory.
+/// Verify a backup: a directory, or a tar backup read as a stream.
 pub fn run(cfg: &VerifyConfig) -> Result<VerifyReport> {
     let started = Instant::now();
     check_archive_option(cfg)?;
+    if let Some(tar) = source::TarBackup::detect(&cfg.path).map_err(|e| crate::source::read_error(&cfg.path, e))? {
+        return run_stream(cfg, &tar, started);
+    }
     let subject = read_subject(cfg)?;
     let status = manifest_status(cfg, &subject);
 
@@ -269,8 +280,151 @@ pub fn run(cfg: &VerifyConfig) -> Result<VerifyReport> {
         torn_pages: fstats.torn_pages,
         ..Checked::default()
     };
-    let wal = check_wal(cfg, &subject, &mut findings, &mut checked)?;
+    let wal = check_wal(cfg, &subject, None, &mut findings, &mut checked)?;
     Ok(report(subject, findings, checked, status, page_lsn, page_checksums, wal, started))
+}
+
+/// Verify a backup that can only be read in one pass (a tar backup, in any
+/// compression): the manifest first (it is stored beside the archives),
+/// then every entry once, with the file checks done as it goes and the
+/// page checks judged once pg_control (sent last) is known; then the
+/// checks of the directory's own files, then the WAL (its own `pg_wal.tar`
+/// after the archive).
+fn run_stream(cfg: &VerifyConfig, src: &dyn BackupSource, started: Instant) -> Result<VerifyReport> {
+    let manifest = read_manifest_from(src)?;
+    let index = match &manifest {
+        ManifestRead::Parsed { index, .. } => Some(index),
+        _ => None,
+    };
+    let floor = match &manifest {
+        ManifestRead::Parsed { head, .. } => head.wal_ranges.iter().map(|r| r.start).min().unwrap_or(Lsn(0)),
+        _ => Lsn(0),
+    };
+    let mut streamed = files::check_stream(&files::StreamCheck { manifest: index, floor }, src)?;
+    let opts = ReadOptions { skip_manifest: true, tolerate_bad_control: true };
+    streamed.captured.root = cfg.path.clone();
+    let (info, control_problem) = DirInfo::read_from(&cfg.path, &streamed.captured, opts)?;
+    let control_trusted = control_problem.is_none() && info.control.crc_ok;
+    let subject = Subject { info, control_problem, control_trusted, manifest };
+    let status = manifest_status(cfg, &subject);
+    // What the manifest says of files only applies when it is applied.
+    if status != ManifestStatus::Applied {
+        streamed.findings = drop_manifest_findings(std::mem::take(&mut streamed.findings));
+    }
+
+    let mut findings = Findings::new();
+    check_directory(&subject, status, &mut findings);
+    check_control(&subject, &mut findings);
+    check_label(&subject, &mut findings);
+    check_legacy(&subject, &mut findings);
+    check_manifest(&subject, status, &mut findings);
+    // A link in a tar cannot be followed: its target is taken to exist.
+    let ts: Vec<files::TablespaceEntryOnDisk> = streamed
+        .tablespaces
+        .iter()
+        .map(|(name, link, to)| files::TablespaceEntryOnDisk {
+            name: name.clone(),
+            is_link: *link,
+            exists: true,
+            target: to.clone(),
+        })
+        .collect();
+    findings.extend(files::tablespaces_against_map(&ts, subject.info.tablespace_map.as_deref()));
+
+    let page_lsn = page_bound(&subject);
+    let (mut page_checksums, checksum_rule) = checksum_plan(&subject);
+    let block_ok = subject.info.control.block_size == pages::ASSUMED_BLOCK_SIZE
+        && subject.info.control.blocks_per_segment == pages::ASSUMED_BLOCKS_PER_SEGMENT;
+    let mut stats = streamed.stats;
+    let mut page_findings = Findings::new();
+    if block_ok {
+        let torn_from = checksum_rule.map(|r| r.torn_from);
+        if torn_from.is_some_and(|t| t != streamed.floor) {
+            page_checksums = PageChecksumSummary {
+                skipped: Some(
+                    "the backup's start was not known before its files were read (no manifest, and \
+                               backup_label after the files)"
+                        .into(),
+                ),
+                ..PageChecksumSummary::default()
+            };
+        }
+        let torn_from = torn_from.filter(|t| *t == streamed.floor);
+        let (pages, checksummed, torn) = streamed.plain_pages;
+        stats.relation_pages += pages;
+        if torn_from.is_some() {
+            stats.page_checksums += checksummed;
+            stats.torn_pages += torn;
+        }
+        for d in &streamed.deferred {
+            let bound = page_lsn.bound.filter(|_| !streamed.unlogged.contains(&d.path));
+            let scan = d.scan.evaluate(bound, torn_from);
+            let mut one = FileStats::default();
+            files::report_pages(&scan, &d.path, &mut one, &mut page_findings);
+            stats.relation_pages += one.relation_pages;
+            stats.page_checksums += one.page_checksums;
+            stats.torn_pages += one.torn_pages;
+        }
+    } else if page_lsn.bound.is_some() || checksum_rule.is_some() {
+        // The scan assumed 8 kB blocks and 1 GB segments.
+        page_checksums = PageChecksumSummary {
+            skipped: Some("a tar backup of a cluster with a block or segment size other than the default".into()),
+            ..PageChecksumSummary::default()
+        };
+    }
+    let page_lsn = if block_ok || page_lsn.bound.is_none() {
+        page_lsn
+    } else {
+        PageLsnSummary {
+            skipped: Some("a tar backup of a cluster with a block or segment size other than the default".into()),
+            ..PageLsnSummary::default()
+        }
+    };
+    let mut all = streamed.findings;
+    all.append(page_findings);
+    all.sort_by_path();
+    findings.append(all);
+    let mut checked = Checked {
+        files: stats.files,
+        files_read: stats.files_read,
+        bytes: stats.bytes,
+        checksums: stats.checksums,
+        relation_files: stats.relation_files,
+        relation_pages: stats.relation_pages,
+        page_checksums: stats.page_checksums,
+        torn_pages: stats.torn_pages,
+        ..Checked::default()
+    };
+    let wal = check_wal(cfg, &subject, src.wal(), &mut findings, &mut checked)?;
+    Ok(report(subject, findings, checked, status, page_lsn, page_checksums, wal, started))
+}
+
+/// The findings of a file check without those that compare with the
+/// manifest (for a manifest that is not applied).
+fn drop_manifest_findings(f: Findings) -> Findings {
+    let (list, _) = f.finish();
+    let mut out = Findings::new();
+    for x in list {
+        if !matches!(
+            x.kind,
+            FindingKind::FileMissing | FindingKind::FileExtra | FindingKind::FileSize | FindingKind::FileChecksum
+        ) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+fn read_manifest_from(src: &dyn BackupSource) -> Result<ManifestRead> {
+    let path = PathBuf::from(src.describe()).with_file_name(BACKUP_MANIFEST);
+    let Some((reader, size)) = src.open_manifest().map_err(|e| crate::source::read_error(&path, e))? else {
+        return Ok(ManifestRead::Absent);
+    };
+    match ManifestIndex::read(reader, size, &crate::signals::interrupted) {
+        Ok((head, index)) => Ok(ManifestRead::Parsed { head, index }),
+        Err(ManifestError::Interrupted) => Err(Error::Interrupted),
+        Err(e) => Ok(ManifestRead::Invalid(e)),
+    }
 }
 
 fn check_archive_option(cfg: &VerifyConfig) -> Result<()> {
@@ -848,11 +1002,41 @@ fn wal_end(s: &Subject, out: &mut Findings) -> std::result::Result<(Lsn, Option<
     }
 }
 
-fn check_wal(cfg: &VerifyConfig, s: &Subject, out: &mut Findings, checked: &mut Checked) -> Result<WalSummary> {
+/// Where the walk looks WAL up, in order: the archive directory, the
+/// fetch command, then the directory's own `pg_wal`.
+fn wal_sources(
+    cfg: &VerifyConfig,
+    dir: &std::path::Path,
+    own: Option<Box<dyn WalSource>>,
+) -> Result<Vec<Box<dyn WalSource>>> {
+    let mut sources: Vec<Box<dyn WalSource>> = Vec::new();
+    if let Some(a) = &cfg.wal_archive {
+        sources.push(Box::new(DirWal::archive(a)));
+    }
+    if let Some(c) = &cfg.restore_command {
+        let w = CommandWal::new(c, source::wal::DEFAULT_FETCH_AHEAD)
+            .map_err(|e| Error::io(std::env::temp_dir(), "create a directory for fetched WAL", e))?;
+        sources.push(Box::new(w));
+    }
+    sources.push(own.unwrap_or_else(|| Box::new(DirWal::pg_wal(dir))));
+    Ok(sources)
+}
+
+fn check_wal(
+    cfg: &VerifyConfig,
+    s: &Subject,
+    own_wal: Option<Box<dyn WalSource>>,
+    out: &mut Findings,
+    checked: &mut Checked,
+) -> Result<WalSummary> {
     let info = &s.info;
     let (start, start_tli) = info.start();
     let end_tli = s.end_timeline();
-    let mut summary = WalSummary { archive: cfg.wal_archive.clone(), ..WalSummary::default() };
+    let mut summary = WalSummary {
+        archive: cfg.wal_archive.clone(),
+        restore_command: cfg.restore_command.clone(),
+        ..WalSummary::default()
+    };
     if s.control_trusted || info.label.is_some() {
         summary.start_timeline = Some(start_tli);
         summary.end_timeline = Some(end_tli);
@@ -877,9 +1061,9 @@ fn check_wal(cfg: &VerifyConfig, s: &Subject, out: &mut Findings, checked: &mut 
     };
     summary.start = Some(start);
     summary.end = Some(end);
+    let sources = wal_sources(cfg, &info.path, own_wal)?;
     let outcome = wal::check(&wal::WalCheck {
-        dir: &info.path,
-        archive: cfg.wal_archive.as_deref(),
+        sources: &sources,
         start,
         start_tli,
         end,

@@ -56,6 +56,9 @@ pub struct PageScan {
     /// file, its LSN).
     pub bad: u64,
     pub first_bad: Option<(u64, Lsn)>,
+    /// More pages than counted in `beyond` lie above the bound (a
+    /// [`DeferredScan`] counts at most [`KEEP`]).
+    pub beyond_more: bool,
 }
 
 impl PageScan {
@@ -74,6 +77,7 @@ impl PageScan {
             torn: 0,
             bad: 0,
             first_bad: None,
+            beyond_more: false,
         }
     }
 
@@ -113,6 +117,126 @@ impl PageScan {
             self.bad += 1;
             self.first_bad.get_or_insert((block, lsn));
         }
+    }
+}
+
+/// How many of a file's highest page LSNs a [`DeferredScan`] keeps, and
+/// how many checksum failures.
+pub const KEEP: usize = 32;
+
+/// The page facts of one file read before the checks' settings are known:
+/// a tar backup's `global/pg_control` (and, in pgdrill's tar backups,
+/// `backup_label`) come after the relation files. The scan assumes the
+/// default block and segment sizes (checked once pg_control is read: the
+/// facts are discarded otherwise) and a provisional torn-page floor (the
+/// manifest's or label's start), keeps the file's [`KEEP`] highest page
+/// LSNs and first checksum failures, and is then [evaluated](Self::evaluate)
+/// against the real bound. Memory per file is fixed.
+#[derive(Clone, Debug)]
+pub struct DeferredScan {
+    block_size: usize,
+    first_block: u64,
+    floor: Lsn,
+    offset: u64,
+    pages: u64,
+    /// The highest page LSNs (with their blocks), highest first.
+    top: Vec<(Lsn, u64)>,
+    /// Non-new pages at or after the floor (not checksummed).
+    at_or_after_floor: u64,
+    checksummed: u64,
+    /// Checksum failures (block, LSN), the first [`KEEP`] of them, and how
+    /// many there were.
+    failures: Vec<(u64, Lsn)>,
+    failures_total: u64,
+}
+
+/// The block size a deferred scan assumes (`BLCKSZ`'s default).
+pub const ASSUMED_BLOCK_SIZE: u32 = 8192;
+/// Blocks per relation segment file a deferred scan assumes (`RELSEG_SIZE`'s
+/// default: 1 GB of 8 kB blocks).
+pub const ASSUMED_BLOCKS_PER_SEGMENT: u32 = 131072;
+
+impl DeferredScan {
+    /// A scan of a file whose first block is `first_block` of its fork;
+    /// pages before `floor` get their data checksums computed.
+    pub fn new(first_block: u64, floor: Lsn) -> DeferredScan {
+        DeferredScan {
+            block_size: ASSUMED_BLOCK_SIZE as usize,
+            first_block,
+            floor,
+            offset: 0,
+            pages: 0,
+            top: Vec::new(),
+            at_or_after_floor: 0,
+            checksummed: 0,
+            failures: Vec::new(),
+            failures_total: 0,
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for p in chunk.chunks_exact(self.block_size) {
+            let block = self.offset / self.block_size as u64;
+            let lsn = page::page_lsn(p);
+            self.pages += 1;
+            if lsn.0 > 0 && (self.top.len() < KEEP || self.top.last().is_some_and(|l| lsn > l.0)) {
+                let at = self.top.partition_point(|(l, _)| *l >= lsn);
+                self.top.insert(at, (lsn, block));
+                self.top.truncate(KEEP);
+            }
+            if !page::is_new(p) {
+                if lsn >= self.floor {
+                    self.at_or_after_floor += 1;
+                } else {
+                    self.checksummed += 1;
+                    if page::checksum_fails(p, self.first_block + block) {
+                        self.failures_total += 1;
+                        if self.failures.len() < KEEP {
+                            self.failures.push((block, lsn));
+                        }
+                    }
+                }
+            }
+            self.offset += self.block_size as u64;
+        }
+    }
+
+    /// Whether the file has anything a later bound or torn-page point could
+    /// turn into a finding: a page above the floor, or a checksum failure.
+    pub fn worth_keeping(&self) -> bool {
+        self.failures_total > 0 || self.top.first().is_some_and(|(l, _)| *l >= self.floor)
+    }
+
+    /// Pages scanned, checksummed, and at or after the floor.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (self.pages, self.checksummed, self.at_or_after_floor)
+    }
+
+    /// The results as a [`PageScan`] would have them, for LSNs above
+    /// `bound` and, with `checksums`, data checksums with the torn-page
+    /// rule from `torn_from`. Exact unless more than [`KEEP`] pages lie
+    /// above the bound (then [`PageScan::beyond_more`] is set) or the
+    /// torn-page point differs from the floor the scan assumed.
+    pub fn evaluate(&self, bound: Option<Lsn>, checksums: Option<Lsn>) -> PageScan {
+        let mut s = PageScan::new(bound, None, self.block_size as u32);
+        s.pages = self.pages;
+        if let Some(b) = bound {
+            let above: Vec<&(Lsn, u64)> = self.top.iter().filter(|(l, _)| *l > b).collect();
+            s.beyond = above.len() as u64;
+            s.beyond_more = above.len() == KEEP;
+            if let Some((l, blk)) = above.first() {
+                s.max_lsn = *l;
+                s.max_block = *blk;
+            }
+        }
+        if let Some(torn_from) = checksums {
+            s.checksummed = self.checksummed;
+            s.torn = self.at_or_after_floor;
+            let bad: Vec<&(u64, Lsn)> = self.failures.iter().filter(|(_, l)| *l < torn_from).collect();
+            s.bad = if bad.len() == self.failures.len() { self.failures_total } else { bad.len() as u64 };
+            s.first_bad = bad.first().map(|(b, l)| (*b, *l));
+        }
+        s
     }
 }
 
@@ -187,5 +311,48 @@ mod tests {
         assert_eq!(s.torn, 1);
         assert_eq!(s.bad, 2);
         assert_eq!(s.first_bad, Some((1, Lsn(0x200))));
+    }
+
+    #[test]
+    fn a_deferred_scan_evaluates_as_a_direct_one() {
+        let first = 131072;
+        let mut data = Vec::new();
+        data.extend(checksummed(0x100, first));
+        let mut bad_old = checksummed(0x200, first + 1);
+        bad_old[5000] ^= 1;
+        data.extend(bad_old);
+        let mut torn = checksummed(0x900, first + 2);
+        torn[5000] ^= 1;
+        data.extend(torn);
+        data.extend(vec![0u8; 8192]);
+        data.extend(checksummed(0x950, first + 4));
+        let mut direct =
+            PageScan::new(Some(Lsn(0x300)), Some(ChecksumScan { torn_from: Lsn(0x800), first_block: first }), 8192);
+        direct.feed(&data);
+        let mut d = DeferredScan::new(first, Lsn(0x800));
+        d.feed(&data[..8192]);
+        d.feed(&data[8192..]);
+        let e = d.evaluate(Some(Lsn(0x300)), Some(Lsn(0x800)));
+        assert_eq!(
+            (e.pages, e.beyond, e.max_lsn, e.max_block),
+            (direct.pages, direct.beyond, direct.max_lsn, direct.max_block)
+        );
+        assert_eq!(
+            (e.checksummed, e.torn, e.bad, e.first_bad),
+            (direct.checksummed, direct.torn, direct.bad, direct.first_bad)
+        );
+        assert!(!e.beyond_more);
+        // Another bound, known only later.
+        let e = d.evaluate(Some(Lsn(0x920)), None);
+        assert_eq!((e.beyond, e.max_lsn, e.max_block), (1, Lsn(0x950), 4));
+        // More pages above the bound than kept: counted as "at least".
+        let mut many = DeferredScan::new(0, Lsn(0));
+        for i in 0..100u64 {
+            many.feed(&page(0x1000 + i, 8192));
+        }
+        let e = many.evaluate(Some(Lsn(0x10)), None);
+        assert_eq!(e.beyond, KEEP as u64);
+        assert!(e.beyond_more);
+        assert_eq!((e.max_lsn, e.max_block), (Lsn(0x1000 + 99), 99));
     }
 }

@@ -150,19 +150,13 @@ fn a_hostile_backup_restored_as_root_touches_nothing_outside() {
         let _ = std::fs::remove_dir_all(&at);
         plant(&at);
         let target = g.dir.join(format!("hostile-target-{i}"));
-        let out = pgdrill(&[
-            "restore",
+        let out = restore_cli(
             copy.to_str().unwrap(),
-            "--target",
             target.to_str().unwrap(),
-            "--wal-archive",
             g.archive.to_str().unwrap(),
-            "--port",
             &free_port().to_string(),
-            "--timeout",
-            "60",
-            "--no-sync",
-        ]);
+            &["--timeout", "60"],
+        );
         assert_eq!(code(&out), 1, "{name}: {}", stderr(&out));
         assert!(stderr(&out).contains(&format!("{}:", at.display())), "{name}: the message names it: {}", stderr(&out));
         assert!(!target.exists(), "{name}: a refused restore leaves no target behind");
@@ -180,20 +174,13 @@ fn a_hostile_backup_restored_as_root_touches_nothing_outside() {
     std::fs::write(copy.join("pgdrill_gate/state.json"), planted).unwrap();
     let target = g.dir.join("hostile-state-target");
     let port = free_port();
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         copy.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port.to_string(),
-        "--timeout",
-        "120",
-        "--skip-manifest-check",
-        "--no-sync",
-    ]);
+        &["--timeout", "120", "--skip-manifest-check"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(snapshot(&outside), before, "the planted state reached outside");
     stop_server(&g, &target);
@@ -312,20 +299,13 @@ fn a_backup_configured_for_another_language_gates_as_in_english() {
     refresh_in_manifest(&b, "postgresql.conf");
     let target = g.dir.join("t");
     let port = free_port();
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         b.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port.to_string(),
-        "--timeout",
-        "120",
-        "--no-sync",
-        "--json",
-    ]);
+        &["--timeout", "120", "--json"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let gate = json(&out)["gate"].clone();
     assert!(lsn(&gate["opened_at_lsn"]).unwrap() >= end);
@@ -366,21 +346,13 @@ fn a_full_disk_during_replay_is_named() {
     let _unmount = Unmount(mnt.clone());
     std::fs::set_permissions(&mnt, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let target = mnt.join("t");
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         b.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &free_port().to_string(),
-        "--timeout",
-        "30",
-        "--stall-secs",
-        "3",
-        "--no-sync",
-    ]);
+        &["--timeout", "30", "--stall-secs", "3"],
+    );
     let err = stderr(&out);
     assert_eq!(code(&out), 4, "{err}");
     assert!(err.contains("is full"), "the full disk is named, not a missing segment ({end}): {err}");

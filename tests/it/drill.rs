@@ -436,9 +436,16 @@ fn a_drill_restores_with_a_restore_command_and_checks_template1() {
     ]);
     assert_eq!(code(&out), 0, "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     let r = json(&out);
-    assert_eq!(r["restore"]["restore_command"], cmd.as_str());
+    // The command is the user's, with %p anchored in the copy.
+    let target = g.dir.join("work").join("restore");
+    assert_eq!(
+        r["restore"]["restore_command"],
+        format!("cp {}/%f {}/%p", g.archive.display(), target.display()).as_str()
+    );
+    // verify fetched the WAL chain through the command too.
     let verify = r["steps"].as_array().unwrap().iter().find(|s| s["name"] == "verify").unwrap().clone();
-    assert!(verify["detail"].as_str().unwrap().contains("WAL not checked"), "{verify}");
+    assert!(verify["detail"].as_str().unwrap().starts_with("0 errors"), "{verify}");
+    assert!(!verify["detail"].as_str().unwrap().contains("WAL not checked"), "{verify}");
     let checks = r["checks"].as_array().unwrap();
     assert!(checks.iter().any(|c| c["name"] == "amcheck template1" && c["status"] == "pass"), "{checks:?}");
 }
@@ -465,19 +472,13 @@ fn backup_restore_and_gate_json_carry_ok() {
     assert!(r["end_lsn"].is_string(), "the report's own keys stay: {r}");
     let target = g.dir.join("r");
     let port = pgdrill::ground::free_port().to_string();
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         dest.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port,
-        "--no-start",
-        "--no-sync",
-        "--json",
-    ]);
+        &["--no-start", "--json"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = json(&out);
     assert_eq!(r["ok"], true);

@@ -30,20 +30,13 @@ fn restore_behind_the_gate(method: &str) {
     let sock = root.then(|| Knocker::start(&g, "sock", g.sockets.to_str().unwrap(), port));
     let tcp = Knocker::start(&g, "tcp", "127.0.0.1", port);
     let app = Knocker::start_as_role(&g, "app", g.sockets.to_str().unwrap(), port, "app");
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         backup_dir.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port.to_string(),
-        "--timeout",
-        "120",
-        "--json",
-        "--no-sync",
-    ]);
+        &["--timeout", "120", "--json"],
+    );
     assert_eq!(
         code(&out),
         0,
@@ -120,22 +113,13 @@ fn a_missing_segment_times_out_closed_and_is_named() {
     let (partial, missing) = archive_without_end_segment(&g, end);
     let target = g.dir.join("t");
     let port = free_port();
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         b.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         partial.to_str().unwrap(),
-        "--port",
         &port.to_string(),
-        "--timeout",
-        "15",
-        "--stall-secs",
-        "3",
-        "--no-sync",
-        "--json",
-    ]);
+        &["--timeout", "15", "--stall-secs", "3", "--json"],
+    );
     assert_eq!(code(&out), 4, "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains(&missing), "the message names the missing segment {missing}: {err}");
@@ -234,22 +218,13 @@ fn then_promote_gives_a_read_write_server_on_a_new_timeline() {
     let target = g.dir.join("t");
     let port = free_port();
     let before = archive_listing(&g);
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         b.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port.to_string(),
-        "--then",
-        "promote",
-        "--timeout",
-        "120",
-        "--no-sync",
-        "--json",
-    ]);
+        &["--then", "promote", "--timeout", "120", "--json"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let gate = json(&out)["gate"].clone();
     assert_eq!(gate["read_write"], true);
@@ -277,22 +252,13 @@ fn then_standby_keeps_following_and_opens_past_the_end() {
     let (g, b, end) = ground_with_backup("legacy");
     let target = g.dir.join("t");
     let port = free_port();
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         b.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port.to_string(),
-        "--then",
-        "standby",
-        "--timeout",
-        "120",
-        "--no-sync",
-        "--json",
-    ]);
+        &["--then", "standby", "--timeout", "120", "--json"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let gate = json(&out)["gate"].clone();
     assert_eq!(gate["read_write"], false);
@@ -399,21 +365,13 @@ fn no_start_restore_is_locked_until_the_gate_opens_it() {
     let (g, b, end) = ground_with_backup("legacy");
     let target = g.dir.join("t");
     let port = free_port();
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         b.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port.to_string(),
-        "--no-start",
-        "--then",
-        "promote",
-        "--no-sync",
-        "--json",
-    ]);
+        &["--no-start", "--then", "promote", "--json"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(json(&out)["started"], false);
     // Someone starts it by hand: it runs, but nobody gets in.
@@ -545,20 +503,13 @@ fn a_pg_basebackup_backup_of_the_standby_restores_behind_the_gate() {
     assert_eq!(r["end_location"], serde_json::Value::Null);
     let target = g.dir.join("t");
     let port = free_port();
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         b.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port.to_string(),
-        "--timeout",
-        "120",
-        "--no-sync",
-        "--json",
-    ]);
+        &["--timeout", "120", "--json"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = json(&out);
     assert_eq!(lsn(&r["end_lsn"]), Some(end));
@@ -623,18 +574,13 @@ fn an_end_target_below_the_backups_end_is_refused_with_exit_2_and_changes_nothin
     let (g, b, end) = ground_with_backup("label");
     let target = g.dir.join("t");
     let port = free_port();
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         b.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port.to_string(),
-        "--no-start",
-        "--no-sync",
-    ]);
+        &["--no-start"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     // An end before the backup's own end would open a torn copy: refused
     // up front (issue #9: exit 2 on every path), and nothing is written.
@@ -661,20 +607,13 @@ fn a_backup_without_postgresql_conf_gets_the_primarys_limits() {
     drop_from_manifest(&b, &["postgresql.conf"]);
     let target = g.dir.join("t");
     let port = free_port();
-    let out = pgdrill(&[
-        "restore",
+    let out = restore_cli(
         b.to_str().unwrap(),
-        "--target",
         target.to_str().unwrap(),
-        "--wal-archive",
         g.archive.to_str().unwrap(),
-        "--port",
         &port.to_string(),
-        "--timeout",
-        "120",
-        "--no-sync",
-        "--json",
-    ]);
+        &["--timeout", "120", "--json"],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = json(&out);
     assert!(lsn(&r["gate"]["opened_at_lsn"]).unwrap() >= end);

@@ -76,21 +76,7 @@ fn every_commands_human_output() {
     let target = g.dir.join("restored");
     let port = free_port().to_string();
     let t = target.to_str().unwrap().to_string();
-    outputs.push((
-        "restore",
-        pgdrill(&[
-            "restore",
-            &b,
-            "--target",
-            &t,
-            "--wal-archive",
-            &archive,
-            "--port",
-            &port,
-            "--no-start",
-            "--no-sync",
-        ]),
-    ));
+    outputs.push(("restore", restore_cli(&b, &t, &archive, &port, &["--no-start"])));
     outputs.push(("gate", pgdrill(&["gate", "--pgdata", &t, "--wal-archive", &archive, "--timeout", "120"])));
     stop_server(&g, &target);
     outputs.push(("wal-keep", pgdrill(&["wal-keep", &b, "--archive", &archive])));

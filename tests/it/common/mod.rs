@@ -356,3 +356,11 @@ pub fn refresh_in_manifest(backup: &Path, name: &str) {
     let text = Manifest::render(m.version, m.system_identifier.unwrap_or(0), &files, &m.wal_ranges);
     std::fs::write(&path, text).unwrap();
 }
+
+/// `pgdrill restore B --target T --wal-archive A --port P --no-sync`, plus
+/// `extra`.
+pub fn restore_cli(b: &str, target: &str, archive: &str, port: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["restore", b, "--target", target, "--wal-archive", archive, "--port", port, "--no-sync"];
+    args.extend_from_slice(extra);
+    pgdrill(&args)
+}

@@ -1,3 +1,6 @@
+//! OS users: who pgdrill runs as, who runs the servers, and giving files to
+//! them. Below `safefs` and `server`, which both need it.
+
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
