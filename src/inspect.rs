@@ -45,8 +45,16 @@ impl InspectReport {
     }
 }
 
-pub fn run(path: &Path) -> Result<InspectReport> {
-    let read_err = |e| crate::source::read_error(path, e);
+pub fn run(path: &Path, s3: &crate::objstore::S3Config) -> Result<InspectReport> {
+    let read_err = |e: std::io::Error| match crate::source::fatal(e) {
+        Ok(e) => crate::source::read_error(path, e),
+        Err(e) => e,
+    };
+    if let Some(b) = crate::source::s3_backup(path, s3)? {
+        let captured = b.capture().map_err(read_err)?;
+        let info = DirInfo::read_from(path, &captured, ReadOptions::default())?.0;
+        return Ok(report(info, BackupFormat::Plain, Compression::None));
+    }
     let tar = TarBackup::detect(path).map_err(read_err)?;
     let (format, compression) =
         tar.as_ref().map_or((BackupFormat::Plain, Compression::None), |t| (t.format(), t.compression()));
@@ -58,8 +66,12 @@ pub fn run(path: &Path) -> Result<InspectReport> {
         }
         None => DirInfo::read(path)?,
     };
+    Ok(report(info, format, compression))
+}
+
+fn report(info: DirInfo, format: BackupFormat, compression: Compression) -> InspectReport {
     let manifest = info.manifest.as_ref().map(ManifestInfo::summary);
-    Ok(InspectReport {
+    InspectReport {
         path: info.path.clone(),
         kind: info.kind,
         format,
@@ -79,5 +91,5 @@ pub fn run(path: &Path) -> Result<InspectReport> {
         label: info.label.map(|(_, f)| f),
         control_file_size: info.control_size,
         control: info.control,
-    })
+    }
 }

@@ -43,7 +43,7 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
     match command {
         Command::Inspect(a) => (
             a.json,
-            pgdrill::inspect::run(&a.path).map(|r| {
+            a.s3.to_config().and_then(|s3| pgdrill::inspect::run(&a.path, &s3)).map(|r| {
                 let code = r.exit_code();
                 report::emit_ok(&r, code == EXIT_OK, a.json);
                 code

@@ -54,9 +54,9 @@ use crate::pg::manifest::{self, ChecksumAlgorithm, Manifest, ManifestFile, WalRa
 use crate::pg::wal::{history_file_name, SegmentName};
 use crate::pg::{Lsn, TimelineId};
 use crate::server::OsUser;
+use crate::source::compress::{CompressSpec, Compression};
 pub use dest::S3Dest;
 use dest::{Dest, Target};
-use crate::source::compress::{CompressSpec, Compression};
 use privileges::On;
 use session::{Session, StartReport};
 use walk::{Plan, Sources};

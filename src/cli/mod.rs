@@ -90,8 +90,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// A data directory or a backup directory.
+    /// A data directory or a backup directory, or a backup in object
+    /// storage (s3://BUCKET/PREFIX).
     pub path: PathBuf,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Print one JSON object (schema: docs/json.md).
     /// Print one JSON object on stdout instead of tables (schema:
     /// docs/json.md); errors too.
@@ -339,6 +342,7 @@ impl DrillArgs {
             pgdata: self.pgdata.clone(),
             work: self.work.clone(),
             wal_archive: self.wal_archive.clone(),
+            s3: Default::default(),
             method: self.method.into(),
             check_sql: self.check_sql.clone(),
             check_db: self.check_db.clone(),
@@ -460,8 +464,9 @@ impl HistoryArgs {
 pub struct WalKeepArgs {
     /// A backup (it must verify).
     pub backup: PathBuf,
-    /// The WAL archive directory to list (files plain, .gz, .lz4 or .zst).
-    #[arg(long, value_name = "DIR")]
+    /// The WAL archive to list (files plain, .gz, .lz4 or .zst): a
+    /// directory, or s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "DIR|URL")]
     pub archive: Option<PathBuf>,
     /// Fetch WAL for the backup's verification with this command
     /// (PostgreSQL's restore_command contract), e.g. when the archive is
@@ -471,6 +476,8 @@ pub struct WalKeepArgs {
     /// Delete the listed files (default: a dry run). Requires --archive.
     #[arg(long, requires = "archive")]
     pub remove: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Print one JSON object on stdout instead of tables (schema:
     /// docs/json.md); errors too.
     #[arg(long)]
@@ -479,7 +486,11 @@ pub struct WalKeepArgs {
 
 impl WalKeepArgs {
     pub fn to_config(&self) -> Result<WalKeepConfig> {
+        if let Some(a) = &self.archive {
+            s3_location("--archive", a)?;
+        }
         Ok(WalKeepConfig {
+            s3: self.s3.to_config()?,
             backup: self.backup.clone(),
             archive: self.archive.clone(),
             restore_command: non_empty_command("--restore-command", self.restore_command.as_deref())?,
@@ -495,9 +506,16 @@ pub struct WalFetchArgs {
     pub name: String,
     /// Where to write it (restore_command's %p).
     pub path: PathBuf,
-    /// The archive directory.
-    #[arg(long, value_name = "DIR")]
+    /// The archive: a directory, or s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "DIR|URL")]
     pub archive: PathBuf,
+    /// With an s3:// archive: a credential file pgdrill restore wrote for
+    /// this OS user (mode 0600, owned by it; docs/design.md, "Credentials
+    /// for a restored server"). Without it, the AWS chain.
+    #[arg(long, value_name = "FILE")]
+    pub s3_credentials: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 impl WalFetchArgs {
@@ -505,7 +523,10 @@ impl WalFetchArgs {
         if self.name.is_empty() || self.name.contains('/') || self.name.starts_with('.') {
             return Err(Error::usage(format!("{:?} is not a WAL file name", self.name), None));
         }
+        s3_location("--archive", &self.archive)?;
         Ok(crate::source::fetch::WalFetchConfig {
+            s3: self.s3.to_config()?,
+            s3_credentials: self.s3_credentials.clone(),
             name: self.name.clone(),
             path: self.path.clone(),
             archive: self.archive.clone(),
@@ -747,8 +768,8 @@ pub struct VerifyArgs {
     /// data directory.
     pub path: PathBuf,
     /// Where to find WAL segments besides the backup's pg_wal: a directory
-    /// of files stored plain, .gz, .lz4 or .zst.
-    #[arg(long, value_name = "DIR")]
+    /// of files stored plain, .gz, .lz4 or .zst, or s3://BUCKET/PREFIX.
+    #[arg(long, value_name = "DIR|URL")]
     pub wal_archive: Option<PathBuf>,
     /// Fetch WAL with this command, as PostgreSQL's restore_command does
     /// (%f the file name, %p the path to write it to; non-zero when
@@ -759,6 +780,8 @@ pub struct VerifyArgs {
     /// Skip the WAL checks.
     #[arg(long)]
     pub no_wal: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Accept a backup without a backup_manifest (pgdrill and pg_basebackup
     /// 13+ write one; without this option its absence is an error).
     #[arg(long)]
@@ -774,7 +797,12 @@ pub struct VerifyArgs {
 
 impl VerifyArgs {
     pub fn to_config(&self) -> Result<VerifyConfig> {
+        s3_location("the backup", &self.path)?;
+        if let Some(a) = &self.wal_archive {
+            s3_location("--wal-archive", a)?;
+        }
         Ok(VerifyConfig {
+            s3: self.s3.to_config()?,
             path: self.path.clone(),
             wal_archive: self.wal_archive.clone(),
             restore_command: non_empty_command("--restore-command", self.restore_command.as_deref())?,

@@ -138,6 +138,7 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         pgdata: Some(standby.pgdata.clone()),
         work: dir.join("work"),
         wal_archive: Some(ground.archive.clone()),
+        s3: Default::default(),
         method: Method::Label,
         check_sql: Some(check_sql),
         check_db: "postgres".into(),

@@ -47,6 +47,8 @@ pub struct DrillConfig {
     /// The WAL archive directory: verify reads it, and the restored copy
     /// restores from it unless `restore_command` is given.
     pub wal_archive: Option<PathBuf>,
+    /// How to reach object storage for `s3://` locations.
+    pub s3: crate::objstore::S3Config,
     pub method: Method,
     pub check_sql: Option<PathBuf>,
     pub check_db: String,
@@ -588,6 +590,7 @@ fn verify_step(cfg: &DrillConfig, backup_dir: &Path) -> Result<Outcome<VerifyRep
         no_wal: false,
         jobs: cfg.jobs,
         allow_missing_manifest: false,
+        s3: cfg.s3.clone(),
     })?;
     let errors: Vec<&Finding> = r.findings.iter().filter(|f| f.is_error()).collect();
     let mut detail = format!("{} errors, {} warnings", r.errors, r.warnings);

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::pg::history;
 use crate::pg::wal::{history_file_name, SegmentName, WalFileKind};
 use crate::pg::{Lsn, TimelineId, WalSegSize};
-use crate::source::{DirWal, WalSource};
+use crate::source::WalSource;
 use crate::verify::{self, VerifyConfig};
 
 /// A validated wal-keep request.
@@ -33,6 +33,8 @@ pub struct WalKeepConfig {
     pub restore_command: Option<String>,
     pub remove: bool,
     pub jobs: usize,
+    /// How to reach object storage for `s3://` locations.
+    pub s3: crate::objstore::S3Config,
 }
 
 /// One archive file the backup does not need.
@@ -79,7 +81,7 @@ pub fn older_files(names: &[String], oldest: SegmentName, timelines: &[TimelineI
 }
 
 /// A history file's text, stored plain or compressed (at most 1 MiB).
-fn read_history(source: &DirWal, name: &str) -> std::io::Result<String> {
+fn read_history(source: &dyn WalSource, name: &str) -> std::io::Result<String> {
     use std::io::Read;
     match source.fetch(name)? {
         crate::source::Fetched::Found(mut f) => {
@@ -99,6 +101,7 @@ pub fn run(cfg: &WalKeepConfig) -> Result<WalKeepReport> {
         no_wal: cfg.archive.is_none() && cfg.restore_command.is_none(),
         jobs: cfg.jobs,
         allow_missing_manifest: false,
+        s3: cfg.s3.clone(),
     })?;
     if !v.ok {
         let first = v
@@ -116,7 +119,16 @@ pub fn run(cfg: &WalKeepConfig) -> Result<WalKeepReport> {
             hint: "run pgdrill verify on it; never delete WAL on the word of a broken backup".into(),
         });
     }
-    let info = DirInfo::read(&cfg.backup)?;
+    let info = match crate::source::s3_backup(&cfg.backup, &cfg.s3)? {
+        Some(b) => {
+            let captured = b.capture().map_err(|e| match crate::source::fatal(e) {
+                Ok(e) => crate::source::read_error(&cfg.backup, e),
+                Err(e) => e,
+            })?;
+            DirInfo::read_from(&cfg.backup, &captured, crate::datadir::ReadOptions::default())?.0
+        }
+        None => DirInfo::read(&cfg.backup)?,
+    };
     let seg = info.seg_size().unwrap_or(WalSegSize::DEFAULT);
     let (start_lsn, tli) = info.start();
     let oldest = SegmentName::containing(tli, start_lsn, seg);
@@ -132,16 +144,19 @@ pub fn run(cfg: &WalKeepConfig) -> Result<WalKeepReport> {
         removed: false,
     };
     let Some(archive) = &cfg.archive else { return Ok(report) };
-    let source = DirWal::archive(archive);
+    let source = crate::source::wal_archive(archive, &cfg.s3)?;
+    let fail = |e: std::io::Error, path: PathBuf| match crate::source::fatal(e) {
+        Ok(e) => crate::source::read_error(path, e),
+        Err(e) => e,
+    };
     if tli.0 > 1 {
         let h = archive.join(history_file_name(tli));
-        let text = read_history(&source, &history_file_name(tli))
-            .map_err(|e| Error::ReadInput { path: h.clone(), source: e })?;
+        let text = read_history(source.as_ref(), &history_file_name(tli)).map_err(|e| fail(e, h.clone()))?;
         let entries = history::parse(&text).map_err(|source| Error::History { path: h.clone(), source })?;
         report.timelines.extend(entries.iter().map(|e| e.tli));
         report.timelines.sort();
     }
-    let stored = source.list().map_err(|e| crate::source::read_error(archive, e))?;
+    let stored = source.list().map_err(|e| fail(e, archive.clone()))?;
     // Classified by their PostgreSQL names, kept by their stored names.
     let names: Vec<String> = stored.iter().map(|f| f.name.clone()).collect();
     let older = older_files(&names, oldest, &report.timelines, seg);
@@ -153,7 +168,10 @@ pub fn run(cfg: &WalKeepConfig) -> Result<WalKeepReport> {
     }
     if cfg.remove {
         for f in &going {
-            source.remove(f).map_err(|e| Error::io(archive.join(&f.stored), "remove", e))?;
+            source.remove(f).map_err(|e| match crate::source::fatal(e) {
+                Ok(e) => Error::io(archive.join(&f.stored), "remove", e),
+                Err(e) => e,
+            })?;
         }
         report.removed = true;
     }

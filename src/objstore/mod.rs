@@ -32,8 +32,8 @@ use object_store::path::Path as ObjPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use tokio::sync::Semaphore;
 
-pub use read::ObjectReader;
 pub use crate::pg::s3url::{is_s3, S3Url, UrlError};
+pub use read::ObjectReader;
 pub use write::ObjectWriter;
 
 use crate::error::{Error, Result};

@@ -20,7 +20,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
-use super::wal::{DirWal, Fetched, WalSource};
+use super::wal::Fetched;
 use crate::error::{Error, Result};
 
 /// A validated wal-fetch request.
@@ -30,8 +30,13 @@ pub struct WalFetchConfig {
     pub name: String,
     /// Where to write it (`%p`).
     pub path: PathBuf,
-    /// The archive directory.
+    /// The archive: a directory or an `s3://` URL.
     pub archive: PathBuf,
+    /// How to reach object storage for an `s3://` archive.
+    pub s3: crate::objstore::S3Config,
+    /// A credential file handed over by `pgdrill restore`
+    /// ([`crate::objstore::handoff`]): its endpoint, region and keys.
+    pub s3_credentials: Option<PathBuf>,
 }
 
 /// What was fetched.
@@ -43,16 +48,33 @@ pub struct WalFetched {
 
 /// Fetch one file; `Err(Error::WalNotArchived)` (exit 1) when absent.
 pub fn run(cfg: &WalFetchConfig) -> Result<WalFetched> {
-    let source = DirWal::archive(&cfg.archive);
+    let s3 = match &cfg.s3_credentials {
+        Some(p) => {
+            let mut c = crate::objstore::S3Config::from_handoff(crate::objstore::handoff::read(p)?);
+            // Keys past their expiry: this user's own chain (a role).
+            if c.keys.as_ref().is_some_and(|k| k.expired(chrono::Utc::now().timestamp())) {
+                c.keys = None;
+            }
+            c.endpoint = cfg.s3.endpoint.clone().or(c.endpoint);
+            c.region = cfg.s3.region.clone().or(c.region);
+            c
+        }
+        None => cfg.s3.clone(),
+    };
+    let source = super::wal_archive(&cfg.archive, &s3)?;
+    let read_failed = |path: PathBuf, e: io::Error| match super::fatal(e) {
+        Ok(e) => Error::ReadInput { path, source: e },
+        Err(e) => e,
+    };
     let mut file = match source.fetch(&cfg.name) {
         Ok(Fetched::Found(f)) => f,
         Ok(Fetched::Absent(_)) => {
             return Err(Error::WalNotArchived { archive: cfg.archive.clone(), name: cfg.name.clone() })
         }
-        Err(e) => return Err(Error::ReadInput { path: cfg.archive.join(&cfg.name), source: e }),
+        Err(e) => return Err(read_failed(cfg.archive.join(&cfg.name), e)),
     };
     let written = write_all_or_nothing(&cfg.path, &mut file.reader).map_err(|(action, e)| match action {
-        "read" => Error::ReadInput { path: cfg.archive.join(&file.stored), source: e },
+        "read" => read_failed(cfg.archive.join(&file.stored), e),
         _ => Error::io(&cfg.path, action, e),
     })?;
     Ok(WalFetched { stored: file.stored, bytes: written })
@@ -115,7 +137,13 @@ mod tests {
         let packed = e.finish().unwrap();
         fs::write(arch.path().join("000000010000000000000002.zst"), &packed).unwrap();
         let dest = out.path().join("RECOVERYXLOG");
-        let cfg = |name: &str| WalFetchConfig { name: name.into(), path: dest.clone(), archive: arch.path().into() };
+        let cfg = |name: &str| WalFetchConfig {
+            name: name.into(),
+            path: dest.clone(),
+            archive: arch.path().into(),
+            s3: Default::default(),
+            s3_credentials: None,
+        };
         let got = run(&cfg("000000010000000000000002")).unwrap();
         assert_eq!(got.stored, "000000010000000000000002.zst");
         assert_eq!(fs::read(&dest).unwrap(), data);

@@ -36,11 +36,13 @@
 pub mod backup;
 pub mod compress;
 pub mod fetch;
+pub mod s3;
 pub mod tar;
 pub mod wal;
 
 pub use backup::{BackupFormat, BackupSource, DirBackup, EntryKind, EntryMeta, TarBackup, Visit};
 pub use compress::{CompressSpec, Compression};
+pub use s3::{s3_backup, wal_archive, S3Backup, S3Wal};
 pub use wal::{CommandWal, DirWal, Fetched, StoredWal, WalFile, WalSource};
 
 /// A read of `path` that failed: [`crate::error::Error::ReadInput`], or
@@ -52,6 +54,27 @@ pub fn read_error(path: impl Into<std::path::PathBuf>, source: std::io::Error) -
         return crate::error::Error::Interrupted;
     }
     crate::error::Error::ReadInput { path: path.into(), source }
+}
+
+/// An error a source handed out inside an `io::Error` that must end the
+/// command instead of becoming a finding: object storage unreachable after
+/// the client's retries, refused credentials, a missing bucket, an
+/// interrupt (`Err`, with that error). An object that is not there is a
+/// finding like a missing file, and so is every other error (`Ok`, as it
+/// was).
+pub fn fatal(e: std::io::Error) -> Result<std::io::Error, crate::error::Error> {
+    match crate::objstore::take_error(e) {
+        Ok(crate::error::Error::ObjectStore {
+            url,
+            action,
+            source: object_store::Error::NotFound { path, source },
+        }) => Ok(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{url}: {action}: not found ({path}: {source})"),
+        )),
+        Ok(err) => Err(err),
+        Err(e) => Ok(e),
+    }
 }
 
 /// Fill `buf` from `r` as far as possible; the count is short only at the

@@ -586,6 +586,9 @@ pub fn check_stream(input: &StreamCheck, source: &dyn BackupSource) -> Result<St
         if crate::signals::interrupted() {
             return Err(Error::Interrupted);
         }
+        // Object storage gone after the client's retries: exit 3, not a
+        // damaged backup.
+        let e = crate::source::fatal(e)?;
         out.findings.push(
             Finding::new(FindingKind::FileUnreadable, format!("the backup cannot be read past here: {e}"))
                 .at(source.describe()),

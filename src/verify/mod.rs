@@ -67,6 +67,8 @@ pub struct VerifyConfig {
     pub jobs: usize,
     /// Accept a backup without the backup_manifest it should have.
     pub allow_missing_manifest: bool,
+    /// How to reach object storage for `s3://` locations.
+    pub s3: crate::objstore::S3Config,
 }
 
 /// The result of `verify`; its JSON form is documented in docs/verify.md.
@@ -241,6 +243,9 @@ impl Subject {
 pub fn run(cfg: &VerifyConfig) -> Result<VerifyReport> {
     let started = Instant::now();
     check_archive_option(cfg)?;
+    if let Some(s3) = source::s3_backup(&cfg.path, &cfg.s3)? {
+        return run_stream(cfg, &s3, started);
+    }
     if let Some(tar) = source::TarBackup::detect(&cfg.path).map_err(|e| crate::source::read_error(&cfg.path, e))? {
         return run_stream(cfg, &tar, started);
     }
@@ -428,7 +433,7 @@ fn read_manifest_from(src: &dyn BackupSource) -> Result<ManifestRead> {
 }
 
 fn check_archive_option(cfg: &VerifyConfig) -> Result<()> {
-    if let Some(a) = &cfg.wal_archive {
+    if let Some(a) = cfg.wal_archive.as_ref().filter(|a| !a.to_str().is_some_and(crate::objstore::is_s3)) {
         let meta = fs::metadata(a).map_err(|e| Error::ReadInput { path: a.clone(), source: e })?;
         if !meta.is_dir() {
             return Err(Error::usage(
@@ -1011,7 +1016,7 @@ fn wal_sources(
 ) -> Result<Vec<Box<dyn WalSource>>> {
     let mut sources: Vec<Box<dyn WalSource>> = Vec::new();
     if let Some(a) = &cfg.wal_archive {
-        sources.push(Box::new(DirWal::archive(a)));
+        sources.push(source::wal_archive(a, &cfg.s3)?);
     }
     if let Some(c) = &cfg.restore_command {
         let w = CommandWal::new(c, source::wal::DEFAULT_FETCH_AHEAD)

@@ -147,6 +147,7 @@ pub fn lookup(sources: &[Box<dyn WalSource>], name: &str, allow_partial: bool) -
                 Ok(Fetched::Absent(_)) => {}
                 Err(_) if crate::signals::interrupted() => return Err(Error::Interrupted),
                 Err(error) => {
+                    let error = crate::source::fatal(error)?;
                     failed.get_or_insert(Lookup::Unreadable { shown: format!("{file} ({})", s.describe()), error });
                 }
             }
@@ -375,15 +376,16 @@ fn walk_segment(
     let seg_start = Lsn::from_segment(walker.next_page().segment_number(seg), seg).unwrap_or(Lsn(0));
     let seg_end = seg_start.0.saturating_add(seg.bytes());
     let offset = walker.next_page().segment_offset(seg);
-    let unreadable = |e: std::io::Error, at: Lsn| {
-        Finding::new(FindingKind::WalUnreadable, format!("cannot read: {e}")).at(found.shown.clone()).lsn(at)
+    let unreadable = |e: std::io::Error, at: Lsn| -> Result<Finding> {
+        let e = crate::source::fatal(e)?;
+        Ok(Finding::new(FindingKind::WalUnreadable, format!("cannot read: {e}")).at(found.shown.clone()).lsn(at))
     };
     if offset > 0 {
         // The walk starts inside this segment: its long header would not be
         // read, so check it on its own (a segment of another system or size).
         let mut head = [0u8; LONG_HEADER_LEN];
         if let Err(e) = f.read_exact(&mut head) {
-            findings.push(unreadable(e, seg_start));
+            findings.push(unreadable(e, seg_start)?);
             return Ok(SegmentEnd::Broken);
         }
         if let Some(problem) = segment_head_problem(&head, &c.cfg, seg_start) {
@@ -407,7 +409,7 @@ fn walk_segment(
             return Ok(SegmentEnd::Broken);
         }
         Err(e) => {
-            findings.push(unreadable(e, walker.next_page()));
+            findings.push(unreadable(e, walker.next_page())?);
             return Ok(SegmentEnd::Broken);
         }
     }
@@ -417,14 +419,14 @@ fn walk_segment(
             return Err(Error::Interrupted);
         }
         let Some((buf, read)) = ahead.next() else {
-            findings.push(unreadable(std::io::Error::other("the reader thread stopped"), walker.next_page()));
+            findings.push(unreadable(std::io::Error::other("the reader thread stopped"), walker.next_page())?);
             return Ok(SegmentEnd::Broken);
         };
         let n = match read {
             Ok(n) => n,
             Err(e) => {
                 ahead.give_back(buf);
-                findings.push(unreadable(e, walker.next_page()));
+                findings.push(unreadable(e, walker.next_page())?);
                 return Ok(SegmentEnd::Broken);
             }
         };

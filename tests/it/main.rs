@@ -27,6 +27,7 @@ mod layers;
 mod objstore;
 mod pgbackrest;
 mod s3;
+mod s3_read;
 mod snapshots;
 mod targets;
 mod verify;

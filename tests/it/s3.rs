@@ -13,7 +13,7 @@ use pgdrill::pg::manifest::Manifest;
 
 /// Download a backup from `url` into a new local directory, directories
 /// from the backup's directory list: what a restore from S3 will see.
-fn download(s3: &S3Server, url: &str, into: &Path) {
+pub(crate) fn download(s3: &S3Server, url: &str, into: &Path) {
     let store = s3.store(url);
     std::fs::create_dir(into).unwrap();
     let dirs = String::from_utf8(store.read_small(DIRECTORIES, 1 << 20).unwrap().expect("directory list")).unwrap();

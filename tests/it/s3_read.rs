@@ -1,0 +1,178 @@
+//! Object storage as a source, against a real S3-compatible server (moto)
+//! and real PostgreSQL servers: verify and inspect read a backup and its
+//! WAL archive from S3 and check what they check locally; wal-keep lists
+//! and removes in an archive in S3; wal-fetch serves the restored server
+//! from it with handed-over credentials; faults (a deleted object, the
+//! store stopped mid-verify) say what they are.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::s3::S3Server;
+use crate::common::*;
+use pgdrill::source::compress::{CompressSpec, Compression, Encoder};
+
+/// Back up the ground's standby to `url`.
+fn backup_to(s3: &S3Server, g: &pgdrill::ground::Ground, url: &str) {
+    let standby = g.standby().unwrap().conninfo();
+    let primary = g.primary.conninfo();
+    let out = s3.pgdrill(&["backup", "--standby", &standby, "--primary", &primary, "--dest", url, "--fast", "--json"]);
+    assert_eq!(code(&out), 0, "backup to S3: {}", stderr(&out));
+}
+
+/// Copy the ground's WAL archive to `url`, the oldest segment gzip'd (an
+/// archive_command that compresses), the rest as they are. Returns the
+/// segment stored compressed.
+fn upload_archive(s3: &S3Server, archive: &Path, url: &str) -> String {
+    let store = s3.store(url);
+    let mut names: Vec<String> =
+        std::fs::read_dir(archive).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let first_segment = names.iter().find(|n| n.len() == 24).cloned().expect("a segment");
+    for n in &names {
+        let bytes = std::fs::read(archive.join(n)).unwrap();
+        if *n == first_segment {
+            let mut e =
+                Encoder::new(CompressSpec { kind: Compression::Gzip, level: None, workers: 0 }, Vec::new()).unwrap();
+            e.write_all(&bytes).unwrap();
+            store.put(&format!("{n}.gz"), e.finish().unwrap()).unwrap();
+        } else {
+            store.put(n, bytes).unwrap();
+        }
+    }
+    first_segment
+}
+
+fn checked(v: &serde_json::Value) -> (u64, u64, u64) {
+    let c = &v["checked"];
+    (c["files"].as_u64().unwrap(), c["bytes"].as_u64().unwrap(), c["checksums"].as_u64().unwrap())
+}
+
+#[test]
+fn verify_inspect_wal_keep_and_wal_fetch_read_from_s3() {
+    let g = with_standby();
+    let s3 = S3Server::start();
+    s3.bucket("fleet");
+    let base = "s3://fleet/db1/base";
+    let wal = "s3://fleet/db1/wal";
+    backup_to(&s3, &g, base);
+    let gz = upload_archive(&s3, &g.archive, wal);
+
+    // verify from S3: the backup's files and its WAL chain from the bucket,
+    // the same checks as of the same backup on local disk.
+    let v = s3.pgdrill(&["verify", base, "--wal-archive", wal, "--json"]);
+    assert_eq!(code(&v), 0, "verify from S3: {}\n{}", stderr(&v), String::from_utf8_lossy(&v.stdout));
+    let remote = json(&v);
+    assert_eq!(remote["wal"]["checked"], true, "{remote}");
+    let local_copy = g.dir.join("downloaded");
+    crate::s3::download(&s3, base, &local_copy);
+    let l = pgdrill(&["verify", local_copy.to_str().unwrap(), "--wal-archive", g.archive.to_str().unwrap(), "--json"]);
+    assert_eq!(code(&l), 0, "{}", stderr(&l));
+    let local = json(&l);
+    assert_eq!(checked(&remote), checked(&local), "the same files, bytes and checksums");
+    assert_eq!(remote["wal"]["end"], local["wal"]["end"]);
+    assert_eq!(remote["checked"]["relation_pages"], local["checked"]["relation_pages"]);
+
+    // inspect from S3.
+    let i = s3.pgdrill(&["inspect", base, "--json"]);
+    assert_eq!(code(&i), 0, "{}", stderr(&i));
+    assert_eq!(
+        json(&i)["system_identifier"],
+        json(&pgdrill(&["inspect", local_copy.to_str().unwrap(), "--json"]))["system_identifier"]
+    );
+
+    // wal-fetch from S3, with the keys in a handed-over credential file
+    // and none in the environment: plain and gzip'd segments, decompressed.
+    let creds_dir = tempfile::tempdir().unwrap();
+    let store = s3.store(wal);
+    let dir = pgdrill::safefs::Dir::open(creds_dir.path()).unwrap();
+    let file = pgdrill::objstore::handoff::write(&store.handoff().unwrap(), &dir, Path::new("s3.env"), None).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    for name in [gz.clone(), pgdrill::pg::wal::history_file_name(pgdrill::pg::TimelineId(1))] {
+        let dest = out_dir.path().join("RECOVERYXLOG");
+        let _ = std::fs::remove_file(&dest);
+        let f = std::process::Command::new(env!("CARGO_BIN_EXE_pgdrill"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(["wal-fetch", &name, dest.to_str().unwrap(), "--archive", wal])
+            .args(["--s3-credentials", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        if name == gz {
+            assert_eq!(code(&f), 0, "wal-fetch {name}: {}", stderr(&f));
+            assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(g.archive.join(&gz)).unwrap());
+        } else {
+            // No history file on timeline 1: absent, exit 1, named.
+            assert_eq!(code(&f), 1, "{}", stderr(&f));
+            assert!(stderr(&f).contains(&name), "{}", stderr(&f));
+        }
+        assert!(!stderr(&f).contains(crate::common::s3::SECRET));
+    }
+
+    // wal-keep: the backup and the archive in S3; the dry run lists what
+    // --remove then removes, by its stored name (the gzip'd one too).
+    let k = s3.pgdrill(&["wal-keep", base, "--archive", wal, "--json"]);
+    assert_eq!(code(&k), 0, "wal-keep: {}", stderr(&k));
+    let listed: Vec<String> =
+        json(&k)["removable"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    assert!(listed.contains(&format!("{gz}.gz")), "{listed:?}");
+    let k = s3.pgdrill(&["wal-keep", base, "--archive", wal, "--remove", "--json"]);
+    assert_eq!(code(&k), 0, "wal-keep --remove: {}", stderr(&k));
+    assert_eq!(json(&k)["removed"], true);
+    let left = s3.keys("fleet", "db1/wal/");
+    for n in &listed {
+        assert!(!left.contains(&format!("db1/wal/{n}")), "{n} removed");
+    }
+    assert!(!left.is_empty());
+    // What the backup needs is still there.
+    let v = s3.pgdrill(&["verify", base, "--wal-archive", wal, "--json"]);
+    assert_eq!(code(&v), 0, "verify after wal-keep --remove: {}", stderr(&v));
+
+    // A deleted object is a finding naming it (exit 1).
+    let victim =
+        s3.store(base).list("base").unwrap().into_iter().find(|o| o.size > 0).map(|o| o.name).expect("a relation file");
+    s3.store(base).delete(&victim).unwrap();
+    let v = s3.pgdrill(&["verify", base, "--wal-archive", wal, "--json"]);
+    assert_eq!(code(&v), 1, "{}", stderr(&v));
+    let findings = json(&v)["findings"].to_string();
+    assert!(findings.contains(&victim), "{victim} named in {findings}");
+}
+
+#[test]
+fn the_store_stopped_mid_verify_is_exit_3_with_a_clear_message() {
+    let g = with_standby();
+    let mut s3 = S3Server::start();
+    s3.bucket("fleet");
+    let base = "s3://fleet/db2/base";
+    backup_to(&s3, &g, base);
+    let lines_before = std::fs::read_to_string(&s3.log).unwrap().lines().count();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgdrill"));
+    for (k, v) in s3.env() {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .args(["verify", base, "--no-wal", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop the store as soon as the verify has listed the backup.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = std::fs::read_to_string(&s3.log).unwrap();
+        if log.lines().skip(lines_before).any(|l| l.contains("GET /fleet")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "verify never reached the store");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    s3.stop();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", stderr(&out), String::from_utf8_lossy(&out.stdout));
+    let err = json(&out).to_string();
+    assert!(err.contains("s3://fleet/db2/base"), "names the store: {err}");
+    assert!(started.elapsed() < Duration::from_secs(90), "gave up within the retry budget");
+}
