@@ -900,14 +900,17 @@ impl GateOptions {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// A pgdrill backup or a plain-format pg_basebackup backup of a standby.
+    /// A pgdrill backup or a plain-format pg_basebackup backup of a standby
+    /// (a directory, or s3://BUCKET/PREFIX).
     pub backup: PathBuf,
     /// The new data directory (must not exist, or be empty).
     #[arg(long, value_name = "DIR")]
     pub target: PathBuf,
-    /// A WAL archive directory to restore from (restore_command = cp).
-    /// Conflicts with --restore-command.
-    #[arg(long, value_name = "DIR", conflicts_with = "restore_command")]
+    /// A WAL archive to restore from: a directory (restore_command = cp,
+    /// or pgdrill wal-fetch for compressed files), or s3://BUCKET/PREFIX
+    /// (pgdrill wal-fetch with credentials handed to the server's OS user
+    /// in a 0600 file beside the target). Conflicts with --restore-command.
+    #[arg(long, value_name = "DIR|URL", conflicts_with = "restore_command")]
     pub wal_archive: Option<PathBuf>,
     /// A restore_command of your own. Conflicts with --wal-archive.
     #[arg(long, value_name = "CMD")]
@@ -945,6 +948,8 @@ pub struct RestoreArgs {
     pub stop: TargetArgs,
     #[command(flatten)]
     pub gate: GateOptions,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Print one JSON object on stdout instead of tables (schema:
     /// docs/json.md); errors too.
     #[arg(long)]
@@ -959,7 +964,12 @@ impl RestoreArgs {
         if self.port == Some(0) {
             return Err(Error::usage("--port must be between 1 and 65535", None));
         }
+        s3_location("the backup", &self.backup)?;
+        if let Some(a) = &self.wal_archive {
+            s3_location("--wal-archive", a)?;
+        }
         Ok(RestoreConfig {
+            s3: self.s3.to_config()?,
             backup: self.backup.clone(),
             target: self.target.clone(),
             wal_archive: self.wal_archive.clone(),

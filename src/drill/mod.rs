@@ -618,6 +618,7 @@ fn restore_step(
         backup: backup_dir.to_path_buf(),
         target: target.to_path_buf(),
         wal_archive: if cfg.restore_command.is_some() { None } else { cfg.wal_archive.clone() },
+        s3: cfg.s3.clone(),
         restore_command: cfg.restore_command.clone(),
         primary_conninfo: None,
         then: cfg.then,

@@ -80,9 +80,9 @@ fn wanted(rel: &str) -> Option<u64> {
     })
 }
 
-/// Pass 1: list the members, keep the small files.
-pub(super) fn list(tar: &TarBackup, root: &Path) -> Result<TarListing> {
-    let tablespaces = tar.tablespace_oids();
+/// Pass 1: list the members, keep the small files. `tablespaces`: the
+/// OIDs whose `pg_tblspc/<oid>/...` entries are a tablespace's.
+pub(super) fn list(tar: &dyn BackupSource, tablespaces: Vec<u32>, root: &Path) -> Result<TarListing> {
     let mut l = TarListing {
         dirs: Vec::new(),
         files: Vec::new(),
@@ -172,7 +172,7 @@ fn parents(dir: &Dir, rel: &Path, owner: Option<&OsUser>) -> std::io::Result<()>
 
 /// Pass 2: write every listed member into the target, but pg_control.
 pub(super) fn extract(
-    tar: &TarBackup,
+    tar: &dyn BackupSource,
     files: &[SourceFile],
     tablespaces: &[u32],
     to: &Targets,
@@ -279,7 +279,7 @@ pub(super) fn extract_wal(tar: &TarBackup, data: &Dir, owner: Option<&OsUser>) -
     Ok(n)
 }
 
-fn changed(tar: &TarBackup) -> Error {
+fn changed(tar: &dyn BackupSource) -> Error {
     Error::BackupDamaged {
         path: PathBuf::from(tar.describe()),
         detail: "the archive changed while it was restored (a member the first reading did not have)".into(),

@@ -46,7 +46,7 @@ use crate::pg::Lsn;
 use crate::recovery::{self, RecoveryPlan, TimelineChoice};
 use crate::safefs::{Dir, Kind};
 use crate::server::{probe, OsUser, PgBin};
-use crate::source::TarBackup;
+use crate::source::{BackupSource, S3Backup, TarBackup};
 
 /// A validated restore request.
 #[derive(Clone, Debug)]
@@ -54,6 +54,8 @@ pub struct RestoreConfig {
     pub backup: PathBuf,
     pub target: PathBuf,
     pub wal_archive: Option<PathBuf>,
+    /// How to reach object storage for `s3://` locations.
+    pub s3: crate::objstore::S3Config,
     pub restore_command: Option<String>,
     pub primary_conninfo: Option<ConnSpec>,
     pub then: Then,
@@ -446,18 +448,56 @@ struct Plan {
     user: OsUser,
     listing: Listing,
     restore_command: Option<String>,
-    /// A tar-format backup: its archives and the small files read from
-    /// them (pg_control is written from these bytes).
-    tar: Option<(TarBackup, crate::datadir::Captured)>,
+    /// A backup read as a stream (tar format, or in object storage): the
+    /// source and the small files read from it (pg_control is written from
+    /// these bytes).
+    tar: Option<(Streamed, crate::datadir::Captured)>,
+    /// A credential file to hand the restored server (object storage).
+    handoff: Option<crate::objstore::handoff::Handoff>,
+}
+
+/// A backup that is read as a stream, twice (list and check, then write).
+enum Streamed {
+    Tar(TarBackup),
+    S3(S3Backup),
+}
+
+impl Streamed {
+    fn source(&self) -> &dyn BackupSource {
+        match self {
+            Streamed::Tar(t) => t,
+            Streamed::S3(s) => s,
+        }
+    }
+
+    fn tar(&self) -> Option<&TarBackup> {
+        match self {
+            Streamed::Tar(t) => Some(t),
+            Streamed::S3(_) => None,
+        }
+    }
+
+    fn tablespace_oids(&self) -> Vec<u32> {
+        match self {
+            Streamed::Tar(t) => t.tablespace_oids(),
+            Streamed::S3(s) => s.tablespace_oids(),
+        }
+    }
 }
 
 /// Read a tar backup's listing (pass 1 of [`extract`]) into the listing
 /// a directory gives. Its `root` is the directory holding the archives;
 /// the tablespaces have no directories of their own to read.
-fn list_tar(cfg: &RestoreConfig, t: TarBackup) -> Result<(DirInfo, Listing, (TarBackup, crate::datadir::Captured))> {
-    let tl = extract::list(&t, &cfg.backup)?;
+fn list_tar(cfg: &RestoreConfig, t: Streamed) -> Result<(DirInfo, Listing, (Streamed, crate::datadir::Captured))> {
+    let tl = extract::list(t.source(), t.tablespace_oids(), &cfg.backup)?;
     let info = DirInfo::read_from(&cfg.backup, &tl.captured, ReadOptions::default())?.0;
-    let root = Arc::new(Dir::open(&cfg.backup).map_err(read_err(cfg.backup.clone()))?);
+    // The directory holding the archives; object storage has none (a
+    // streamed backup's files are never read through it).
+    let root = match &t {
+        Streamed::Tar(_) => &cfg.backup,
+        Streamed::S3(_) => &std::env::temp_dir(),
+    };
+    let root = Arc::new(Dir::open(root).map_err(read_err(root.clone()))?);
     let listing = Listing {
         root: Arc::clone(&root),
         dirs: tl.dirs,
@@ -516,12 +556,55 @@ pub fn run(cfg: &RestoreConfig) -> Result<RestoreReport> {
     // The copy is whole and locked: the gate (outside the guard, so the
     // watchdog cuts a blocked call in it as everywhere else; it fails
     // closed).
-    let (mut report, gate_cfg) = result?;
+    let (mut report, gate_cfg) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            remove_credentials(cfg, &plan);
+            return Err(e);
+        }
+    };
     if !cfg.no_start {
-        report.gate = Some(gate::run(&gate_cfg)?);
+        let gate = gate::run(&gate_cfg);
+        // The copy replays no more WAL from the bucket once the gate has
+        // opened (or failed closed): the handed-over keys go.
+        remove_credentials(cfg, &plan);
+        report.gate = Some(gate?);
         report.started = true;
     }
     Ok(report)
+}
+
+/// Write the restored server's credential file for object storage, new,
+/// 0600, owned by the server's OS user, through the target's parent's
+/// handle (no link followed).
+fn write_credentials(cfg: &RestoreConfig, plan: &Plan) -> Result<()> {
+    let Some(h) = &plan.handoff else { return Ok(()) };
+    let owner = OsUser::running_as_root().then_some(&plan.user);
+    let path = s3_credential_path(&std::path::absolute(&cfg.target).map_err(read_err(cfg.target.clone()))?);
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let dir = Dir::open(parent).map_err(read_err(parent.to_path_buf()))?;
+    let name = Path::new(path.file_name().unwrap_or_default());
+    // A file left by an earlier run that was cut short is replaced.
+    let _ = dir.remove_file(name);
+    crate::objstore::handoff::write(h, &dir, name, owner)?;
+    Ok(())
+}
+
+/// Remove the credential file (best effort: a failure is a warning).
+fn remove_credentials(cfg: &RestoreConfig, plan: &Plan) {
+    if plan.handoff.is_none() {
+        return;
+    }
+    let Ok(target) = std::path::absolute(&cfg.target) else { return };
+    let path = s3_credential_path(&target);
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let removed = Dir::open(parent).and_then(|d| d.remove_file(Path::new(path.file_name().unwrap_or_default())));
+    if let Err(e) = removed.or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) {
+        crate::observe::note(
+            crate::observe::Level::Warn,
+            &format!("{}: could not remove the credential file: {e}", path.display()),
+        );
+    }
 }
 
 /// Stop between steps when a signal came.
@@ -535,7 +618,12 @@ fn unless_interrupted() -> Result<()> {
 /// Read the backup and check everything that can be checked without
 /// writing: what it is, that it is whole, where it will go.
 fn plan(cfg: &RestoreConfig) -> Result<Plan> {
-    let tar = TarBackup::detect(&cfg.backup).map_err(|e| crate::source::read_error(&cfg.backup, e))?;
+    let tar = match crate::source::s3_backup(&cfg.backup, &cfg.s3)? {
+        Some(s3) => Some(Streamed::S3(s3)),
+        None => {
+            TarBackup::detect(&cfg.backup).map_err(|e| crate::source::read_error(&cfg.backup, e))?.map(Streamed::Tar)
+        }
+    };
     let (info, tar_listing, tar) = match tar {
         Some(t) => {
             let (info, listing, tar) = list_tar(cfg, t)?;
@@ -565,13 +653,13 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
     let bin = PgBin::find(cfg.pg_bin.as_deref(), Some(version.major))?;
     let user = OsUser::for_server(cfg.os_user.as_deref(), &cfg.backup)?;
     check_target(&cfg.target)?;
-    let owner_uid = {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(&cfg.backup).map_err(read_err(cfg.backup.clone()))?.uid()
-    };
     let listing = match tar_listing {
         Some(l) => l,
-        None => list(&cfg.backup, owner_uid)?,
+        None => {
+            use std::os::unix::fs::MetadataExt;
+            let owner_uid = std::fs::metadata(&cfg.backup).map_err(read_err(cfg.backup.clone()))?.uid();
+            list(&cfg.backup, owner_uid)?
+        }
     };
     if !listing.refused.is_empty() {
         return Err(refuse(&cfg.backup, "the backup holds what no backup may", &listing.refused));
@@ -606,14 +694,20 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
         };
         return Err(Error::usage(format!("port {port} is in use ({whose})"), Some("pass a free --port N".into())));
     }
+    let mut handoff = None;
     let restore_command = match (&cfg.restore_command, &cfg.wal_archive) {
         (Some(c), _) => {
             Some(anchor_percent_p(c, &std::path::absolute(&cfg.target).map_err(read_err(cfg.target.clone()))?))
         }
+        (None, Some(a)) if a.to_str().is_some_and(crate::objstore::is_s3) => {
+            let (command, h) = s3_restore_command(cfg, a, OsUser::running_as_root().then_some(&user))?;
+            handoff = Some(h);
+            Some(command)
+        }
         (None, Some(a)) => Some(archive_restore_command(a, OsUser::running_as_root().then_some(&user))?),
         (None, None) => None,
     };
-    Ok(Plan { info, bin, user, listing, restore_command, tar })
+    Ok(Plan { info, bin, user, listing, restore_command, tar, handoff })
 }
 
 /// A user's restore_command with `%p` made absolute (`TARGET/%p`).
@@ -659,12 +753,57 @@ fn archive_restore_command(archive: &Path, user: Option<&OsUser>) -> Result<Stri
     if !compressed {
         return Ok(format!("cp {} %p", shell_quote(&format!("{}/%f", archive.display()))));
     }
+    let exe = pgdrill_exe(&format!("the WAL archive {} holds compressed files", archive.display()), user)?;
+    Ok(format!(
+        "{} wal-fetch %f %p --archive {}",
+        shell_quote(&exe.display().to_string()),
+        shell_quote(&archive.display().to_string())
+    ))
+}
+
+/// Where the restored server's credential file for object storage goes:
+/// beside the target, outside the data directory (a backup of the copy
+/// never carries it).
+pub fn s3_credential_path(target: &Path) -> PathBuf {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    target.with_file_name(format!(".{name}.pgdrill-s3.env"))
+}
+
+/// The restore_command for a WAL archive in object storage: `pgdrill
+/// wal-fetch` reading it with the credentials pgdrill uses now, handed
+/// over in a file (written when the copy is; see
+/// [`crate::objstore::handoff`]). Nothing secret is on the command line.
+fn s3_restore_command(
+    cfg: &RestoreConfig,
+    archive: &Path,
+    user: Option<&OsUser>,
+) -> Result<(String, crate::objstore::handoff::Handoff)> {
+    let text = archive.to_string_lossy().into_owned();
+    let url = crate::objstore::S3Url::parse(&text).map_err(|source| Error::BadS3Url { url: text.clone(), source })?;
+    let store = crate::objstore::Store::open(&url, &cfg.s3)?;
+    let handoff = store.handoff()?;
+    let exe = pgdrill_exe(&format!("the WAL archive {text} is in object storage"), user)?;
+    let target = std::path::absolute(&cfg.target).map_err(read_err(cfg.target.clone()))?;
+    Ok((
+        format!(
+            "{} wal-fetch %f %p --archive {} --s3-credentials {}",
+            shell_quote(&exe.display().to_string()),
+            shell_quote(&text),
+            shell_quote(&s3_credential_path(&target).display().to_string())
+        ),
+        handoff,
+    ))
+}
+
+/// This pgdrill binary's absolute path (`PGDRILL_EXE` overrides it), which
+/// the server's OS user must be able to run (as root).
+fn pgdrill_exe(why: &str, user: Option<&OsUser>) -> Result<PathBuf> {
     let exe = std::env::var_os("PGDRILL_EXE").map(PathBuf::from).or_else(|| std::env::current_exe().ok());
     let exe =
         exe.filter(|e| e.is_absolute() && e.file_name().is_some_and(|n| n.to_string_lossy().starts_with("pgdrill")));
     let Some(exe) = exe else {
         return Err(Error::usage(
-            format!("the WAL archive {} holds compressed files, and the pgdrill binary that would serve them as restore_command is unknown", archive.display()),
+            format!("{why}: the pgdrill binary that would serve it as restore_command is unknown"),
             Some("set PGDRILL_EXE to the pgdrill binary's absolute path, or pass --restore-command".into()),
         ));
     };
@@ -683,20 +822,18 @@ fn archive_restore_command(archive: &Path, user: Option<&OsUser>) -> Result<Stri
         if let (false, _) | (_, Some(_)) = (runnable, unreachable_ancestor(&exe, u)) {
             return Err(Error::usage(
                 format!(
-                    "the WAL archive {} holds compressed files, served by `pgdrill wal-fetch`, but the server's OS user {} cannot run {}",
-                    archive.display(),
+                    "{why}: the server's OS user {} cannot run {} (for `pgdrill wal-fetch`)",
                     u.name,
                     exe.display()
                 ),
-                Some("install pgdrill where that user can run it (e.g. /usr/local/bin), or pass --restore-command".into()),
+                Some(
+                    "install pgdrill where that user can run it (e.g. /usr/local/bin), or pass --restore-command"
+                        .into(),
+                ),
             ));
         }
     }
-    Ok(format!(
-        "{} wal-fetch %f %p --archive {}",
-        shell_quote(&exe.display().to_string()),
-        shell_quote(&archive.display().to_string())
-    ))
+    Ok(exe)
 }
 
 /// One file to copy from the backup into the target, both through
@@ -859,7 +996,7 @@ fn copy_files(cfg: &RestoreConfig, plan: &Plan, target: &Dir, tablespace_dirs: &
 fn extract_files(
     cfg: &RestoreConfig,
     plan: &Plan,
-    tar: &TarBackup,
+    tar: &Streamed,
     target: &Dir,
     tablespace_dirs: &[Dir],
 ) -> Result<(usize, u64, usize)> {
@@ -874,9 +1011,11 @@ fn extract_files(
     let pb = copy::progress_bar(total, "restore", cfg.quiet);
     let to = extract::Targets { data: target, tablespaces, owner };
     let oids: Vec<u32> = l.tablespaces.iter().map(|t| t.oid).collect();
-    let done = extract::extract(tar, &l.files, &oids, &to, &listed, &pb)?;
+    let done = extract::extract(tar.source(), &l.files, &oids, &to, &listed, &pb)?;
     pb.finish_and_clear();
-    extract::extract_wal(tar, target, owner)?;
+    if let Some(t) = tar.tar() {
+        extract::extract_wal(t, target, owner)?;
+    }
     if !done.bad.is_empty() {
         return Err(refuse(&cfg.backup, "the backup does not match its manifest", &done.bad));
     }
@@ -1014,6 +1153,7 @@ fn restore_into(
     };
     unless_interrupted()?;
     let (notes, restore_command) = configure(cfg, plan, target, &tablespaces)?;
+    write_credentials(cfg, plan)?;
     unless_interrupted()?;
 
     // Lock before pg_control exists; then pg_control, last.

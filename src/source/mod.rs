@@ -53,7 +53,11 @@ pub fn read_error(path: impl Into<std::path::PathBuf>, source: std::io::Error) -
     if crate::signals::interrupted() {
         return crate::error::Error::Interrupted;
     }
-    crate::error::Error::ReadInput { path: path.into(), source }
+    // A store unreachable after retries is that error (exit 3), not bad input.
+    match fatal(source) {
+        Ok(source) => crate::error::Error::ReadInput { path: path.into(), source },
+        Err(e) => e,
+    }
 }
 
 /// An error a source handed out inside an `io::Error` that must end the

@@ -337,6 +337,17 @@ impl S3Backup {
         &self.store
     }
 
+    /// The tablespaces: the OIDs of `pg_tblspc/<oid>/...` objects.
+    pub fn tablespace_oids(&self) -> Vec<u32> {
+        let mut oids: Vec<u32> = self
+            .files()
+            .filter_map(|o| o.name.strip_prefix("pg_tblspc/")?.split_once('/')?.0.parse().ok())
+            .filter(|oid| *oid > 0)
+            .collect();
+        oids.dedup();
+        oids
+    }
+
     /// The backup's files: every object but the manifest and pgdrill's own.
     fn files(&self) -> impl Iterator<Item = &ObjectInfo> {
         self.objects.iter().filter(|o| ![BACKUP_MANIFEST, DIRECTORIES, INCOMPLETE_MARKER].contains(&o.name.as_str()))

@@ -176,3 +176,63 @@ fn the_store_stopped_mid_verify_is_exit_3_with_a_clear_message() {
     assert!(err.contains("s3://fleet/db2/base"), "names the store: {err}");
     assert!(started.elapsed() < Duration::from_secs(90), "gave up within the retry budget");
 }
+
+#[test]
+fn restore_and_gate_from_s3_with_wal_fetched_from_s3() {
+    let g = with_standby();
+    let s3 = S3Server::start();
+    s3.bucket("fleet");
+    let base = "s3://fleet/db3/base";
+    let wal = "s3://fleet/db3/wal";
+    backup_to(&s3, &g, base);
+    upload_archive(&s3, &g.archive, wal);
+    let end = lsn(&json(&s3.pgdrill(&["inspect", base, "--json"]))["end_lsn"]).expect("end");
+    // Only the WAL the backup itself carries is local; the rest must come
+    // from the bucket.
+    let target = g.dir.join("restored-from-s3");
+    let port = pgdrill::ground::free_port().to_string();
+    let t = target.to_str().unwrap();
+    let out = s3.pgdrill(&[
+        "restore",
+        base,
+        "--target",
+        t,
+        "--wal-archive",
+        wal,
+        "--port",
+        &port,
+        "--timeout",
+        "120",
+        "--no-sync",
+        "--json",
+    ]);
+    assert_eq!(
+        code(&out),
+        0,
+        "restore from S3: {}\n{}",
+        stderr(&out),
+        std::fs::read_to_string(target.join("log/pgdrill-postmaster.log")).unwrap_or_default()
+    );
+    let r = json(&out);
+    let rc = r["restore_command"].as_str().unwrap();
+    assert!(rc.contains(&format!(" wal-fetch %f %p --archive {wal} --s3-credentials ")), "{rc}");
+    assert!(lsn(&r["gate"]["opened_at_lsn"]).unwrap() >= end);
+    // The server fetched WAL from the bucket, as its own OS user, with the
+    // handed-over keys; nothing secret is in the copy or its command line,
+    // and the credential file is gone once the gate opened.
+    let log = std::fs::read_to_string(&s3.log).unwrap();
+    assert!(log.lines().any(|l| l.contains("GET /fleet/db3/wal/0000000")), "WAL read from S3");
+    let creds = pgdrill::restore::s3_credential_path(&target);
+    assert!(!creds.exists(), "{} removed", creds.display());
+    for f in ["postgresql.auto.conf", "postgresql.conf"] {
+        let text = std::fs::read_to_string(target.join(f)).unwrap_or_default();
+        assert!(!text.contains(crate::common::s3::SECRET), "{f}");
+    }
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(crate::common::s3::SECRET));
+    let mut client =
+        pgdrill::conn::ConnSpec::socket(&g.sockets, port.parse().unwrap(), "postgres", "postgres").connect().unwrap();
+    let one: i32 = client.query_one("select 1", &[]).unwrap().get(0);
+    assert_eq!(one, 1);
+    drop(client);
+    stop_server(&g, &target);
+}
