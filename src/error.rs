@@ -510,6 +510,20 @@ fn sql_hint(source: &postgres::Error) -> Option<String> {
     })
 }
 
+/// Whether the store's answer behind `e` carried this S3 error code (the
+/// client keeps the answer's body as text only).
+pub(crate) fn store_answered(e: &object_store::Error, code: &str) -> bool {
+    let needle = format!("<Code>{code}</Code>");
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        if format!("{err:?}").contains(&needle) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,18 +565,4 @@ mod tests {
         assert!(p.hint().unwrap().contains("pg_switch_wal() TO u;"));
         assert_eq!(Error::UnsafeSource { path: "/x".into(), reason: "r".into() }.exit_code(), EXIT_RUNTIME);
     }
-}
-
-/// Whether the store's answer behind `e` carried this S3 error code (the
-/// client keeps the answer's body as text only).
-pub(crate) fn store_answered(e: &object_store::Error, code: &str) -> bool {
-    let needle = format!("<Code>{code}</Code>");
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        if format!("{err:?}").contains(&needle) {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }

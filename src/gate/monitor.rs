@@ -240,6 +240,8 @@ mod tests {
             name: "000000010000000000000003".into(),
             path: out.path().join("RECOVERYXLOG"),
             archive: arch.path().into(),
+            s3: Default::default(),
+            s3_credentials: None,
         })
         .unwrap_err();
         assert_eq!(missing_segment_from_log(&absent.to_string()).as_deref(), Some("000000010000000000000003"));
