@@ -61,17 +61,17 @@ check:
 faults RUNS="24":
     PGDRILL_FAULT_RUNS={{RUNS}} cargo test --test it faults:: -- --ignored --nocapture
 
-# Benchmarks against reference tools (not tests): backup, gate, s3, verify, formats, or all.
+# Benchmarks against reference tools (not tests): backup, gate, s3, s3-verify, verify, formats, or all.
 # Figures go into docs/performance.md. Needs root and Debian's PostgreSQL 15.
 bench WHAT="all" *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
     case "{{WHAT}}" in
-        backup|gate|s3) cargo bench --bench pgdrill -- {{WHAT}} {{ARGS}} ;;
+        backup|gate|s3|s3-verify) cargo bench --bench pgdrill -- {{WHAT}} {{ARGS}} ;;
         verify) scripts/bench-verify.sh {{ARGS}} ;;
         formats) scripts/bench-formats.sh {{ARGS}} ;;
-        all) cargo bench --bench pgdrill -- backup gate s3 {{ARGS}}; scripts/bench-verify.sh; scripts/bench-formats.sh ;;
-        *) echo "usage: just bench [backup|gate|s3|verify|formats|all]" >&2; exit 2 ;;
+        all) cargo bench --bench pgdrill -- backup gate s3 s3-verify {{ARGS}}; scripts/bench-verify.sh; scripts/bench-formats.sh ;;
+        *) echo "usage: just bench [backup|gate|s3|s3-verify|verify|formats|all]" >&2; exit 2 ;;
     esac
 
 # Mutation run of `pgdrill verify` over real backups (tests/it/fuzz_verify.rs): counts

@@ -15,8 +15,11 @@
 //!   and vs `pgdrill backup` to local disk; peak RSS. The store is s3s-fs
 //!   (`PGDRILL_BENCH_S3FS` or `s3s-fs` on PATH: a Rust server on the local
 //!   file system) if installed, else moto's server.
+//! - `s3-verify`: `pgdrill verify s3://...` of a backup and its WAL archive
+//!   in the store vs `pgdrill verify` of the same backup and archive on
+//!   local disk; peak RSS.
 //!
-//! Usage: `cargo bench --bench pgdrill -- [backup] [gate] [s3] [--scale N] [--rounds N]`.
+//! Usage: `cargo bench --bench pgdrill -- [backup] [gate] [s3] [s3-verify] [--scale N] [--rounds N]`.
 //! Needs root (servers run as the postgres OS user) and PostgreSQL 15's
 //! pg_basebackup and pgbench (Debian).
 
@@ -326,6 +329,101 @@ fn bench_s3(g: &Ground, root: &Path, rounds: usize) -> String {
     )
 }
 
+/// Verify from S3 vs verify on local disk, of the same backup and WAL
+/// archive: the local ones uploaded with the AWS CLI (and the directory
+/// list pgdrill's backups to S3 carry).
+fn bench_s3_verify(g: &Ground, root: &Path, rounds: usize) -> String {
+    let s = g.standby().unwrap();
+    let pgdrill = env!("CARGO_BIN_EXE_pgdrill");
+    let local = root.join("bench-s3-verify");
+    rm(&local);
+    let st = Command::new(pgdrill)
+        .args(["backup", "--standby", &s.conninfo(), "--primary", &g.primary.conninfo()])
+        .args(["--dest", local.to_str().unwrap(), "--fast", "--no-sync", "--json"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "the local backup");
+    let size = du(&local);
+    let wal_size = du(&g.archive);
+    let server = S3Server::start(root);
+    let upload = |from: &Path, to: &str| {
+        let st = server
+            .aws()
+            .args(["s3", "cp", "--recursive", "--only-show-errors", from.to_str().unwrap(), to])
+            .status()
+            .unwrap();
+        assert!(st.success(), "upload {}", from.display());
+    };
+    upload(&local, "s3://bench/base/");
+    upload(&g.archive, "s3://bench/wal/");
+    // The directory list (object storage keeps no directories).
+    let mut dirs = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(local.join(&rel)).unwrap().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                let r = rel.join(e.file_name());
+                dirs.push(format!(
+                    "0700 {}
+",
+                    r.display()
+                ));
+                stack.push(r);
+            }
+        }
+    }
+    dirs.sort();
+    let list = root.join("pgdrill_directories");
+    std::fs::write(&list, dirs.concat()).unwrap();
+    let st = server
+        .aws()
+        .args(["s3", "cp", "--only-show-errors", list.to_str().unwrap(), "s3://bench/base/pgdrill_directories"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (mut remote, mut here) = (Vec::new(), Vec::new());
+    let (mut rss_remote, mut rss_here) = (0i64, 0i64);
+    for round in 0..rounds {
+        eprintln!("bench: s3-verify round {}/{rounds}", round + 1);
+        let mut cmd = Command::new(pgdrill);
+        server.env(&mut cmd);
+        cmd.args(["verify", "s3://bench/base", "--wal-archive", "s3://bench/wal", "--json"])
+            .stdout(std::process::Stdio::null());
+        let r = measure(&mut cmd);
+        remote.push(r.secs);
+        rss_remote = rss_remote.max(r.max_rss_kib);
+        let r = measure(
+            Command::new(pgdrill)
+                .args(["verify", local.to_str().unwrap(), "--wal-archive", g.archive.to_str().unwrap(), "--json"])
+                .stdout(std::process::Stdio::null()),
+        );
+        here.push(r.secs);
+        rss_here = rss_here.max(r.max_rss_kib);
+    }
+    drop(server);
+    rm(&local);
+    let (r, h) = (median(&mut remote), median(&mut here));
+    format!(
+        "### s3-verify
+
+Backup: {:.2} GB, WAL archive: {:.2} GB; store: moto or s3s-fs on 127.0.0.1 (as `s3`);          {rounds} rounds in turns, medians; the local files are in the page cache after the first round.
+
+         | verify | median | peak RSS |
+|---|---|---|
+         | pgdrill verify of the backup and archive on local disk | {h:.2} s | {:.1} MB |
+         | pgdrill verify s3://... --wal-archive s3://... | {r:.2} s | {:.1} MB |
+
+         Verify from S3 at {:.2}× the speed of verify on local disk (target ≥ 0.8×).
+",
+        size as f64 / 1e9,
+        wal_size as f64 / 1e9,
+        rss_here as f64 / 1024.0,
+        rss_remote as f64 / 1024.0,
+        h / r
+    )
+}
+
 /// The first line of a knock file that says "ok", as epoch seconds.
 fn first_ok(knocks: &Path) -> Option<f64> {
     let text = std::fs::read_to_string(knocks).ok()?;
@@ -422,7 +520,7 @@ fn main() {
     let scale = flag("--scale").unwrap_or(70) as u32;
     let rounds = flag("--rounds").unwrap_or(3);
     let mut which: Vec<&str> =
-        args.iter().map(String::as_str).filter(|a| ["backup", "gate", "s3"].contains(a)).collect();
+        args.iter().map(String::as_str).filter(|a| ["backup", "gate", "s3", "s3-verify"].contains(a)).collect();
     if which.is_empty() {
         which = vec!["backup", "gate"];
     }
@@ -439,12 +537,13 @@ fn main() {
         chrono::Utc::now().format("%Y-%m-%d"),
         g.bin.version,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "Commands: `just bench backup`, `just bench gate`, `just bench s3`."
+        "Commands: `just bench backup`, `just bench gate`, `just bench s3`, `just bench s3-verify`."
     );
     for w in which {
         report.push_str(&match w {
             "backup" => bench_backup(&g, &root, rounds),
             "s3" => bench_s3(&g, &root, rounds),
+            "s3-verify" => bench_s3_verify(&g, &root, rounds),
             _ => bench_gate(&g, &root, rounds),
         });
         report.push('\n');

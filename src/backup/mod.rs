@@ -102,6 +102,8 @@ pub struct BackupConfig {
     pub max_rate: Option<u64>,
     /// Where the WAL archive is, to check that the end segment arrived.
     pub wal_archive: Option<PathBuf>,
+    /// How to reach object storage for an `s3://` `wal_archive`.
+    pub s3_config: crate::objstore::S3Config,
     /// How long `--primary` waits for the end segment to be archived.
     pub archive_timeout: Duration,
     /// fsync the result (like pg_basebackup without --no-sync).
@@ -376,7 +378,7 @@ pub fn run(cfg: &BackupConfig) -> Result<BackupReport> {
         let w = ensure_end_segment_archived(
             p,
             report.end_segment.clone(),
-            cfg.wal_archive.as_deref(),
+            cfg.wal_archive.as_deref().map(|a| (a, &cfg.s3_config)),
             seg,
             cfg.archive_timeout,
         )?;
@@ -851,9 +853,10 @@ fn complete(staging: &Path, dest: &Path, sync: bool) -> Result<()> {
 /// Whether the archive directory holds `name` whole: a plain file of the
 /// segment size, or a compressed one that decompresses to it (a file
 /// still being compressed into place does not).
-fn archived_whole(dir: &Path, name: &str, seg: crate::pg::WalSegSize) -> bool {
-    use crate::source::{DirWal, Fetched, WalSource};
-    match DirWal::archive(dir).fetch(name) {
+fn archived_whole(dir: &Path, s3: &crate::objstore::S3Config, name: &str, seg: crate::pg::WalSegSize) -> bool {
+    use crate::source::Fetched;
+    let Ok(source) = crate::source::wal_archive(dir, s3) else { return false };
+    match source.fetch(name) {
         Ok(Fetched::Found(f)) if f.size.is_some() => f.size == Some(seg.bytes()),
         Ok(Fetched::Found(mut f)) => std::io::copy(&mut (&mut f.reader).take(seg.bytes() + 1), &mut std::io::sink())
             .is_ok_and(|n| n == seg.bytes()),
@@ -867,7 +870,7 @@ fn archived_whole(dir: &Path, name: &str, seg: crate::pg::WalSegSize) -> bool {
 fn ensure_end_segment_archived(
     primary: &mut Session,
     end_segment: String,
-    archive: Option<&Path>,
+    archive: Option<(&Path, &crate::objstore::S3Config)>,
     seg: crate::pg::WalSegSize,
     timeout: Duration,
 ) -> Result<WalSwitchReport> {
@@ -878,7 +881,7 @@ fn ensure_end_segment_archived(
         let last = p.text("SELECT last_archived_wal FROM pg_stat_archiver")?;
         // Names of one timeline sort like their positions.
         let by_archiver = last.is_some_and(|l| l.len() >= 24 && l[..24] >= *end_segment.as_str());
-        let in_dir = archive.is_none_or(|dir| archived_whole(dir, &end_segment, seg));
+        let in_dir = archive.is_none_or(|(dir, s3)| archived_whole(dir, s3, &end_segment, seg));
         Ok(by_archiver && in_dir)
     };
     let started = Instant::now();

@@ -217,11 +217,20 @@ pub struct DrillArgs {
     /// Work directory for the backup and the restored copy (new or empty).
     #[arg(long, value_name = "DIR")]
     pub work: PathBuf,
-    /// The WAL archive directory: verify checks the WAL chain in it, and
-    /// the restored copy replays from it (restore_command = cp) unless
-    /// --restore-command is given. Required without --restore-command.
-    #[arg(long, value_name = "DIR", required_unless_present = "restore_command")]
+    /// The WAL archive, a directory or s3://BUCKET/PREFIX: verify checks
+    /// the WAL chain in it, and the restored copy replays from it
+    /// (restore_command = cp, or pgdrill wal-fetch for compressed files
+    /// and object storage) unless --restore-command is given. Required
+    /// without --restore-command.
+    #[arg(long, value_name = "DIR|URL", required_unless_present = "restore_command")]
     pub wal_archive: Option<PathBuf>,
+    /// Back up into object storage (s3://BUCKET/PREFIX, an empty prefix)
+    /// instead of the work directory; verify and restore then read the
+    /// backup from there, and it is kept.
+    #[arg(long, value_name = "URL")]
+    pub backup_dest: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// A restore_command of your own for the restored copy (for an archive
     /// that is not a directory). Without --wal-archive, verify then checks
     /// the backup's files but not its WAL chain.
@@ -342,7 +351,16 @@ impl DrillArgs {
             pgdata: self.pgdata.clone(),
             work: self.work.clone(),
             wal_archive: self.wal_archive.clone(),
-            s3: Default::default(),
+            backup_dest: match &self.backup_dest {
+                Some(d) => Some(s3_location("--backup-dest", d)?.ok_or_else(|| {
+                    Error::usage(
+                        format!("--backup-dest {}: not an s3:// URL", d.display()),
+                        Some("a local backup goes into --work; --backup-dest takes s3://BUCKET/PREFIX".into()),
+                    )
+                })?),
+                None => None,
+            },
+            s3: self.s3.to_config()?,
             method: self.method.into(),
             check_sql: self.check_sql.clone(),
             check_db: self.check_db.clone(),
@@ -735,7 +753,11 @@ impl BackupArgs {
                 Some("back up to object storage in the plain format (the default)".into()),
             ));
         }
+        if let Some(a) = &self.wal_archive {
+            s3_location("--wal-archive", a)?;
+        }
         Ok(BackupConfig {
+            s3_config: self.s3.to_config()?,
             standby: ConnSpec::parse(&self.standby)?,
             primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
             dest: self.dest.clone(),

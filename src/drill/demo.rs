@@ -139,6 +139,7 @@ pub fn run(cfg: &DemoConfig) -> Result<DemoReport> {
         work: dir.join("work"),
         wal_archive: Some(ground.archive.clone()),
         s3: Default::default(),
+        backup_dest: None,
         method: Method::Label,
         check_sql: Some(check_sql),
         check_db: "postgres".into(),

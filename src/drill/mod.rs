@@ -47,6 +47,8 @@ pub struct DrillConfig {
     /// The WAL archive directory: verify reads it, and the restored copy
     /// restores from it unless `restore_command` is given.
     pub wal_archive: Option<PathBuf>,
+    /// Back up into object storage instead of the work directory.
+    pub backup_dest: Option<crate::objstore::S3Url>,
     /// How to reach object storage for `s3://` locations.
     pub s3: crate::objstore::S3Config,
     pub method: Method,
@@ -318,7 +320,7 @@ fn writable_dir(dir: &Path) -> bool {
 /// never starts (and changes nothing).
 fn validate_inputs(cfg: &DrillConfig) -> Result<()> {
     let bad = |what: String, hint: &str| Err(Error::usage(what, Some(hint.to_string())));
-    if let Some(a) = &cfg.wal_archive {
+    if let Some(a) = cfg.wal_archive.as_ref().filter(|a| !a.to_str().is_some_and(crate::objstore::is_s3)) {
         if !a.is_dir() || std::fs::read_dir(a).is_err() {
             return bad(
                 format!("--wal-archive {}: not a readable directory", a.display()),
@@ -457,7 +459,10 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     validate_inputs(cfg)?;
     let started_at = now_rfc3339();
     std::fs::create_dir_all(&cfg.work).map_err(|e| Error::io(&cfg.work, "create directory", e))?;
-    let backup_dir = cfg.work.join("backup");
+    let backup_dir = match &cfg.backup_dest {
+        Some(url) => PathBuf::from(url.to_string()),
+        None => cfg.work.join("backup"),
+    };
     let target = cfg.work.join("restore");
     let check_sql = match &cfg.check_sql {
         Some(p) => Some(std::fs::read_to_string(p).map_err(|e| Error::ReadInput { path: p.clone(), source: e })?),
@@ -549,7 +554,8 @@ fn preflight_step(cfg: &DrillConfig) -> Result<Outcome<()>> {
 /// A fast backup of the standby into the work directory.
 fn backup_step(cfg: &DrillConfig, backup_dir: &Path) -> Result<Outcome<BackupReport>> {
     let r = backup::run(&BackupConfig {
-        s3: None,
+        s3: cfg.backup_dest.as_ref().map(|url| backup::S3Dest { url: url.clone(), config: cfg.s3.clone() }),
+        s3_config: cfg.s3.clone(),
         standby: cfg.standby.clone(),
         primary: cfg.primary.clone(),
         dest: backup_dir.to_path_buf(),
@@ -767,8 +773,15 @@ fn cleanup(
             cleanup_detail.push_str("server left running (--keep); ");
         }
     }
+    // The restored server's credential file for object storage, if any:
+    // it replays no more.
+    if let Ok(abs) = std::path::absolute(target) {
+        let _ = std::fs::remove_file(crate::restore::s3_credential_path(&abs));
+    }
     if !cfg.keep {
-        for p in [target.to_path_buf(), cfg.work.join("restore.tblspc"), backup_dir.to_path_buf()] {
+        // A backup in object storage is kept.
+        let backup_dir = Some(backup_dir).filter(|_| cfg.backup_dest.is_none());
+        for p in [Some(target), Some(cfg.work.join("restore.tblspc").as_path()), backup_dir].into_iter().flatten() {
             if p.exists() {
                 let _ = std::fs::remove_dir_all(&p);
             }

@@ -373,6 +373,7 @@ impl Ground {
     pub fn new_standby_of(&self, upstream: &Cluster, name: &str) -> Result<Cluster> {
         let pgdata = self.dir.join(name);
         backup::run(&BackupConfig {
+            s3_config: Default::default(),
             s3: None,
             standby: upstream.conn(),
             primary: None,

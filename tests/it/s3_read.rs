@@ -236,3 +236,85 @@ fn restore_and_gate_from_s3_with_wal_fetched_from_s3() {
     drop(client);
     stop_server(&g, &target);
 }
+
+/// Mirror the ground's archive into `url` as it grows (what an
+/// archive_command uploading to the bucket does), until dropped.
+struct Mirror {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Mirror {
+    fn start(store: pgdrill::objstore::Store, archive: std::path::PathBuf) -> Mirror {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut done = std::collections::HashSet::new();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                for e in std::fs::read_dir(&archive).unwrap().flatten() {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    // The ground's archive_command renames a whole file into place.
+                    if n.starts_with('.') || done.contains(&n) {
+                        continue;
+                    }
+                    store.put(&n, std::fs::read(e.path()).unwrap()).unwrap();
+                    done.insert(n);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Mirror { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn a_drill_end_to_end_through_s3() {
+    let g = with_standby();
+    let s3 = S3Server::start();
+    s3.bucket("fleet");
+    let wal = "s3://fleet/db4/wal";
+    let base = "s3://fleet/db4/base";
+    let _mirror = Mirror::start(s3.store(wal), g.archive.clone());
+    let work = g.dir.join("work-s3");
+    let out = s3.pgdrill(&[
+        "drill",
+        "--standby",
+        &g.standby().unwrap().conninfo(),
+        "--primary",
+        &g.primary.conninfo(),
+        "--work",
+        work.to_str().unwrap(),
+        "--wal-archive",
+        wal,
+        "--backup-dest",
+        base,
+        "--timeout",
+        "120",
+        "--json",
+    ]);
+    assert_eq!(code(&out), 0, "{}\n{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let r = json(&out);
+    let steps: Vec<(&str, &str)> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert!(steps.iter().all(|(_, st)| *st == "pass"), "{steps:?}");
+    assert!(lsn(&r["opened_at_lsn"]).unwrap() >= lsn(&r["end_lsn"]).unwrap());
+    // The backup is in the bucket (and kept), the work copy is gone, and
+    // so is the restored server's credential file.
+    assert!(s3.keys("fleet", "db4/base/").iter().any(|k| k.ends_with("/backup_manifest")));
+    assert!(!work.join("restore").exists());
+    assert!(!pgdrill::restore::s3_credential_path(&work.join("restore")).exists());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(crate::common::s3::SECRET));
+}
