@@ -783,7 +783,7 @@ fn cleanup(
         let backup_dir = Some(backup_dir).filter(|_| cfg.backup_dest.is_none());
         for p in [Some(target), Some(cfg.work.join("restore.tblspc").as_path()), backup_dir].into_iter().flatten() {
             if p.exists() {
-                let _ = std::fs::remove_dir_all(&p);
+                let _ = std::fs::remove_dir_all(p);
             }
         }
         // Tablespaces restored where --tablespace-map put them: the restore
