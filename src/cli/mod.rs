@@ -674,9 +674,10 @@ pub struct BackupArgs {
     /// switch and wait for the archiver.
     #[arg(long, env = "PGDRILL_PRIMARY", value_name = "CONNINFO")]
     pub primary: Option<String>,
-    /// The WAL archive directory: with --primary, the end segment must also
-    /// be there, complete, before the backup reports it archived.
-    #[arg(long, value_name = "DIR")]
+    /// The WAL archive, a directory or s3://BUCKET/PREFIX: with --primary,
+    /// the end segment must also be there, complete, before the backup
+    /// reports it archived.
+    #[arg(long, value_name = "DIR|URL")]
     pub wal_archive: Option<PathBuf>,
     /// With --primary: how long to wait for the end segment to reach the
     /// archive before exiting 4.

@@ -61,9 +61,9 @@ pub fn wal_archive(path: &Path, s3: &S3Config) -> Result<Box<dyn WalSource>> {
 /// prefix, plain or compressed (the same spellings as [`DirWal`]).
 ///
 /// Files are fetched ahead of the walk ([`WalSource::prefetch`]): up to
-/// [`WAL_AHEAD`] found and their reads started in parallel, at most
-/// `2 × WAL_AHEAD` waiting unread; each read's memory comes from the
-/// store's shared, bounded pool.
+/// [`WAL_AHEAD`] found and their reads started in parallel, waiting unread;
+/// each holds at most two chunks of its own, the rest of its fetch-ahead
+/// comes from the store's shared, bounded pool.
 pub struct S3Wal {
     store: Store,
     role: String,
@@ -253,7 +253,10 @@ impl WalSource for S3Wal {
             return;
         }
         for n in names {
-            if st.slots.len() >= 2 * sh.ahead {
+            // Found and started, or being looked up: at most `ahead` (each
+            // started read holds up to two 4 MiB chunks of its own until it
+            // is read, besides what it takes from the shared pool).
+            if st.slots.len() >= sh.ahead {
                 break;
             }
             if plain_name(n).is_err() || st.slots.contains_key(n) {
