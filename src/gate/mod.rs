@@ -292,8 +292,9 @@ impl Watch<'_> {
             .or_else(|| monitor::missing_segment_from_log(log))
             .or_else(|| replay.map(|r| SegmentName::containing(self.tli, r, self.seg).file_name(self.seg)));
         let mut msg = match (&missing, &self.cfg.wal_archive) {
-            // Stored plain or compressed.
-            (Some(s), Some(a)) if !in_archive(a, s) => {
+            // Stored plain or compressed (a directory: an archive in object
+            // storage is not looked into here).
+            (Some(s), Some(a)) if !a.to_str().is_some_and(crate::objstore::is_s3) && !in_archive(a, s) => {
                 format!("replay is waiting for WAL segment {s}, which is not in the archive {}", a.display())
             }
             (Some(s), _) if waiting.is_some() => format!("replay is waiting for WAL segment {s}"),
