@@ -340,13 +340,16 @@ impl S3Backup {
         &self.store
     }
 
-    /// The tablespaces: the OIDs of `pg_tblspc/<oid>/...` objects.
+    /// The tablespaces: the OIDs of `pg_tblspc/<oid>` directories and of
+    /// `pg_tblspc/<oid>/...` objects.
     pub fn tablespace_oids(&self) -> Vec<u32> {
-        let mut oids: Vec<u32> = self
-            .files()
-            .filter_map(|o| o.name.strip_prefix("pg_tblspc/")?.split_once('/')?.0.parse().ok())
-            .filter(|oid| *oid > 0)
-            .collect();
+        let oid = |name: &str| -> Option<u32> {
+            let rest = name.strip_prefix("pg_tblspc/")?;
+            rest.split('/').next()?.parse().ok().filter(|o| *o > 0)
+        };
+        let mut oids: Vec<u32> =
+            self.files().filter_map(|o| oid(&o.name)).chain(self.dirs.iter().filter_map(|(d, _)| oid(d))).collect();
+        oids.sort_unstable();
         oids.dedup();
         oids
     }

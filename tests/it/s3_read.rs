@@ -74,6 +74,15 @@ fn verify_inspect_wal_keep_and_wal_fetch_read_from_s3() {
     assert_eq!(remote["wal"]["end"], local["wal"]["end"]);
     assert_eq!(remote["checked"]["relation_pages"], local["checked"]["relation_pages"]);
 
+    // Through a network that fails every third request (503 Slow Down or a
+    // dropped connection): the retries hide it, the verdict is the same.
+    let proxy = crate::common::s3::FaultProxy::start(s3.port, 3);
+    let v = s3.pgdrill(&["verify", base, "--wal-archive", wal, "--s3-endpoint", &proxy.endpoint(), "--json"]);
+    assert_eq!(code(&v), 0, "verify through faults: {}", stderr(&v));
+    assert_eq!(checked(&json(&v)), checked(&local));
+    assert!(proxy.faults.load(std::sync::atomic::Ordering::Relaxed) > 0, "faults were injected");
+    drop(proxy);
+
     // inspect from S3.
     let i = s3.pgdrill(&["inspect", base, "--json"]);
     assert_eq!(code(&i), 0, "{}", stderr(&i));
