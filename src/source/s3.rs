@@ -453,3 +453,27 @@ impl BackupSource for S3Backup {
         Some(Box::new(S3Wal::new(store, WAL_AHEAD).with_role("pg_wal")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_must_be_plain_relative_paths() {
+        for ok in ["base/1/1259", "global/pg_control", "PG_VERSION", "pg_tblspc/16384/PG_15_202209061/5/16385"] {
+            assert!(plain_path(ok), "{ok}");
+        }
+        for bad in ["", "/etc/passwd", "base//1", "base/../../etc", "./x", "x/", "a\nb", "..", "base/1/\u{7f}"] {
+            assert!(!plain_path(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn wal_names_are_plain() {
+        assert!(plain_name("000000010000000000000003").is_ok());
+        assert!(plain_name("00000002.history").is_ok());
+        for bad in ["", ".", "..", "a/b", "x\0"] {
+            assert!(plain_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
