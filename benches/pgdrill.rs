@@ -401,21 +401,17 @@ fn bench_s3_verify(g: &Ground, root: &Path, rounds: usize) -> String {
         here.push(r.secs);
         rss_here = rss_here.max(r.max_rss_kib);
     }
+    let kind = server.kind;
     drop(server);
     rm(&local);
     let (r, h) = (median(&mut remote), median(&mut here));
     format!(
-        "### s3-verify
-
-Backup: {:.2} GB, WAL archive: {:.2} GB; store: moto or s3s-fs on 127.0.0.1 (as `s3`);          {rounds} rounds in turns, medians; the local files are in the page cache after the first round.
-
-         | verify | median | peak RSS |
-|---|---|---|
-         | pgdrill verify of the backup and archive on local disk | {h:.2} s | {:.1} MB |
-         | pgdrill verify s3://... --wal-archive s3://... | {r:.2} s | {:.1} MB |
-
-         Verify from S3 at {:.2}× the speed of verify on local disk (target ≥ 0.8×).
-",
+        "### s3-verify\n\nBackup: {:.2} GB, WAL archive: {:.2} GB; store: {kind} on 127.0.0.1; {rounds} rounds in \
+         turns, medians; the local files are in the page cache after the first round.\n\n\
+         | verify | median | peak RSS |\n|---|---|---|\n\
+         | pgdrill verify of the backup and archive on local disk | {h:.2} s | {:.1} MB |\n\
+         | pgdrill verify s3://... --wal-archive s3://... | {r:.2} s | {:.1} MB |\n\n\
+         Verify from S3 at {:.2}× the speed of verify on local disk (target ≥ 0.8×).\n",
         size as f64 / 1e9,
         wal_size as f64 / 1e9,
         rss_here as f64 / 1024.0,
