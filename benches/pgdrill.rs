@@ -180,6 +180,10 @@ struct S3Server {
     child: std::process::Child,
     port: u16,
     kind: &'static str,
+    /// The AWS CLI's configuration: s3s-fs stalls on the CLI's multipart
+    /// uploads, so files go up in one PUT each (the CLI's own choice up to
+    /// 8 MB), which favours the reference if anything.
+    config: PathBuf,
 }
 
 const S3_KEY: &str = "pgdrillbench";
@@ -220,7 +224,9 @@ impl S3Server {
                 (child, "moto")
             }
         };
-        let s = S3Server { child, port, kind };
+        let config = root.join("aws-config");
+        std::fs::write(&config, "[default]\ns3 =\n    multipart_threshold = 4GB\n").unwrap();
+        let s = S3Server { child, port, kind, config };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "the S3 server did not start");
@@ -240,6 +246,11 @@ impl S3Server {
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port))
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            // The AWS CLI's default request checksums (aws-chunked uploads
+            // with trailers) are more than s3s-fs and older stores take.
+            .env("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+            .env("AWS_RESPONSE_CHECKSUM_VALIDATION", "when_required")
+            .env("AWS_CONFIG_FILE", &self.config)
             .env_remove("AWS_PROFILE");
     }
 
@@ -347,41 +358,40 @@ fn bench_s3_verify(g: &Ground, root: &Path, rounds: usize) -> String {
     let size = du(&local);
     let wal_size = du(&g.archive);
     let server = S3Server::start(root);
-    let upload = |from: &Path, to: &str| {
-        let st = server
-            .aws()
-            .args(["s3", "cp", "--recursive", "--only-show-errors", from.to_str().unwrap(), to])
-            .status()
-            .unwrap();
-        assert!(st.success(), "upload {}", from.display());
-    };
-    upload(&local, "s3://bench/base/");
-    upload(&g.archive, "s3://bench/wal/");
-    // The directory list (object storage keeps no directories).
-    let mut dirs = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        for e in std::fs::read_dir(local.join(&rel)).unwrap().flatten() {
-            if e.file_type().unwrap().is_dir() {
+    // Uploaded with pgdrill's own client (the AWS CLI stalls on empty files
+    // with s3s-fs): every file as one object, and the directory list
+    // (object storage keeps no directories).
+    let endpoint = format!("http://127.0.0.1:{}", server.port);
+    std::env::set_var("AWS_ACCESS_KEY_ID", S3_KEY);
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", S3_SECRET);
+    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    let config = pgdrill::objstore::S3Config { endpoint: Some(endpoint), region: Some("us-east-1".into()), keys: None };
+    let upload = |from: &Path, to: &str| -> Vec<String> {
+        let url = pgdrill::objstore::S3Url::parse(to).unwrap();
+        let store = pgdrill::objstore::Store::open(&url, &config).unwrap();
+        let mut dirs = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            for e in std::fs::read_dir(from.join(&rel)).unwrap().flatten() {
                 let r = rel.join(e.file_name());
-                dirs.push(format!(
-                    "0700 {}
-",
-                    r.display()
-                ));
-                stack.push(r);
+                if e.file_type().unwrap().is_dir() {
+                    dirs.push(format!("0700 {}\n", r.display()));
+                    stack.push(r);
+                } else {
+                    let mut w = store.writer(r.to_str().unwrap(), Some(e.metadata().unwrap().len())).unwrap();
+                    std::io::copy(&mut std::fs::File::open(e.path()).unwrap(), &mut w).unwrap();
+                    w.finish().unwrap();
+                }
             }
         }
-    }
-    dirs.sort();
-    let list = root.join("pgdrill_directories");
-    std::fs::write(&list, dirs.concat()).unwrap();
-    let st = server
-        .aws()
-        .args(["s3", "cp", "--only-show-errors", list.to_str().unwrap(), "s3://bench/base/pgdrill_directories"])
-        .status()
-        .unwrap();
-    assert!(st.success());
+        dirs.sort();
+        if !dirs.is_empty() {
+            store.put("pgdrill_directories", dirs.concat().into_bytes()).unwrap();
+        }
+        dirs
+    };
+    upload(&local, "s3://bench/base");
+    upload(&g.archive, "s3://bench/wal");
     let (mut remote, mut here) = (Vec::new(), Vec::new());
     let (mut rss_remote, mut rss_here) = (0i64, 0i64);
     for round in 0..rounds {

@@ -29,8 +29,12 @@ use crate::objstore::{is_s3, ObjectInfo, S3Config, S3Url, Store};
 
 /// How many WAL files an [`S3Wal`] fetches ahead, at most, in parallel.
 pub const WAL_AHEAD: usize = 3;
-/// How many of a backup's files are being fetched ahead of the one read.
-const FILES_AHEAD: usize = 4;
+/// How many of a backup's files are being fetched ahead of the one read,
+/// at most...
+const FILES_AHEAD: usize = 32;
+/// ...and how many bytes they may hold between them before they are read
+/// (each holds at most two chunks of its own: see `objstore::read`).
+const BYTES_AHEAD: u64 = 32 << 20;
 /// The object listing a backup's directories (`backup::dest::DIRECTORIES`).
 const DIRECTORIES: &str = "pgdrill_directories";
 
@@ -67,6 +71,9 @@ pub fn wal_archive(path: &Path, s3: &S3Config) -> Result<Box<dyn WalSource>> {
 pub struct S3Wal {
     store: Store,
     role: String,
+    /// Known to hold nothing (a backup's `pg_wal/` with no object): no
+    /// request is made.
+    empty: bool,
     shared: Arc<Shared>,
 }
 
@@ -104,7 +111,7 @@ impl S3Wal {
             state: Mutex::new(Ahead::default()),
             changed: Condvar::new(),
         });
-        S3Wal { store, role: "the archive".into(), shared }
+        S3Wal { store, role: "the archive".into(), empty: false, shared }
     }
 
     /// How "not found" messages name it (`pg_wal` for a backup's own).
@@ -217,6 +224,9 @@ impl WalSource for S3Wal {
 
     fn fetch(&self, name: &str) -> io::Result<Fetched> {
         plain_name(name)?;
+        if self.empty {
+            return Ok(Fetched::Absent(None));
+        }
         Ok(match self.shared.result(name)? {
             Some(f) => Fetched::Found(f),
             None => Fetched::Absent(None),
@@ -249,7 +259,7 @@ impl WalSource for S3Wal {
     fn prefetch(&self, names: &[String]) {
         let sh = &self.shared;
         let mut st = sh.lock();
-        if st.closed {
+        if st.closed || self.empty {
             return;
         }
         for n in names {
@@ -414,13 +424,21 @@ impl BackupSource for S3Backup {
         }
         let files: Vec<&ObjectInfo> = self.files().collect();
         let mut ahead: VecDeque<(usize, Result<crate::objstore::ObjectReader>)> = VecDeque::new();
+        let held = |o: &ObjectInfo| o.size.min(2 * crate::objstore::CHUNK as u64);
         let mut next = 0;
+        let mut holding = 0u64;
         for (i, o) in files.iter().enumerate() {
             if crate::signals::interrupted() {
                 return Err(carried(Error::Interrupted));
             }
-            while next < files.len() && next <= i + FILES_AHEAD {
+            // Small files are one round trip each: keep many in flight,
+            // within a byte budget (the one to read next always starts).
+            while next < files.len()
+                && next <= i + FILES_AHEAD
+                && (next == i || holding + held(files[next]) <= BYTES_AHEAD)
+            {
                 if plain_path(&files[next].name) {
+                    holding += held(files[next]);
                     ahead.push_back((next, self.store.reader(files[next])));
                 }
                 next += 1;
@@ -433,6 +451,7 @@ impl BackupSource for S3Backup {
             }
             let Some((at, reader)) = ahead.pop_front() else { break };
             debug_assert_eq!(at, i);
+            holding -= held(o);
             let mut reader = reader.map_err(carried)?;
             let meta = EntryMeta {
                 path: o.name.clone().into_bytes(),
@@ -450,7 +469,10 @@ impl BackupSource for S3Backup {
 
     fn wal(&self) -> Option<Box<dyn WalSource>> {
         let store = self.store.at("pg_wal").ok()?;
-        Some(Box::new(S3Wal::new(store, WAL_AHEAD).with_role("pg_wal")))
+        let mut wal = S3Wal::new(store, WAL_AHEAD).with_role("pg_wal");
+        // The listing says whether there is anything to ask for.
+        wal.empty = !self.objects.iter().any(|o| o.name.starts_with("pg_wal/"));
+        Some(Box::new(wal))
     }
 }
 
