@@ -201,8 +201,9 @@ fn restore_from(g: &Ground, backup: &Path, arch: &Path, end: Lsn) {
     stop_server(g, &target);
 }
 
-/// A fetch command that hangs: the first SIGINT stops verify within about
-/// a second (exit 3), the command's process group is killed, and the
+/// A fetch command that hangs: the first SIGINT stops verify (exit 3)
+/// without waiting for the command (it sleeps 30 s; the bound is loose so
+/// that a loaded machine does not fail the test), the command's process group is killed, and the
 /// private directory it fetched into is gone.
 #[test]
 fn an_interrupt_stops_a_hanging_fetch_command() {
@@ -222,7 +223,7 @@ fn an_interrupt_stops_a_hanging_fetch_command() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(sent.elapsed() < std::time::Duration::from_secs(3), "took {:?}", sent.elapsed());
+    assert!(sent.elapsed() < std::time::Duration::from_secs(20), "took {:?}", sent.elapsed());
     let left: Vec<PathBuf> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     // The commands' shells are gone (killed with their process groups).
