@@ -203,8 +203,8 @@ fn restore_from(g: &Ground, backup: &Path, arch: &Path, end: Lsn) {
 
 /// A fetch command that hangs: the first SIGINT stops verify (exit 3)
 /// without waiting for the command (it sleeps 30 s; the bound is loose so
-/// that a loaded machine does not fail the test), the command's process group is killed, and the
-/// private directory it fetched into is gone.
+/// that a loaded machine does not fail the test), the command's process
+/// group is killed, and the private directory it fetched into is gone.
 #[test]
 fn an_interrupt_stops_a_hanging_fetch_command() {
     let (g, backup, _) = ground_with_backup("label");
