@@ -318,7 +318,31 @@ fn run_stream(cfg: &VerifyConfig, src: &dyn BackupSource, started: Instant) -> R
     check_label(&subject, &mut findings);
     check_legacy(&subject, &mut findings);
     check_manifest(&subject, status, &mut findings);
-    // A link in a tar cannot be followed: its target is taken to exist.
+    findings.extend(tar_tablespaces(&streamed, &subject));
+    let mut stats = streamed.stats;
+    let (page_lsn, page_checksums, page_findings) = judge_pages(&subject, &streamed, &mut stats);
+    let mut all = streamed.findings;
+    all.append(page_findings);
+    all.sort_by_path();
+    findings.append(all);
+    let mut checked = Checked {
+        files: stats.files,
+        files_read: stats.files_read,
+        bytes: stats.bytes,
+        checksums: stats.checksums,
+        relation_files: stats.relation_files,
+        relation_pages: stats.relation_pages,
+        page_checksums: stats.page_checksums,
+        torn_pages: stats.torn_pages,
+        ..Checked::default()
+    };
+    let wal = check_wal(cfg, &subject, src.wal(), &mut findings, &mut checked)?;
+    Ok(report(subject, findings, checked, status, page_lsn, page_checksums, wal, started))
+}
+
+/// A tar backup's pg_tblspc entries against its tablespace_map. A link in a
+/// tar cannot be followed: its target is taken to exist.
+fn tar_tablespaces(streamed: &files::StreamOutcome, subject: &Subject) -> Vec<Finding> {
     let ts: Vec<files::TablespaceEntryOnDisk> = streamed
         .tablespaces
         .iter()
@@ -329,13 +353,20 @@ fn run_stream(cfg: &VerifyConfig, src: &dyn BackupSource, started: Instant) -> R
             target: to.clone(),
         })
         .collect();
-    findings.extend(files::tablespaces_against_map(&ts, subject.info.tablespace_map.as_deref()));
+    files::tablespaces_against_map(&ts, subject.info.tablespace_map.as_deref())
+}
 
-    let page_lsn = page_bound(&subject);
-    let (mut page_checksums, checksum_rule) = checksum_plan(&subject);
+/// Judge the pages the stream kept for later, now that pg_control (the
+/// LSN bound) and the backup's start (the torn-page floor) are known.
+fn judge_pages(
+    subject: &Subject,
+    streamed: &files::StreamOutcome,
+    stats: &mut FileStats,
+) -> (PageLsnSummary, PageChecksumSummary, Findings) {
+    let page_lsn = page_bound(subject);
+    let (mut page_checksums, checksum_rule) = checksum_plan(subject);
     let block_ok = subject.info.control.block_size == pages::ASSUMED_BLOCK_SIZE
         && subject.info.control.blocks_per_segment == pages::ASSUMED_BLOCKS_PER_SEGMENT;
-    let mut stats = streamed.stats;
     let mut page_findings = Findings::new();
     if block_ok {
         let torn_from = checksum_rule.map(|r| r.torn_from);
@@ -380,23 +411,7 @@ fn run_stream(cfg: &VerifyConfig, src: &dyn BackupSource, started: Instant) -> R
             ..PageLsnSummary::default()
         }
     };
-    let mut all = streamed.findings;
-    all.append(page_findings);
-    all.sort_by_path();
-    findings.append(all);
-    let mut checked = Checked {
-        files: stats.files,
-        files_read: stats.files_read,
-        bytes: stats.bytes,
-        checksums: stats.checksums,
-        relation_files: stats.relation_files,
-        relation_pages: stats.relation_pages,
-        page_checksums: stats.page_checksums,
-        torn_pages: stats.torn_pages,
-        ..Checked::default()
-    };
-    let wal = check_wal(cfg, &subject, src.wal(), &mut findings, &mut checked)?;
-    Ok(report(subject, findings, checked, status, page_lsn, page_checksums, wal, started))
+    (page_lsn, page_checksums, page_findings)
 }
 
 /// The findings of a file check without those that compare with the
