@@ -773,7 +773,7 @@ fn wait_for_target(w: &mut Watch, pm: &mut Postmaster, started: Instant) -> Resu
         }
         if last_progress.0.elapsed() >= w.cfg.stall && !stall_reported {
             let (d, _) = w.diagnose(pm.pid, position);
-            observe::note(Level::Info, &format!("stalled for {} s: {d}", w.cfg.stall.as_secs()));
+            observe::note(Level::Warn, &format!("stalled for {} s: {d}", w.cfg.stall.as_secs()));
             w.stalls.push(d);
             stall_reported = true;
         }

@@ -157,23 +157,30 @@ fn compressed_archives_verify_fetch_keep_and_restore() {
 }
 
 /// Restore `backup` with WAL from `arch` and check the copy opens at the end.
+/// The archive is given as a relative path, as a user in its parent
+/// directory would type it: the restore_command the server runs from its
+/// own data directory must still find it.
 fn restore_from(g: &Ground, backup: &Path, arch: &Path, end: Lsn) {
     let target = g.dir.join("restored-from-compressed");
     let port = pgdrill::ground::free_port();
-    let out = pgdrill(&[
-        "restore",
-        backup.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-        "--wal-archive",
-        arch.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--timeout",
-        "120",
-        "--json",
-        "--no-sync",
-    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_pgdrill"))
+        .current_dir(arch.parent().unwrap())
+        .args([
+            "restore",
+            backup.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--wal-archive",
+            arch.file_name().unwrap().to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--timeout",
+            "120",
+            "--json",
+            "--no-sync",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(
         code(&out),
         0,
