@@ -247,12 +247,7 @@ pub fn run(cfg: &VerifyConfig) -> Result<VerifyReport> {
     let subject = read_subject(cfg)?;
     let status = manifest_status(cfg, &subject);
 
-    let mut findings = Findings::new();
-    check_directory(&subject, status, &mut findings);
-    check_control(&subject, &mut findings);
-    check_label(&subject, &mut findings);
-    check_legacy(&subject, &mut findings);
-    check_manifest(&subject, status, &mut findings);
+    let mut findings = check_subject(&subject, status);
     findings.extend(files::check_tablespaces(&subject.info.path, subject.info.tablespace_map.as_deref()));
 
     let page_lsn = page_bound(&subject);
@@ -312,12 +307,7 @@ fn run_stream(cfg: &VerifyConfig, src: &dyn BackupSource, started: Instant) -> R
         streamed.findings = drop_manifest_findings(std::mem::take(&mut streamed.findings));
     }
 
-    let mut findings = Findings::new();
-    check_directory(&subject, status, &mut findings);
-    check_control(&subject, &mut findings);
-    check_label(&subject, &mut findings);
-    check_legacy(&subject, &mut findings);
-    check_manifest(&subject, status, &mut findings);
+    let mut findings = check_subject(&subject, status);
     findings.extend(tar_tablespaces(&streamed, &subject));
     let mut stats = streamed.stats;
     let (page_lsn, page_checksums, page_findings) = judge_pages(&subject, &streamed, &mut stats);
@@ -338,6 +328,18 @@ fn run_stream(cfg: &VerifyConfig, src: &dyn BackupSource, started: Instant) -> R
     };
     let wal = check_wal(cfg, &subject, src.wal(), &mut findings, &mut checked)?;
     Ok(report(subject, findings, checked, status, page_lsn, page_checksums, wal, started))
+}
+
+/// The checks of what the backup says of itself: its directory, pg_control,
+/// backup_label, end_location and manifest.
+fn check_subject(subject: &Subject, status: ManifestStatus) -> Findings {
+    let mut findings = Findings::new();
+    check_directory(subject, status, &mut findings);
+    check_control(subject, &mut findings);
+    check_label(subject, &mut findings);
+    check_legacy(subject, &mut findings);
+    check_manifest(subject, status, &mut findings);
+    findings
 }
 
 /// A tar backup's pg_tblspc entries against its tablespace_map. A link in a

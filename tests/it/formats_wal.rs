@@ -36,19 +36,7 @@ fn compressed_archive(g: &Ground, tool: &str) -> PathBuf {
 fn verify(path: &Path, extra: &[&str]) -> (i32, Value) {
     let mut args = vec!["verify", path.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
-    let out = pgdrill(&args);
-    let c = code(&out);
-    assert!(c == 0 || c == 1, "verify: exit {c}\n{}", stderr(&out));
-    (c, json(&out))
-}
-
-fn kinds(v: &Value) -> Vec<(String, String)> {
-    v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["kind"].as_str().unwrap().to_string(), f["path"].as_str().unwrap_or("").to_string()))
-        .collect()
+    run_json(&args)
 }
 
 fn needed_segments(v: &Value) -> (String, String) {
@@ -99,7 +87,7 @@ fn compressed_archives_verify_fetch_keep_and_restore() {
     std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
     let (c, v) = verify(&backup, &["--wal-archive", arch.to_str().unwrap()]);
     assert_eq!(c, 1);
-    let k = kinds(&v);
+    let k = finding_kinds(&v);
     assert!(
         k.iter().any(|(kind, path)| (kind == "wal_unreadable" || kind == "wal_segment_truncated") && path.ends_with(".zst")),
         "{k:?}"
@@ -107,7 +95,7 @@ fn compressed_archives_verify_fetch_keep_and_restore() {
     std::fs::remove_file(&victim).unwrap();
     let (c, v) = verify(&backup, &["--wal-archive", arch.to_str().unwrap()]);
     assert_eq!(c, 1);
-    assert!(kinds(&v).contains(&("wal_segment_missing".to_string(), last.clone())), "{:?}", kinds(&v));
+    assert!(finding_kinds(&v).contains(&("wal_segment_missing".to_string(), last.clone())), "{:?}", finding_kinds(&v));
     std::fs::write(&victim, &bytes).unwrap();
 
     // Through a fetch command: the same result; a failing command is a
