@@ -327,11 +327,6 @@ impl DrillArgs {
         if self.cluster.as_deref().is_some_and(|c| c.is_empty() || c.contains('\n')) {
             return Err(Error::usage("--cluster must be one non-empty line", None));
         }
-        if let Some(f) = &self.check_sql {
-            if !f.is_file() {
-                return Err(Error::usage(format!("--check-sql {}: no such file", f.display()), None));
-            }
-        }
         Ok(DrillConfig {
             standby: ConnSpec::parse(&self.standby)?,
             primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
