@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use clap::{CommandFactory, Parser};
 use pgdrill::cli::{Cli, Command, DrillArgs};
+use pgdrill::conn::ConnSpec;
 use pgdrill::drill::{self, history, metrics, DrillConfig, DrillReport};
 use pgdrill::error::{Error, EXIT_OK, EXIT_USAGE};
 use pgdrill::report;
@@ -51,14 +52,14 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
         ),
         Command::Preflight(a) => (
             a.json,
-            a.to_config().and_then(|c| pgdrill::backup::preflight::run(&c)).map(|r| {
+            a.to_config(&ConnSpec::parse).and_then(|c| pgdrill::backup::preflight::run(&c)).map(|r| {
                 report::emit(&r, a.json);
                 r.exit_code()
             }),
         ),
         Command::Backup(a) => (
             a.json,
-            a.to_config().and_then(|c| pgdrill::backup::run(&c)).map(|r| {
+            a.to_config(&ConnSpec::parse).and_then(|c| pgdrill::backup::run(&c)).map(|r| {
                 let code = r.exit_code();
                 report::emit_ok(&r, code == EXIT_OK, a.json);
                 code
@@ -73,7 +74,7 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
         ),
         Command::Restore(a) => (
             a.json,
-            a.to_config().and_then(|c| pgdrill::restore::run(&c)).map(|r| {
+            a.to_config(&ConnSpec::parse).and_then(|c| pgdrill::restore::run(&c)).map(|r| {
                 report::emit_ok(&r, true, a.json);
                 EXIT_OK
             }),
@@ -171,7 +172,7 @@ fn run_drill(a: &DrillArgs) -> Result<u8, Error> {
         }
         Ok(())
     };
-    let cfg = match a.to_config().and_then(|c| outputs(&c).map(|()| c)) {
+    let cfg = match a.to_config(&ConnSpec::parse).and_then(|c| outputs(&c).map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             let _ = write_junit(early(&e));

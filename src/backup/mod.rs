@@ -85,6 +85,24 @@ pub enum OutputFormat {
     Tar(CompressSpec),
 }
 
+impl OutputFormat {
+    /// The report's `format`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Plain => "plain",
+            OutputFormat::Tar(_) => "tar",
+        }
+    }
+
+    /// The report's `compression`.
+    pub fn compression(self) -> Compression {
+        match self {
+            OutputFormat::Plain => Compression::None,
+            OutputFormat::Tar(s) => s.kind,
+        }
+    }
+}
+
 /// A validated backup request.
 #[derive(Clone, Debug)]
 pub struct BackupConfig {
@@ -432,38 +450,9 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
     let sources = std::mem::take(&mut src.sources);
     let session = &mut src.session;
     let plan = walk::plan(sources, &mut |oid| session.tablespace_location(oid))?;
-    for (rel, target) in &plan.symlinks {
-        observe::note(
-            Level::Warn,
-            &format!(
-                "{} is a symbolic link (to {}): skipped, as pg_basebackup skips it; a backup holds links \
-                 only as tablespaces (restore refuses any other)",
-                rel.display(),
-                target.display()
-            ),
-        );
-    }
-    let (copied, mut tar) = match cfg.format {
-        OutputFormat::Plain => {
-            // Links that are not tablespaces are not recreated: like
-            // pg_basebackup ("skipping special file"), a backup holds no
-            // other links, so that a restore (which refuses them) can use it.
-            let mut dirs = plan.dirs.clone();
-            if src.session.version.has_wal_summaries {
-                // pg_basebackup sends pg_wal/summaries (empty) from 17 on.
-                dirs.push((PathBuf::from("pg_wal/summaries"), 0o700));
-            }
-            dest.create_tree(&dirs)?;
-            (copy_data(cfg, &plan, dest)?, None)
-        }
-        OutputFormat::Tar(spec) => {
-            let Dest::Local { staging, owner, .. } = dest else {
-                return Err(Error::usage("--format tar writes to a local directory only", None));
-            };
-            let (w, c) = write_tar(cfg, &plan, staging, *owner, spec, src.session.version.has_wal_summaries)?;
-            (c, Some(w))
-        }
-    };
+    warn_skipped_links(&plan);
+    let mut out = Output::new(cfg, dest);
+    let copied = out.copy_data(cfg, &plan, src.session.version.has_wal_summaries)?;
 
     // pg_control: the legacy copy taken first, or a fresh read now, last.
     let (control_bytes, control, control_mtime, start_report) = match begun {
@@ -473,26 +462,18 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
             (b, c, m, Some(r))
         }
     };
-    match tar.as_mut() {
-        Some(w) => w.append(CONTROL_PATH, &control_bytes, control_mtime)?,
-        None => dest.write_file(Path::new(CONTROL_PATH), &control_bytes)?,
-    }
+    out.add(CONTROL_PATH, &control_bytes, control_mtime)?;
     if crate::signals::interrupted() {
         return Err(Error::Interrupted);
     }
     let end = finish_on_server(cfg, src, &control, start_report.as_ref())?;
     let (end_tli, ranges) = end_timeline(src, &plan, &control, &end, cfg.method)?;
-
     let extra = our_files(&end);
     for (name, bytes) in &extra {
-        match tar.as_mut() {
-            Some(w) => w.append(name, bytes, now_secs())?,
-            None => dest.write_file(Path::new(name), bytes)?,
-        }
+        out.add(name, bytes, now_secs())?;
     }
-    if let Some(w) = tar {
-        w.finish()?;
-    }
+    out.finish()?;
+
     let (files, bytes, vanished) = manifest_files(&plan, &copied, &control_bytes, control_mtime, &extra);
     let manifest_version = src.session.version.manifest_version;
     let text = Manifest::render(manifest_version, control.system_identifier, &files, &ranges);
@@ -510,14 +491,8 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
         exit_code: EXIT_OK,
         dest: dest.display(),
         method: cfg.method,
-        format: match cfg.format {
-            OutputFormat::Plain => "plain",
-            OutputFormat::Tar(_) => "tar",
-        },
-        compression: match cfg.format {
-            OutputFormat::Plain => Compression::None,
-            OutputFormat::Tar(s) => s.kind,
-        },
+        format: cfg.format.name(),
+        compression: cfg.format.compression(),
         stored_bytes,
         pg_major: src.session.version.major,
         system_identifier: control.system_identifier.to_string(),
@@ -544,6 +519,78 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
     };
     let end_segment = SegmentName::new(end_tli, end.end_lsn.prev_segment_number(seg)).file_name(seg);
     Ok(Taken { report, end_segment, wal_seg_size: seg })
+}
+
+/// Links outside pg_tblspc are not copied (as pg_basebackup does not):
+/// say so, since the user may have expected them.
+fn warn_skipped_links(plan: &Plan) {
+    for (rel, target) in &plan.symlinks {
+        observe::note(
+            Level::Warn,
+            &format!(
+                "{} is a symbolic link (to {}): skipped, as pg_basebackup skips it; a backup holds links \
+                 only as tablespaces (restore refuses any other)",
+                rel.display(),
+                target.display()
+            ),
+        );
+    }
+}
+
+/// Where the backup's files go: a plain tree at the destination (a local
+/// staging directory, or object storage), or tar archives in the staging
+/// directory.
+struct Output<'a, 'd> {
+    dest: &'a Dest<'d>,
+    format: OutputFormat,
+    tar: Option<tarball::TarBackupWriter>,
+}
+
+impl<'a, 'd> Output<'a, 'd> {
+    fn new(cfg: &BackupConfig, dest: &'a Dest<'d>) -> Self {
+        Output { dest, format: cfg.format, tar: None }
+    }
+
+    /// Copy every file but pg_control.
+    fn copy_data(&mut self, cfg: &BackupConfig, plan: &Plan, wal_summaries: bool) -> Result<Vec<copy::Copied>> {
+        match self.format {
+            OutputFormat::Plain => {
+                // Links that are not tablespaces are not recreated: like
+                // pg_basebackup ("skipping special file"), a backup holds no
+                // other links, so that a restore (which refuses them) can use it.
+                let mut dirs = plan.dirs.clone();
+                if wal_summaries {
+                    // pg_basebackup sends pg_wal/summaries (empty) from 17 on.
+                    dirs.push((PathBuf::from("pg_wal/summaries"), 0o700));
+                }
+                self.dest.create_tree(&dirs)?;
+                copy_data(cfg, plan, self.dest)
+            }
+            OutputFormat::Tar(spec) => {
+                let Dest::Local { staging, owner, .. } = self.dest else {
+                    return Err(Error::usage("--format tar writes to a local directory only", None));
+                };
+                let (w, copied) = write_tar(cfg, plan, staging, *owner, spec, wal_summaries)?;
+                self.tar = Some(w);
+                Ok(copied)
+            }
+        }
+    }
+
+    /// Add one file written by pgdrill itself (pg_control, backup_label…).
+    fn add(&mut self, name: &str, bytes: &[u8], mtime: i64) -> Result<()> {
+        match self.tar.as_mut() {
+            Some(w) => w.append(name, bytes, mtime),
+            None => self.dest.write_file(Path::new(name), bytes),
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.tar {
+            Some(w) => w.finish().map(|_| ()),
+            None => Ok(()),
+        }
+    }
 }
 
 fn create_dirs(p: &Path, mode: u32, owner: Option<&OsUser>) -> Result<()> {

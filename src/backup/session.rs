@@ -115,6 +115,19 @@ fn not_accepting(e: &Error) -> Option<String> {
     chain.iter().rev().find(|t| hit(t)).cloned()
 }
 
+/// A setting as `SHOW` gives it: a utility statement, which takes no
+/// snapshot, so replay has nothing to cancel.
+fn show_setting(client: &mut Client, name: &str) -> std::result::Result<String, postgres::Error> {
+    let msgs = client.simple_query(&format!("SHOW {name}"))?;
+    Ok(msgs
+        .iter()
+        .find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .unwrap_or_default())
+}
+
 /// Sleep in short steps, returning early with an error on SIGINT/SIGTERM.
 pub fn sleep_interruptibly(d: Duration) -> Result<()> {
     let until = Instant::now() + d;
@@ -147,13 +160,13 @@ impl Session {
     /// Connect and learn the major and whether the server is in recovery.
     pub fn connect(spec: &ConnSpec) -> Result<Session> {
         let target = spec.to_string();
-        let client = Self::open_client(spec, &target)?;
-        let mut client = client;
-        let num: i32 = client
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .map_err(|e| Error::Sql { target: target.clone(), what: "query `server_version_num`".into(), source: e })?
-            .get(0);
-        let major = (num / 10000) as u32;
+        let mut client = Self::open_client(spec, &target)?;
+        // SHOW takes no snapshot, so replay cannot cancel it.
+        let num: u32 = show_setting(&mut client, "server_version_num")
+            .map_err(|e| Error::Sql { target: target.clone(), what: "SHOW server_version_num".into(), source: e })?
+            .parse()
+            .unwrap_or(0);
+        let major = num / 10000;
         let version = version::by_major(major).ok_or_else(|| Error::Precondition {
             message: format!("the server at {target} runs PostgreSQL {major}, which pgdrill does not support"),
             hint: format!("pgdrill supports {}", crate::pg::version::supported_text()),
@@ -163,7 +176,9 @@ impl Session {
             spec: spec.clone(),
             target,
             version,
-            in_recovery: false,
+            // Until the server says otherwise: a standby's replay may cancel
+            // the next queries, which are then retried.
+            in_recovery: true,
             role: String::new(),
             in_backup: false,
         };
@@ -191,11 +206,29 @@ impl Session {
         self.session_settings()
     }
 
+    /// Connect; a standby whose replay ends the new session while it starts
+    /// ("FATAL: canceling statement due to conflict with recovery", its
+    /// catalog reads conflicting) is asked again, a few times.
     fn open_client(spec: &ConnSpec, target: &str) -> Result<Client> {
-        spec.connect().map_err(|e| match not_accepting(&e) {
-            Some(message) => Error::NotAcceptingConnections { target: target.to_string(), message },
-            None => e,
-        })
+        let mut conflicts = 0;
+        loop {
+            match spec.connect() {
+                Ok(c) => return Ok(c),
+                Err(e)
+                    if conflicts + 1 < MAX_CONFLICTS
+                        && e.chain().iter().any(|t| t.contains("conflict with recovery")) =>
+                {
+                    conflicts += 1;
+                    sleep_interruptibly(Duration::from_millis(200 * u64::from(conflicts)))?;
+                }
+                Err(e) => {
+                    return Err(match not_accepting(&e) {
+                        Some(message) => Error::NotAcceptingConnections { target: target.to_string(), message },
+                        None => e,
+                    })
+                }
+            }
+        }
     }
 
     fn sql_error(&self, sql: &str, source: postgres::Error) -> Error {
@@ -236,17 +269,7 @@ impl Session {
 
     /// A setting as `SHOW` gives it (a utility statement: no snapshot).
     pub fn show(&mut self, name: &str) -> String {
-        let sql = format!("SHOW {name}");
-        match self.client.simple_query(&sql) {
-            Ok(msgs) => msgs
-                .iter()
-                .find_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                    _ => None,
-                })
-                .unwrap_or_default(),
-            Err(_) => "unknown".into(),
-        }
+        show_setting(&mut self.client, name).unwrap_or_else(|_| "unknown".into())
     }
 
     /// The error for a step replay keeps cancelling, naming the settings

@@ -7,6 +7,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backup::{preflight::PreflightConfig, BackupConfig, Method};
 use crate::conn::ConnSpec;
+
+/// Turns a conninfo string into a connection spec. Resolving one reads the
+/// environment, service files and the password file, so this layer does
+/// not do it itself: the binary passes [`ConnSpec::parse`].
+pub type ConnResolver<'a> = &'a dyn Fn(&str) -> Result<ConnSpec>;
 #[cfg(feature = "demo")]
 use crate::drill::demo::DemoConfig;
 use crate::drill::history::HistoryConfig;
@@ -323,7 +328,7 @@ pub struct DrillArgs {
 }
 
 impl DrillArgs {
-    pub fn to_config(&self) -> Result<DrillConfig> {
+    pub fn to_config(&self, conn: ConnResolver) -> Result<DrillConfig> {
         let (end_lsn, stop_at) = self.stop.to_targets()?;
         if self.timeout == 0 {
             return Err(Error::usage("--timeout must be at least 1 second", None));
@@ -340,14 +345,9 @@ impl DrillArgs {
         if self.cluster.as_deref().is_some_and(|c| c.is_empty() || c.contains('\n')) {
             return Err(Error::usage("--cluster must be one non-empty line", None));
         }
-        if let Some(f) = &self.check_sql {
-            if !f.is_file() {
-                return Err(Error::usage(format!("--check-sql {}: no such file", f.display()), None));
-            }
-        }
         Ok(DrillConfig {
-            standby: ConnSpec::parse(&self.standby)?,
-            primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
+            standby: conn(&self.standby)?,
+            primary: self.primary.as_deref().map(conn).transpose()?,
             pgdata: self.pgdata.clone(),
             work: self.work.clone(),
             wal_archive: self.wal_archive.clone(),
@@ -590,10 +590,10 @@ pub struct PreflightArgs {
 }
 
 impl PreflightArgs {
-    pub fn to_config(&self) -> Result<PreflightConfig> {
+    pub fn to_config(&self, conn: ConnResolver) -> Result<PreflightConfig> {
         Ok(PreflightConfig {
-            standby: ConnSpec::parse(&self.standby)?,
-            primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
+            standby: conn(&self.standby)?,
+            primary: self.primary.as_deref().map(conn).transpose()?,
             dest: self.dest.clone(),
             pgdata: self.pgdata.clone(),
             method: self.method.into(),
@@ -721,7 +721,7 @@ fn s3_location(option: &str, path: &std::path::Path) -> Result<Option<crate::obj
 }
 
 impl BackupArgs {
-    pub fn to_config(&self) -> Result<BackupConfig> {
+    pub fn to_config(&self, conn: ConnResolver) -> Result<BackupConfig> {
         if self.label.len() > 1023 {
             return Err(Error::usage("--label is longer than 1023 bytes", None));
         }
@@ -759,8 +759,8 @@ impl BackupArgs {
         }
         Ok(BackupConfig {
             s3_config: self.s3.to_config()?,
-            standby: ConnSpec::parse(&self.standby)?,
-            primary: self.primary.as_deref().map(ConnSpec::parse).transpose()?,
+            standby: conn(&self.standby)?,
+            primary: self.primary.as_deref().map(conn).transpose()?,
             dest: self.dest.clone(),
             s3: s3.clone(),
             pgdata: self.pgdata.clone(),
@@ -980,7 +980,7 @@ pub struct RestoreArgs {
 }
 
 impl RestoreArgs {
-    pub fn to_config(&self) -> Result<RestoreConfig> {
+    pub fn to_config(&self, conn: ConnResolver) -> Result<RestoreConfig> {
         self.gate.check()?;
         let (end_lsn, stop_at) = self.stop.to_targets()?;
         let map = parse_tablespace_map(&self.tablespace_map)?;
@@ -997,7 +997,7 @@ impl RestoreArgs {
             target: self.target.clone(),
             wal_archive: self.wal_archive.clone(),
             restore_command: self.restore_command.clone(),
-            primary_conninfo: self.primary_conninfo.as_deref().map(ConnSpec::parse).transpose()?,
+            primary_conninfo: self.primary_conninfo.as_deref().map(conn).transpose()?,
             then: self.then.into(),
             port: self.port,
             timeout: std::time::Duration::from_secs(self.gate.timeout),

@@ -457,6 +457,15 @@ fn say_done(name: &str, ok: bool, seconds: f64) {
 pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
     let started = Instant::now();
     validate_inputs(cfg)?;
+    // Read before anything is created: a drill that fails on its input
+    // leaves nothing behind.
+    let check_sql = match &cfg.check_sql {
+        Some(p) if !p.is_file() => {
+            return Err(Error::usage(format!("--check-sql {}: no such file", p.display()), None));
+        }
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| Error::ReadInput { path: p.clone(), source: e })?),
+        None => None,
+    };
     let started_at = now_rfc3339();
     std::fs::create_dir_all(&cfg.work).map_err(|e| Error::io(&cfg.work, "create directory", e))?;
     let backup_dir = match &cfg.backup_dest {
@@ -464,10 +473,6 @@ pub fn run(cfg: &DrillConfig) -> Result<DrillReport> {
         None => cfg.work.join("backup"),
     };
     let target = cfg.work.join("restore");
-    let check_sql = match &cfg.check_sql {
-        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| Error::ReadInput { path: p.clone(), source: e })?),
-        None => None,
-    };
     let mut run = Runner { steps: Vec::new(), failed: None };
 
     run.step("preflight", || preflight_step(cfg));

@@ -546,16 +546,7 @@ pub fn run_with<T>(
     let owner = OsUser::running_as_root().then_some(&user);
 
     let log_path = pm.log.clone();
-    let log_owner = owner.map(|u| u.uid);
-    let log = if running.is_some() {
-        // The lock may have been rewritten (who is admitted changes with who
-        // resumes): make the running server load it. And read its recent
-        // log, where its consistency point may already be.
-        pm.reload()?;
-        ServerLog::with_recent(&pgdata, &log_path, log_owner, 4 << 20)
-    } else {
-        ServerLog::new(&pgdata, &log_path, log_owner)
-    };
+    let log = follow_log(&mut pm, &pgdata, owner, running.is_some())?;
     let (start_lsn, tli) = info.start();
     let mut w = Watch {
         cfg,
@@ -576,7 +567,6 @@ pub fn run_with<T>(
     };
     match watch_and_open(&mut w, &mut pm, &dir, &state, owner, started, before_open) {
         Ok((o, hook)) => {
-            let total = started.elapsed().as_secs_f64();
             let report = GateReport {
                 pgdata: pgdata.clone(),
                 port,
@@ -592,14 +582,7 @@ pub fn run_with<T>(
                 timeline: o.timeline,
                 resumed,
                 stalls: w.stalls.clone(),
-                timings: Timings {
-                    started: started_at,
-                    consistent: Some(o.reached_at),
-                    opened: o.opened.then(now_rfc3339),
-                    replay_secs: o.reached_secs,
-                    open_secs: total - o.reached_secs,
-                    total_secs: total,
-                },
+                timings: o.timings(started, started_at),
                 server_log: log_path,
             };
             if o.opened {
@@ -677,6 +660,20 @@ fn target_before_end(at: &StopAt, stopped: Option<Lsn>, floor: Option<Lsn>) -> E
 }
 
 /// What happened between reaching the target and opening.
+/// The server's log, followed from here on. A server already running (a
+/// resumed gate) first reloads the lock, which may have been rewritten (who
+/// is admitted changes with who resumes), and its recent log is read, where
+/// its consistency point may already be.
+fn follow_log(pm: &mut Postmaster, pgdata: &Path, owner: Option<&OsUser>, running: bool) -> Result<ServerLog> {
+    let log_owner = owner.map(|u| u.uid);
+    if running {
+        pm.reload()?;
+        Ok(ServerLog::with_recent(pgdata, &pm.log, log_owner, 4 << 20))
+    } else {
+        Ok(ServerLog::new(pgdata, &pm.log, log_owner))
+    }
+}
+
 struct Opened {
     /// Replay LSN (or insert LSN after promotion) when access opened.
     at: Option<Lsn>,
@@ -689,6 +686,20 @@ struct Opened {
 }
 
 /// Wait for the end target, act on `--then`, run the hook, and open.
+impl Opened {
+    fn timings(&self, started: Instant, started_at: String) -> Timings {
+        let total = started.elapsed().as_secs_f64();
+        Timings {
+            started: started_at,
+            consistent: Some(self.reached_at.clone()),
+            opened: self.opened.then(now_rfc3339),
+            replay_secs: self.reached_secs,
+            open_secs: total - self.reached_secs,
+            total_secs: total,
+        }
+    }
+}
+
 fn watch_and_open<T>(
     w: &mut Watch,
     pm: &mut Postmaster,
@@ -763,7 +774,7 @@ fn wait_for_target(w: &mut Watch, pm: &mut Postmaster, started: Instant) -> Resu
         }
         if last_progress.0.elapsed() >= w.cfg.stall && !stall_reported {
             let (d, _) = w.diagnose(pm.pid, position);
-            observe::note(Level::Info, &format!("stalled for {} s: {d}", w.cfg.stall.as_secs()));
+            observe::note(Level::Warn, &format!("stalled for {} s: {d}", w.cfg.stall.as_secs()));
             w.stalls.push(d);
             stall_reported = true;
         }

@@ -484,17 +484,39 @@ impl Ground {
             .get(0);
         let target: Lsn = target.parse().unwrap_or_default();
         let standby = self.standby()?;
-        let mut s = standby.client()?;
         let deadline = std::time::Instant::now() + timeout;
+        // A standby that cancels conflicting queries at once
+        // (max_standby_streaming_delay = 0) may end this session, or refuse
+        // it while it starts: reconnect until the deadline.
+        let mut session: Option<postgres::Client> = None;
         loop {
-            let r: Option<String> = s
-                .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
-                .map_err(|e| Error::Sql {
-                    target: "standby".into(),
-                    what: "pg_last_wal_replay_lsn()".into(),
-                    source: e,
-                })?
-                .get(0);
+            let past = std::time::Instant::now() > deadline;
+            if session.is_none() {
+                match standby.client() {
+                    Ok(c) => session = Some(c),
+                    Err(e) if past => return Err(e),
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                }
+            }
+            let Some(s) = session.as_mut() else { continue };
+            let r: Option<String> = match s.query_one("SELECT pg_last_wal_replay_lsn()::text", &[]) {
+                Ok(row) => row.get(0),
+                Err(e) if past => {
+                    return Err(Error::Sql {
+                        target: "standby".into(),
+                        what: "pg_last_wal_replay_lsn()".into(),
+                        source: e,
+                    })
+                }
+                Err(_) => {
+                    session = None;
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
             let replay = r.and_then(|r| r.parse::<Lsn>().ok()).unwrap_or_default();
             if replay >= target {
                 return Ok(replay);

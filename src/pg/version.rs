@@ -393,6 +393,10 @@ pub struct PgVersion {
     /// The setting that keeps WAL for standbys: `wal_keep_size` (13+, a
     /// size) or `wal_keep_segments` (a count).
     pub wal_keep_setting: &'static str,
+    /// Whether SCRAM authentication offers channel binding over TLS
+    /// (`SCRAM-SHA-256-PLUS`, from 11), which libpq's `channel_binding=require`
+    /// needs.
+    pub scram_channel_binding: bool,
     /// How xlogreader.c decodes this major's WAL records.
     pub wal_records: &'static WalRecordRules,
     /// pg_basebackup writes a backup_manifest by default (13+).
@@ -465,6 +469,7 @@ pub static VERSIONS: &[PgVersion] = &[
         manifest_version: 2,
         configurable_wal_segsize: true,
         wal_keep_setting: "wal_keep_size",
+        scram_channel_binding: true,
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
@@ -492,6 +497,7 @@ pub static VERSIONS: &[PgVersion] = &[
         manifest_version: 2,
         configurable_wal_segsize: true,
         wal_keep_setting: "wal_keep_size",
+        scram_channel_binding: true,
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
@@ -519,6 +525,7 @@ pub static VERSIONS: &[PgVersion] = &[
         manifest_version: 1,
         configurable_wal_segsize: true,
         wal_keep_setting: "wal_keep_size",
+        scram_channel_binding: true,
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
@@ -546,6 +553,7 @@ pub static VERSIONS: &[PgVersion] = &[
         manifest_version: 1,
         configurable_wal_segsize: true,
         wal_keep_setting: "wal_keep_size",
+        scram_channel_binding: true,
         wal_records: &WAL_RECORDS_15,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
@@ -573,6 +581,7 @@ pub static VERSIONS: &[PgVersion] = &[
         manifest_version: 1,
         configurable_wal_segsize: true,
         wal_keep_setting: "wal_keep_size",
+        scram_channel_binding: true,
         wal_records: &WAL_RECORDS_14,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_STATE,
@@ -600,6 +609,7 @@ pub static VERSIONS: &[PgVersion] = &[
         manifest_version: 1,
         configurable_wal_segsize: true,
         wal_keep_setting: "wal_keep_size",
+        scram_channel_binding: true,
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: true,
         replay_paused_sql: PAUSED_OLD,
@@ -627,6 +637,7 @@ pub static VERSIONS: &[PgVersion] = &[
         manifest_version: 1,
         configurable_wal_segsize: true,
         wal_keep_setting: "wal_keep_segments",
+        scram_channel_binding: true,
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: false,
         replay_paused_sql: PAUSED_OLD,
@@ -654,6 +665,7 @@ pub static VERSIONS: &[PgVersion] = &[
         manifest_version: 1,
         configurable_wal_segsize: true,
         wal_keep_setting: "wal_keep_segments",
+        scram_channel_binding: true,
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: false,
         replay_paused_sql: PAUSED_OLD,
@@ -681,6 +693,7 @@ pub static VERSIONS: &[PgVersion] = &[
         manifest_version: 1,
         configurable_wal_segsize: false,
         wal_keep_setting: "wal_keep_segments",
+        scram_channel_binding: false,
         wal_records: &WAL_RECORDS_10,
         basebackup_writes_manifest: false,
         replay_paused_sql: PAUSED_OLD,

@@ -747,6 +747,9 @@ pub fn anchor_percent_p(command: &str, target: &Path) -> String {
 /// this pgdrill binary by its absolute path (`PGDRILL_EXE` overrides it),
 /// and as root the server's OS user must be able to run it.
 fn archive_restore_command(archive: &Path, user: Option<&OsUser>) -> Result<String> {
+    // The server runs the command from its data directory: a relative
+    // archive path is made absolute here, where it was meant.
+    let archive = &std::path::absolute(archive).map_err(|e| crate::source::read_error(archive, e))?;
     let compressed = crate::source::DirWal::archive(archive)
         .holds_compressed()
         .map_err(|e| crate::source::read_error(archive, e))?;

@@ -221,14 +221,7 @@ impl BackupSource for DirBackup {
 
     fn open_manifest(&self) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
         let dir = Dir::open(&self.root)?;
-        match dir.open_file(Path::new(crate::datadir::BACKUP_MANIFEST)) {
-            Ok(f) => {
-                let len = f.metadata()?.len();
-                Ok(Some((Box::new(f), len)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        manifest_file(dir.open_file(Path::new(crate::datadir::BACKUP_MANIFEST)))
     }
 
     fn stream(&self, visit: &mut dyn FnMut(Visit<'_>) -> io::Result<bool>) -> io::Result<()> {
@@ -372,15 +365,7 @@ impl BackupSource for TarBackup {
     }
 
     fn open_manifest(&self) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
-        let p = self.dir.join(crate::datadir::BACKUP_MANIFEST);
-        match File::open(&p) {
-            Ok(f) => {
-                let len = f.metadata()?.len();
-                Ok(Some((Box::new(f), len)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        manifest_file(File::open(self.dir.join(crate::datadir::BACKUP_MANIFEST)))
     }
 
     fn stream(&self, visit: &mut dyn FnMut(Visit<'_>) -> io::Result<bool>) -> io::Result<()> {
@@ -580,4 +565,17 @@ pub fn open(path: &Path) -> io::Result<Box<dyn BackupSource>> {
         Some(t) => Box::new(t),
         None => Box::new(DirBackup::new(path)),
     })
+}
+
+/// A backup_manifest opened beside the backup, with its size; none when
+/// there is no such file.
+fn manifest_file(opened: io::Result<File>) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
+    match opened {
+        Ok(f) => {
+            let len = f.metadata()?.len();
+            Ok(Some((Box::new(f), len)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }

@@ -618,28 +618,8 @@ fn stream_entry(
     rel_files: &mut Vec<(String, String, String)>,
 ) -> std::io::Result<()> {
     let rel = meta.shown();
-    if let Some(name) = rel.strip_prefix("pg_tblspc/").filter(|n| !n.contains('/')) {
-        let (link, to) = match &meta.kind {
-            EntryKind::Symlink(t) => (true, String::from_utf8_lossy(t).into_owned()),
-            _ => (false, String::new()),
-        };
-        out.tablespaces.push((name.to_string(), link, to));
-    }
-    if let EntryKind::Symlink(to) = &meta.kind {
-        let tablespace = rel.strip_prefix("pg_tblspc/").is_some_and(|n| !n.contains('/'));
-        if !tablespace {
-            out.findings.push(
-                Finding::new(
-                    FindingKind::EntryRefused,
-                    format!(
-                        "a symbolic link (to {}); a backup may hold links only as pg_tblspc/<oid>",
-                        String::from_utf8_lossy(to)
-                    ),
-                )
-                .at(rel),
-            );
-            return Ok(());
-        }
+    if !admit_entry(out, meta, &rel) {
+        return Ok(());
     }
     if meta.kind != EntryKind::File {
         if Captured::wants(&rel).is_some() {
@@ -652,13 +632,75 @@ fn stream_entry(
         return Ok(());
     }
     out.stats.files += u64::from(!is_ignored(&meta.path));
+    let expected = check_listing(input, out, seen, meta, &rel);
+    let parsed = relfile::relation_path(&rel);
+    if let Some(r) = &parsed {
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", &rel));
+        if name.ends_with("_init") {
+            init_forks.insert((dir.to_string(), r.node.to_string()));
+        }
+        rel_files.push((dir.to_string(), r.node.to_string(), rel.clone()));
+    }
+    let mut pass = EntryPass {
+        sum: expected.map(|(alg, _)| Checksummer::new(alg)),
+        scan: parsed.as_ref().map(|r| DeferredScan::new(r.first_block(ASSUMED_BLOCKS_PER_SEGMENT), input.floor)),
+        kept: capture.map(|limit| (Vec::with_capacity(limit.min(meta.size) as usize), limit as usize)),
+        bytes: 0,
+    };
+    if let Err(e) = pass.read_through(reader, buf) {
+        out.findings.push(
+            Finding::new(FindingKind::FileUnreadable, format!("read failed after {} bytes: {e}", pass.bytes)).at(rel),
+        );
+        return Err(e);
+    }
+    settle_entry(out, rel, pass, expected);
+    Ok(())
+}
+
+/// Note a tablespace entry, and refuse a link anywhere else (a finding).
+/// False when the entry is refused.
+fn admit_entry(out: &mut StreamOutcome, meta: &EntryMeta, rel: &str) -> bool {
+    let tablespace = rel.strip_prefix("pg_tblspc/").filter(|n| !n.contains('/'));
+    if let Some(name) = tablespace {
+        let (link, to) = match &meta.kind {
+            EntryKind::Symlink(t) => (true, String::from_utf8_lossy(t).into_owned()),
+            _ => (false, String::new()),
+        };
+        out.tablespaces.push((name.to_string(), link, to));
+    }
+    match &meta.kind {
+        EntryKind::Symlink(to) if tablespace.is_none() => {
+            out.findings.push(
+                Finding::new(
+                    FindingKind::EntryRefused,
+                    format!(
+                        "a symbolic link (to {}); a backup may hold links only as pg_tblspc/<oid>",
+                        String::from_utf8_lossy(to)
+                    ),
+                )
+                .at(rel),
+            );
+            false
+        }
+        _ => true,
+    }
+}
+
+/// Compare the entry with its manifest line (listed, size); the checksum
+/// to expect when there is one and the size agrees.
+fn check_listing<'m>(
+    input: &StreamCheck<'m>,
+    out: &mut StreamOutcome,
+    seen: &mut [u64],
+    meta: &EntryMeta,
+    rel: &str,
+) -> Option<(ChecksumAlgorithm, &'m [u8])> {
     let listed = input.manifest.and_then(|m| m.find(&meta.path).map(|i| (i, m.get(i))));
     if let Some((i, _)) = listed {
         seen[i / 64] |= 1 << (i % 64);
     }
     if input.manifest.is_some() && listed.is_none() && !is_ignored(&meta.path) {
-        out.findings
-            .push(Finding::new(FindingKind::FileExtra, "in the backup but not listed in the manifest").at(rel.clone()));
+        out.findings.push(Finding::new(FindingKind::FileExtra, "in the backup but not listed in the manifest").at(rel));
     }
     let size_ok = listed.is_none_or(|(_, l)| l.size == meta.size);
     if let Some((_, l)) = listed.filter(|_| !size_ok) {
@@ -670,50 +712,50 @@ fn stream_entry(
             .at(l.display_path()),
         );
     }
-    let expected = listed.and_then(|(_, l)| l.checksum).filter(|_| size_ok);
-    let mut sum = expected.map(|(alg, _)| Checksummer::new(alg));
-    let parsed = relfile::relation_path(&rel);
-    if let Some(r) = &parsed {
-        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", &rel));
-        if name.ends_with("_init") {
-            init_forks.insert((dir.to_string(), r.node.to_string()));
-        }
-        rel_files.push((dir.to_string(), r.node.to_string(), rel.clone()));
-    }
-    let mut scan = parsed.as_ref().map(|r| DeferredScan::new(r.first_block(ASSUMED_BLOCKS_PER_SEGMENT), input.floor));
-    let mut kept = capture.map(|limit| Vec::with_capacity(limit.min(meta.size) as usize));
-    let mut bytes = 0u64;
-    loop {
-        if crate::signals::interrupted() {
-            return Err(std::io::Error::other("interrupted by signal"));
-        }
-        let n = match fill(reader, buf) {
-            Ok(n) => n,
-            Err(e) => {
-                out.findings.push(
-                    Finding::new(FindingKind::FileUnreadable, format!("read failed after {bytes} bytes: {e}")).at(rel),
-                );
-                return Err(e);
+    listed.and_then(|(_, l)| l.checksum).filter(|_| size_ok)
+}
+
+/// What one pass over an entry's bytes computes.
+struct EntryPass {
+    sum: Option<Checksummer>,
+    scan: Option<DeferredScan>,
+    /// The bytes kept of a small file pgdrill reads (label, pg_control…),
+    /// up to the limit.
+    kept: Option<(Vec<u8>, usize)>,
+    bytes: u64,
+}
+
+impl EntryPass {
+    fn read_through(&mut self, reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<()> {
+        loop {
+            if crate::signals::interrupted() {
+                return Err(std::io::Error::other("interrupted by signal"));
             }
-        };
-        bytes += n as u64;
-        if let Some(s) = sum.as_mut() {
-            s.update(&buf[..n]);
-        }
-        if let Some(s) = scan.as_mut() {
-            s.feed(&buf[..n]);
-        }
-        if let (Some(k), Some(limit)) = (kept.as_mut(), capture) {
-            let room = (limit as usize).saturating_sub(k.len());
-            k.extend_from_slice(&buf[..n.min(room)]);
-        }
-        if n < buf.len() {
-            break;
+            let n = fill(reader, buf)?;
+            self.bytes += n as u64;
+            if let Some(s) = self.sum.as_mut() {
+                s.update(&buf[..n]);
+            }
+            if let Some(s) = self.scan.as_mut() {
+                s.feed(&buf[..n]);
+            }
+            if let Some((k, limit)) = self.kept.as_mut() {
+                let room = limit.saturating_sub(k.len());
+                k.extend_from_slice(&buf[..n.min(room)]);
+            }
+            if n < buf.len() {
+                return Ok(());
+            }
         }
     }
+}
+
+/// Count the entry, keep what was captured, judge its checksum, and keep
+/// or count its page scan.
+fn settle_entry(out: &mut StreamOutcome, rel: String, pass: EntryPass, expected: Option<(ChecksumAlgorithm, &[u8])>) {
     out.stats.files_read += 1;
-    out.stats.bytes += bytes;
-    if let Some(k) = kept {
+    out.stats.bytes += pass.bytes;
+    if let Some((k, _)) = pass.kept {
         if rel == crate::datadir::BACKUP_LABEL {
             // PostgreSQL's tar backups send the label first: from here on,
             // the torn-page floor is the backup's real start.
@@ -721,13 +763,13 @@ fn stream_entry(
                 out.floor = f.start_wal_location;
             }
         }
-        out.captured.files.insert(rel.clone(), (k, bytes));
+        out.captured.files.insert(rel.clone(), (k, pass.bytes));
     }
-    if let (Some(s), Some((alg, digest))) = (sum, expected) {
+    if let (Some(s), Some((alg, digest))) = (pass.sum, expected) {
         out.stats.checksums += 1;
         compare_checksum(s, alg, digest, &rel, &mut out.findings);
     }
-    if let Some(s) = scan {
+    if let Some(s) = pass.scan {
         out.stats.relation_files += 1;
         if s.worth_keeping() {
             out.deferred.push(DeferredFile { path: rel, scan: s });
@@ -738,7 +780,6 @@ fn stream_entry(
             out.plain_pages.2 += torn;
         }
     }
-    Ok(())
 }
 
 impl FileStats {

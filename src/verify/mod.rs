@@ -252,12 +252,7 @@ pub fn run(cfg: &VerifyConfig) -> Result<VerifyReport> {
     let subject = read_subject(cfg)?;
     let status = manifest_status(cfg, &subject);
 
-    let mut findings = Findings::new();
-    check_directory(&subject, status, &mut findings);
-    check_control(&subject, &mut findings);
-    check_label(&subject, &mut findings);
-    check_legacy(&subject, &mut findings);
-    check_manifest(&subject, status, &mut findings);
+    let mut findings = check_subject(&subject, status);
     findings.extend(files::check_tablespaces(&subject.info.path, subject.info.tablespace_map.as_deref()));
 
     let page_lsn = page_bound(&subject);
@@ -317,13 +312,44 @@ fn run_stream(cfg: &VerifyConfig, src: &dyn BackupSource, started: Instant) -> R
         streamed.findings = drop_manifest_findings(std::mem::take(&mut streamed.findings));
     }
 
+    let mut findings = check_subject(&subject, status);
+    findings.extend(tar_tablespaces(&streamed, &subject));
+    let mut stats = streamed.stats;
+    let (page_lsn, page_checksums, page_findings) = judge_pages(&subject, &streamed, &mut stats);
+    let mut all = streamed.findings;
+    all.append(page_findings);
+    all.sort_by_path();
+    findings.append(all);
+    let mut checked = Checked {
+        files: stats.files,
+        files_read: stats.files_read,
+        bytes: stats.bytes,
+        checksums: stats.checksums,
+        relation_files: stats.relation_files,
+        relation_pages: stats.relation_pages,
+        page_checksums: stats.page_checksums,
+        torn_pages: stats.torn_pages,
+        ..Checked::default()
+    };
+    let wal = check_wal(cfg, &subject, src.wal(), &mut findings, &mut checked)?;
+    Ok(report(subject, findings, checked, status, page_lsn, page_checksums, wal, started))
+}
+
+/// The checks of what the backup says of itself: its directory, pg_control,
+/// backup_label, end_location and manifest.
+fn check_subject(subject: &Subject, status: ManifestStatus) -> Findings {
     let mut findings = Findings::new();
-    check_directory(&subject, status, &mut findings);
-    check_control(&subject, &mut findings);
-    check_label(&subject, &mut findings);
-    check_legacy(&subject, &mut findings);
-    check_manifest(&subject, status, &mut findings);
-    // A link in a tar cannot be followed: its target is taken to exist.
+    check_directory(subject, status, &mut findings);
+    check_control(subject, &mut findings);
+    check_label(subject, &mut findings);
+    check_legacy(subject, &mut findings);
+    check_manifest(subject, status, &mut findings);
+    findings
+}
+
+/// A tar backup's pg_tblspc entries against its tablespace_map. A link in a
+/// tar cannot be followed: its target is taken to exist.
+fn tar_tablespaces(streamed: &files::StreamOutcome, subject: &Subject) -> Vec<Finding> {
     let ts: Vec<files::TablespaceEntryOnDisk> = streamed
         .tablespaces
         .iter()
@@ -334,13 +360,20 @@ fn run_stream(cfg: &VerifyConfig, src: &dyn BackupSource, started: Instant) -> R
             target: to.clone(),
         })
         .collect();
-    findings.extend(files::tablespaces_against_map(&ts, subject.info.tablespace_map.as_deref()));
+    files::tablespaces_against_map(&ts, subject.info.tablespace_map.as_deref())
+}
 
-    let page_lsn = page_bound(&subject);
-    let (mut page_checksums, checksum_rule) = checksum_plan(&subject);
+/// Judge the pages the stream kept for later, now that pg_control (the
+/// LSN bound) and the backup's start (the torn-page floor) are known.
+fn judge_pages(
+    subject: &Subject,
+    streamed: &files::StreamOutcome,
+    stats: &mut FileStats,
+) -> (PageLsnSummary, PageChecksumSummary, Findings) {
+    let page_lsn = page_bound(subject);
+    let (mut page_checksums, checksum_rule) = checksum_plan(subject);
     let block_ok = subject.info.control.block_size == pages::ASSUMED_BLOCK_SIZE
         && subject.info.control.blocks_per_segment == pages::ASSUMED_BLOCKS_PER_SEGMENT;
-    let mut stats = streamed.stats;
     let mut page_findings = Findings::new();
     if block_ok {
         let torn_from = checksum_rule.map(|r| r.torn_from);
@@ -385,23 +418,7 @@ fn run_stream(cfg: &VerifyConfig, src: &dyn BackupSource, started: Instant) -> R
             ..PageLsnSummary::default()
         }
     };
-    let mut all = streamed.findings;
-    all.append(page_findings);
-    all.sort_by_path();
-    findings.append(all);
-    let mut checked = Checked {
-        files: stats.files,
-        files_read: stats.files_read,
-        bytes: stats.bytes,
-        checksums: stats.checksums,
-        relation_files: stats.relation_files,
-        relation_pages: stats.relation_pages,
-        page_checksums: stats.page_checksums,
-        torn_pages: stats.torn_pages,
-        ..Checked::default()
-    };
-    let wal = check_wal(cfg, &subject, src.wal(), &mut findings, &mut checked)?;
-    Ok(report(subject, findings, checked, status, page_lsn, page_checksums, wal, started))
+    (page_lsn, page_checksums, page_findings)
 }
 
 /// The findings of a file check without those that compare with the

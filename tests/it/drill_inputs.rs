@@ -44,6 +44,10 @@ fn drill_refuses_bad_paths_before_any_step() {
             [base(archive.to_str().unwrap(), w), vec!["--pgdata".into(), missing.to_str().unwrap().into()]].concat(),
             "--pgdata",
         ),
+        (
+            [base(archive.to_str().unwrap(), w), vec!["--check-sql".into(), missing.to_str().unwrap().into()]].concat(),
+            "--check-sql",
+        ),
     ] {
         let out = run(args.clone());
         assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));

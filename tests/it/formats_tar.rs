@@ -9,7 +9,6 @@ use std::process::Command;
 
 use crate::common::*;
 use pgdrill::ground::{Ground, LoadOptions};
-use serde_json::Value;
 
 /// Debian's PostgreSQL 15 pg_basebackup (the npm builds ship none).
 const PG_BASEBACKUP: &str = "/usr/lib/postgresql/15/bin/pg_basebackup";
@@ -23,22 +22,6 @@ fn basebackup(g: &Ground, dest: &Path, extra: &[&str]) {
         .output()
         .unwrap();
     assert!(out.status.success(), "pg_basebackup {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn run_json(args: &[&str]) -> (i32, Value) {
-    let out = pgdrill(args);
-    let c = code(&out);
-    assert!(c == 0 || c == 1, "{args:?}: exit {c}\n{}", stderr(&out));
-    (c, json(&out))
-}
-
-fn kinds(v: &Value) -> Vec<(String, String)> {
-    v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["kind"].as_str().unwrap().to_string(), f["path"].as_str().unwrap_or("").to_string()))
-        .collect()
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
@@ -117,7 +100,7 @@ fn pg_basebackup_tar_backups_in_every_compression() {
         let files = files_in(dest);
         assert!(files.iter().any(|f| f.starts_with("base.tar")), "{name}: {files:?}");
         let (c, v) = run_json(&["verify", dest.to_str().unwrap(), "--json"]);
-        assert_eq!(c, 0, "{name} ({files:?}): {:?}\n{v:#}", kinds(&v));
+        assert_eq!(c, 0, "{name} ({files:?}): {:?}\n{v:#}", finding_kinds(&v));
         assert_eq!(v["manifest_status"], "applied", "{name}");
         assert_eq!(v["kind"], "label_backup");
         assert_eq!(v["backup_from"], "standby");
@@ -149,7 +132,7 @@ fn pg_basebackup_tar_backups_in_every_compression() {
     std::fs::write(damaged.join("base.tar"), &bytes).unwrap();
     let (c, v) = run_json(&["verify", damaged.to_str().unwrap(), "--json"]);
     assert_eq!(c, 1);
-    assert!(kinds(&v).contains(&("file_checksum".to_string(), victim.clone())), "{:?}", kinds(&v));
+    assert!(finding_kinds(&v).contains(&("file_checksum".to_string(), victim.clone())), "{:?}", finding_kinds(&v));
 
     // A compressed archive cut short: named, no panic.
     let cut = g.dir.join("tar-cut");
@@ -159,7 +142,7 @@ fn pg_basebackup_tar_backups_in_every_compression() {
     std::fs::write(cut.join(&base), &b[..b.len() / 2]).unwrap();
     let (c, v) = run_json(&["verify", cut.to_str().unwrap(), "--json"]);
     assert_eq!(c, 1);
-    let k = kinds(&v);
+    let k = finding_kinds(&v);
     assert!(k.iter().any(|(kind, _)| kind == "file_unreadable" || kind == "file_missing"), "{k:?}");
 
     // A hostile member: a symbolic link out of the data directory.
@@ -173,5 +156,5 @@ fn pg_basebackup_tar_backups_in_every_compression() {
     with_planted_link(&plain.join("base.tar"), &hostile.join("base.tar"));
     let (c, v) = run_json(&["verify", hostile.to_str().unwrap(), "--json"]);
     assert_eq!(c, 1);
-    assert!(kinds(&v).contains(&("entry_refused".to_string(), "log".to_string())), "{:?}", kinds(&v));
+    assert!(finding_kinds(&v).contains(&("entry_refused".to_string(), "log".to_string())), "{:?}", finding_kinds(&v));
 }

@@ -36,19 +36,7 @@ fn compressed_archive(g: &Ground, tool: &str) -> PathBuf {
 fn verify(path: &Path, extra: &[&str]) -> (i32, Value) {
     let mut args = vec!["verify", path.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
-    let out = pgdrill(&args);
-    let c = code(&out);
-    assert!(c == 0 || c == 1, "verify: exit {c}\n{}", stderr(&out));
-    (c, json(&out))
-}
-
-fn kinds(v: &Value) -> Vec<(String, String)> {
-    v["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| (f["kind"].as_str().unwrap().to_string(), f["path"].as_str().unwrap_or("").to_string()))
-        .collect()
+    run_json(&args)
 }
 
 fn needed_segments(v: &Value) -> (String, String) {
@@ -99,7 +87,7 @@ fn compressed_archives_verify_fetch_keep_and_restore() {
     std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
     let (c, v) = verify(&backup, &["--wal-archive", arch.to_str().unwrap()]);
     assert_eq!(c, 1);
-    let k = kinds(&v);
+    let k = finding_kinds(&v);
     assert!(
         k.iter().any(|(kind, path)| (kind == "wal_unreadable" || kind == "wal_segment_truncated") && path.ends_with(".zst")),
         "{k:?}"
@@ -107,7 +95,7 @@ fn compressed_archives_verify_fetch_keep_and_restore() {
     std::fs::remove_file(&victim).unwrap();
     let (c, v) = verify(&backup, &["--wal-archive", arch.to_str().unwrap()]);
     assert_eq!(c, 1);
-    assert!(kinds(&v).contains(&("wal_segment_missing".to_string(), last.clone())), "{:?}", kinds(&v));
+    assert!(finding_kinds(&v).contains(&("wal_segment_missing".to_string(), last.clone())), "{:?}", finding_kinds(&v));
     std::fs::write(&victim, &bytes).unwrap();
 
     // Through a fetch command: the same result; a failing command is a
@@ -157,23 +145,30 @@ fn compressed_archives_verify_fetch_keep_and_restore() {
 }
 
 /// Restore `backup` with WAL from `arch` and check the copy opens at the end.
+/// The archive is given as a relative path, as a user in its parent
+/// directory would type it: the restore_command the server runs from its
+/// own data directory must still find it.
 fn restore_from(g: &Ground, backup: &Path, arch: &Path, end: Lsn) {
     let target = g.dir.join("restored-from-compressed");
     let port = pgdrill::ground::free_port();
-    let out = pgdrill(&[
-        "restore",
-        backup.to_str().unwrap(),
-        "--target",
-        target.to_str().unwrap(),
-        "--wal-archive",
-        arch.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--timeout",
-        "120",
-        "--json",
-        "--no-sync",
-    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_pgdrill"))
+        .current_dir(arch.parent().unwrap())
+        .args([
+            "restore",
+            backup.to_str().unwrap(),
+            "--target",
+            target.to_str().unwrap(),
+            "--wal-archive",
+            arch.file_name().unwrap().to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--timeout",
+            "120",
+            "--json",
+            "--no-sync",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(
         code(&out),
         0,
@@ -201,9 +196,10 @@ fn restore_from(g: &Ground, backup: &Path, arch: &Path, end: Lsn) {
     stop_server(g, &target);
 }
 
-/// A fetch command that hangs: the first SIGINT stops verify within about
-/// a second (exit 3), the command's process group is killed, and the
-/// private directory it fetched into is gone.
+/// A fetch command that hangs: the first SIGINT stops verify (exit 3)
+/// without waiting for the command (it sleeps 30 s; the bound is loose so
+/// that a loaded machine does not fail the test), the command's process
+/// group is killed, and the private directory it fetched into is gone.
 #[test]
 fn an_interrupt_stops_a_hanging_fetch_command() {
     let (g, backup, _) = ground_with_backup("label");
@@ -222,7 +218,7 @@ fn an_interrupt_stops_a_hanging_fetch_command() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(sent.elapsed() < std::time::Duration::from_secs(3), "took {:?}", sent.elapsed());
+    assert!(sent.elapsed() < std::time::Duration::from_secs(20), "took {:?}", sent.elapsed());
     let left: Vec<PathBuf> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().path()).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     // The commands' shells are gone (killed with their process groups).

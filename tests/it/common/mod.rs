@@ -53,6 +53,25 @@ pub fn json(o: &Output) -> serde_json::Value {
     })
 }
 
+/// Run pgdrill with `args` (which ask for `--json`): its exit code (0 or
+/// 1, anything else fails the test) and its JSON.
+pub fn run_json(args: &[&str]) -> (i32, serde_json::Value) {
+    let out = pgdrill(args);
+    let c = code(&out);
+    assert!(c == 0 || c == 1, "{args:?}: exit {c}\n{}", stderr(&out));
+    (c, json(&out))
+}
+
+/// The (kind, path) of every finding in a verify report.
+pub fn finding_kinds(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["kind"].as_str().unwrap().to_string(), f["path"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
