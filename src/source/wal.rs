@@ -471,6 +471,8 @@ impl Shared {
                     }
                     _ => {
                         st.workers -= 1;
+                        drop(st);
+                        self.changed.notify_all();
                         return;
                     }
                 }
@@ -590,11 +592,25 @@ impl Drop for CommandWal {
             }
         }
         st.slots.clear();
-        drop(st);
         sh.changed.notify_all();
-        // Running commands see `closed` within 10 ms and are killed; the
-        // directory goes with the last reference (a worker may hold one
-        // until then).
+        // Running commands see `closed` within 10 ms and are killed. Wait
+        // for their workers (briefly, and as registered cleanup, so that an
+        // interrupt's watchdog lets it finish), then remove the directory
+        // here: the process may exit before a worker's last reference goes.
+        let _cleaning = crate::signals::cleaning();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while st.workers > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = match sh.changed.wait_timeout(st, left.min(std::time::Duration::from_millis(50))) {
+                Ok((g, _)) => g,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        drop(st);
+        let _ = fs::remove_dir_all(sh.dir.path());
     }
 }
 
