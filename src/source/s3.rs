@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use super::backup::{BackupFormat, BackupSource, EntryKind, EntryMeta, Visit};
 use super::compress::{self, Compression};
-use super::wal::{logical_name, stored_names, DirWal, Fetched, StoredWal, WalFile, WalSource};
+use super::wal::{
+    logical_name, plain_name, queue_ahead, start_workers, stored_names, DirWal, Fetched, StoredWal, WalFile, WalSource,
+};
 use crate::datadir::{BACKUP_MANIFEST, INCOMPLETE_MARKER};
 use crate::error::{Error, Result};
 use crate::objstore::{is_s3, ObjectInfo, S3Config, S3Url, Store};
@@ -206,13 +208,6 @@ impl Shared {
     }
 }
 
-fn plain_name(name: &str) -> io::Result<()> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a WAL file name")));
-    }
-    Ok(())
-}
-
 impl WalSource for S3Wal {
     fn describe(&self) -> String {
         self.store.url().to_string()
@@ -262,26 +257,13 @@ impl WalSource for S3Wal {
         if st.closed || self.empty {
             return;
         }
-        for n in names {
-            // Found and started, or being looked up: at most `ahead` (each
-            // started read holds up to two 4 MiB chunks of its own until it
-            // is read, besides what it takes from the shared pool).
-            if st.slots.len() >= sh.ahead {
-                break;
-            }
-            if plain_name(n).is_err() || st.slots.contains_key(n) {
-                continue;
-            }
-            st.slots.insert(n.clone(), Slot::Queued);
-            st.queue.push_back(n.clone());
-        }
-        while st.workers < sh.ahead && !st.queue.is_empty() {
-            st.workers += 1;
-            let w = Arc::clone(sh);
-            if std::thread::Builder::new().name("pgdrill-s3-wal".into()).spawn(move || w.work()).is_err() {
-                st.workers -= 1;
-                break;
-            }
+        // Found and started, or being looked up: at most `ahead` (each
+        // started read holds up to two 4 MiB chunks of its own until it is
+        // read, besides what it takes from the shared pool).
+        let st = &mut *st;
+        queue_ahead(&mut st.slots, &mut st.queue, names, sh.ahead, || Slot::Queued);
+        if !st.queue.is_empty() {
+            start_workers(&mut st.workers, sh.ahead, "pgdrill-s3-wal", sh, Shared::work);
         }
     }
 }

@@ -140,8 +140,48 @@ pub trait WalSource: Send + Sync {
     fn prefetch(&self, _names: &[String]) {}
 }
 
+/// Queue `names` to be fetched ahead: plain names not yet known, while
+/// fewer than `limit` are known (queued, running or fetched and unread).
+pub(super) fn queue_ahead<S>(
+    slots: &mut HashMap<String, S>,
+    queue: &mut VecDeque<String>,
+    names: &[String],
+    limit: usize,
+    queued: impl Fn() -> S,
+) {
+    for n in names {
+        if slots.len() >= limit {
+            break;
+        }
+        if plain_name(n).is_err() || slots.contains_key(n) {
+            continue;
+        }
+        slots.insert(n.clone(), queued());
+        queue.push_back(n.clone());
+    }
+}
+
+/// Start fetch workers (threads named `thread`, each running `work`) until
+/// `wanted` run; fewer if the system refuses a thread.
+pub(super) fn start_workers<W: Send + Sync + 'static>(
+    workers: &mut usize,
+    wanted: usize,
+    thread: &str,
+    shared: &Arc<W>,
+    work: fn(Arc<W>),
+) {
+    while *workers < wanted {
+        *workers += 1;
+        let w = Arc::clone(shared);
+        if std::thread::Builder::new().name(thread.into()).spawn(move || work(w)).is_err() {
+            *workers -= 1;
+            break;
+        }
+    }
+}
+
 /// Refuse names that are not plain file names.
-fn plain_name(name: &str) -> io::Result<()> {
+pub(super) fn plain_name(name: &str) -> io::Result<()> {
     if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a WAL file name")));
     }
@@ -559,23 +599,10 @@ impl WalSource for CommandWal {
         if st.closed {
             return;
         }
-        for n in names {
-            if st.slots.len() >= 2 * sh.ahead {
-                break;
-            }
-            if plain_name(n).is_err() || st.slots.contains_key(n) {
-                continue;
-            }
-            st.slots.insert(n.clone(), Slot::Queued);
-            st.queue.push_back(n.clone());
-        }
-        while st.workers < sh.ahead && !st.queue.is_empty() {
-            st.workers += 1;
-            let w = Arc::clone(sh);
-            if std::thread::Builder::new().name("pgdrill-wal-fetch".into()).spawn(move || w.work()).is_err() {
-                st.workers -= 1;
-                break;
-            }
+        let st = &mut *st;
+        queue_ahead(&mut st.slots, &mut st.queue, names, 2 * sh.ahead, || Slot::Queued);
+        if !st.queue.is_empty() {
+            start_workers(&mut st.workers, sh.ahead, "pgdrill-wal-fetch", sh, Shared::work);
         }
     }
 }
