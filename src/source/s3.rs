@@ -14,7 +14,7 @@
 //!   back out, so the command ends with that error (exit 2 or 3) instead of
 //!   calling the backup damaged.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,7 +23,7 @@ use std::time::Duration;
 use super::backup::{BackupFormat, BackupSource, EntryKind, EntryMeta, Visit};
 use super::compress::{self, Compression};
 use super::wal::{
-    logical_name, plain_name, queue_ahead, start_workers, stored_names, DirWal, Fetched, StoredWal, WalFile, WalSource,
+    logical_name, plain_name, start_workers, stored_names, Ahead, DirWal, Fetched, Slot, StoredWal, WalFile, WalSource,
 };
 use crate::datadir::{BACKUP_MANIFEST, INCOMPLETE_MARKER};
 use crate::error::{Error, Result};
@@ -82,22 +82,8 @@ pub struct S3Wal {
 struct Shared {
     store: Store,
     ahead: usize,
-    state: Mutex<Ahead>,
+    state: Mutex<Ahead<Option<WalFile>>>,
     changed: Condvar,
-}
-
-#[derive(Default)]
-struct Ahead {
-    slots: HashMap<String, Slot>,
-    queue: VecDeque<String>,
-    workers: usize,
-    closed: bool,
-}
-
-enum Slot {
-    Queued,
-    Running,
-    Done(io::Result<Option<WalFile>>),
 }
 
 impl S3Wal {
@@ -128,7 +114,7 @@ impl S3Wal {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Ahead> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ahead<Option<WalFile>>> {
         match self.state.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -260,8 +246,7 @@ impl WalSource for S3Wal {
         // Found and started, or being looked up: at most `ahead` (each
         // started read holds up to two 4 MiB chunks of its own until it is
         // read, besides what it takes from the shared pool).
-        let st = &mut *st;
-        queue_ahead(&mut st.slots, &mut st.queue, names, sh.ahead, || Slot::Queued);
+        st.queue_names(names, sh.ahead);
         if !st.queue.is_empty() {
             start_workers(&mut st.workers, sh.ahead, "pgdrill-s3-wal", sh, Shared::work);
         }

@@ -140,24 +140,42 @@ pub trait WalSource: Send + Sync {
     fn prefetch(&self, _names: &[String]) {}
 }
 
-/// Queue `names` to be fetched ahead: plain names not yet known, while
-/// fewer than `limit` are known (queued, running or fetched and unread).
-pub(super) fn queue_ahead<S>(
-    slots: &mut HashMap<String, S>,
-    queue: &mut VecDeque<String>,
-    names: &[String],
-    limit: usize,
-    queued: impl Fn() -> S,
-) {
-    for n in names {
-        if slots.len() >= limit {
-            break;
+/// The fetch-ahead state of a source whose workers produce `T` per file
+/// (shared by the restore_command and object-storage WAL sources).
+pub(super) struct Ahead<T> {
+    pub(super) slots: HashMap<String, Slot<T>>,
+    pub(super) queue: VecDeque<String>,
+    pub(super) workers: usize,
+    pub(super) closed: bool,
+}
+
+impl<T> Default for Ahead<T> {
+    fn default() -> Self {
+        Ahead { slots: HashMap::new(), queue: VecDeque::new(), workers: 0, closed: false }
+    }
+}
+
+/// Where one file asked for ahead stands.
+pub(super) enum Slot<T> {
+    Queued,
+    Running,
+    Done(io::Result<T>),
+}
+
+impl<T> Ahead<T> {
+    /// Queue `names` to be fetched ahead: plain names not yet known, while
+    /// fewer than `limit` are known (queued, running or fetched and unread).
+    pub(super) fn queue_names(&mut self, names: &[String], limit: usize) {
+        for n in names {
+            if self.slots.len() >= limit {
+                break;
+            }
+            if plain_name(n).is_err() || self.slots.contains_key(n) {
+                continue;
+            }
+            self.slots.insert(n.clone(), Slot::Queued);
+            self.queue.push_back(n.clone());
         }
-        if plain_name(n).is_err() || slots.contains_key(n) {
-            continue;
-        }
-        slots.insert(n.clone(), queued());
-        queue.push_back(n.clone());
     }
 }
 
@@ -362,22 +380,8 @@ struct Shared {
     command: String,
     ahead: usize,
     seq: AtomicU64,
-    state: Mutex<Ahead>,
+    state: Mutex<Ahead<Ran>>,
     changed: Condvar,
-}
-
-#[derive(Default)]
-struct Ahead {
-    slots: HashMap<String, Slot>,
-    queue: VecDeque<String>,
-    workers: usize,
-    closed: bool,
-}
-
-enum Slot {
-    Queued,
-    Running,
-    Done(io::Result<Ran>),
 }
 
 /// What one run of the command did.
@@ -440,7 +444,7 @@ pub fn render_command(template: &str, name: &str, path: &Path) -> String {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Ahead> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ahead<Ran>> {
         match self.state.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
@@ -599,8 +603,7 @@ impl WalSource for CommandWal {
         if st.closed {
             return;
         }
-        let st = &mut *st;
-        queue_ahead(&mut st.slots, &mut st.queue, names, 2 * sh.ahead, || Slot::Queued);
+        st.queue_names(names, 2 * sh.ahead);
         if !st.queue.is_empty() {
             start_workers(&mut st.workers, sh.ahead, "pgdrill-wal-fetch", sh, Shared::work);
         }
