@@ -191,7 +191,7 @@ fn config(spec: &ConnSpec, t: &Target, dbname: Option<&str>) -> postgres::Config
         cfg.dbname(db);
     }
     if let Some(pw) = spec.password_for(t) {
-        cfg.password(pw);
+        cfg.password(pw.as_bytes());
     }
     if let Some(o) = &s.options {
         cfg.options(o);

@@ -19,6 +19,7 @@ mod resolve;
 pub mod settings;
 pub mod tls;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -28,7 +29,7 @@ use postgres::Client;
 
 use crate::error::{Error, Result};
 use crate::pg::conninfo::{self, Options};
-use crate::pg::pgpass::{self, PgpassEntry};
+use crate::pg::pgpass;
 pub use settings::{SessionAttrs, Settings, SslMode, Target};
 
 /// A resolved connection target.
@@ -43,11 +44,11 @@ pub struct ConnSpec {
     warnings: Vec<String>,
 }
 
-/// A password file read at parse time.
-#[derive(Debug)]
+/// A password file read at parse time. It holds passwords, so it has no
+/// `Debug`.
 struct PassFile {
     path: PathBuf,
-    entries: Vec<PgpassEntry>,
+    text: String,
 }
 
 /// Tell the user, once per process, as libpq would on stderr: through
@@ -139,14 +140,14 @@ impl ConnSpec {
 
     /// The password for one server: the given one, else the password
     /// file's first matching line (the host, or `localhost` for a socket).
-    fn password_for(&self, t: &Target) -> Option<&str> {
+    fn password_for(&self, t: &Target) -> Option<Cow<'_, str>> {
         if let Some(p) = &self.settings.password {
-            return Some(p);
+            return Some(Cow::Borrowed(p));
         }
         let file = self.passfile.as_ref()?;
         let user = self.user();
         let db = self.settings.dbname.as_deref().unwrap_or(user);
-        pgpass::lookup(&file.entries, &t.name(), t.port, db, user)
+        pgpass::lookup(&file.text, &t.name(), t.port, db, user).map(Cow::Owned)
     }
 
     fn passfile_path(&self) -> Option<PathBuf> {

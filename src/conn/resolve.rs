@@ -21,7 +21,6 @@ use super::settings::Settings;
 use super::{default_socket_dir, ConnSpec, PassFile, DEFAULT_CONNECT_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::pg::conninfo::{self, ConninfoError, Options, KEYWORDS};
-use crate::pg::pgpass;
 
 /// Where libpq looks for the system-wide service file when `PGSYSCONFDIR`
 /// is not set (Debian's and Ubuntu's libpq).
@@ -123,7 +122,7 @@ fn read_passfile(path: &Path, warnings: &mut Vec<String>) -> Option<PassFile> {
         return None;
     }
     let text = std::fs::read_to_string(path).ok()?;
-    Some(PassFile { path: path.to_path_buf(), entries: pgpass::parse(&text) })
+    Some(PassFile { path: path.to_path_buf(), text })
 }
 
 /// The connect_timeout that applies.
@@ -222,14 +221,14 @@ mod tests {
         let s = w.resolve("host=db1 user=app").unwrap();
         assert!(s.has_password());
         assert!(s.warnings().is_empty());
-        assert_eq!(s.password_for(&s.settings().targets[0]), Some("from-home"));
+        assert_eq!(s.password_for(&s.settings().targets[0]).as_deref(), Some("from-home"));
         // Per host: the second host has no line.
         let s = w.resolve("host=db1,db2 user=app").unwrap();
-        assert_eq!(s.password_for(&s.settings().targets[1]), None);
+        assert_eq!(s.password_for(&s.settings().targets[1]).as_deref(), None);
         // passfile= and PGPASSFILE choose another file.
         let other = w.file("other.pass", "*:*:*:*:from-other\n", 0o600);
         let s = w.resolve(&format!("host=db1 user=app passfile={}", other.display())).unwrap();
-        assert_eq!(s.password_for(&s.settings().targets[0]), Some("from-other"));
+        assert_eq!(s.password_for(&s.settings().targets[0]).as_deref(), Some("from-other"));
         // Group or world access: ignored, with libpq's warning.
         let open = w.file("open.pass", "*:*:*:*:leaked\n", 0o644);
         let s = w.resolve(&format!("host=db1 passfile={}", open.display())).unwrap();
@@ -244,7 +243,7 @@ mod tests {
         // A given password wins, and the file is not read.
         let s = w.resolve(&format!("host=db1 password=given passfile={}", open.display())).unwrap();
         assert!(s.warnings().is_empty());
-        assert_eq!(s.password_for(&s.settings().targets[0]), Some("given"));
+        assert_eq!(s.password_for(&s.settings().targets[0]).as_deref(), Some("given"));
     }
 
     #[test]

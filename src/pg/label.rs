@@ -57,15 +57,6 @@ pub enum LabelError {
     TablespaceMap { line: usize, reason: String },
 }
 
-/// One line of a label-like file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LabelLine {
-    /// `KEY: value`.
-    Field { key: String, value: String },
-    /// Anything else, kept verbatim.
-    Other(String),
-}
-
 /// Where the backup was taken.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,12 +68,18 @@ pub enum BackupFrom {
     Other(String),
 }
 
-/// A parsed backup_label or `.backup` file.
+/// A backup_label or `.backup` file. It keeps the text and finds fields
+/// on demand, so parsing allocates one copy of the input and nothing per
+/// line: a hostile label of many short lines costs no more than its size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupLabel {
-    pub lines: Vec<LabelLine>,
-    pub trailing_newline: bool,
+    text: String,
 }
+
+/// At most this many unknown lines are kept for display, each cut to
+/// [`UNKNOWN_LINE_MAX`] bytes; a real label has none or one.
+pub const UNKNOWN_LINES_MAX: usize = 32;
+pub const UNKNOWN_LINE_MAX: usize = 256;
 
 /// The fields of a label, typed. Serialized as `inspect --json`'s `label`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -108,7 +105,8 @@ pub struct LabelFields {
     pub stop_time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_timeline: Option<TimelineId>,
-    /// Lines we do not know, kept for display.
+    /// Lines we do not know, kept for display (at most
+    /// [`UNKNOWN_LINES_MAX`], each cut to [`UNKNOWN_LINE_MAX`] bytes).
     pub unknown_lines: Vec<String>,
 }
 
@@ -141,52 +139,49 @@ const KNOWN_KEYS: &[&str] = &[
 ];
 
 impl BackupLabel {
-    /// Split text into lines without interpreting them. Never fails.
+    /// Take the text without interpreting it. Never fails.
     pub fn parse_lines(text: &str) -> BackupLabel {
-        let trailing_newline = text.ends_with('\n');
-        let body = text.strip_suffix('\n').unwrap_or(text);
-        let lines = if text.is_empty() {
-            Vec::new()
-        } else {
-            body.split('\n')
-                .map(|l| match l.split_once(": ") {
-                    Some((k, v)) if KNOWN_KEYS.contains(&k) => {
-                        LabelLine::Field { key: k.to_string(), value: v.to_string() }
-                    }
-                    _ => LabelLine::Other(l.to_string()),
-                })
-                .collect()
-        };
-        BackupLabel { lines, trailing_newline }
+        BackupLabel { text: text.to_string() }
     }
 
     /// The exact text this label was parsed from.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (i, l) in self.lines.iter().enumerate() {
-            if i > 0 {
-                out.push('\n');
-            }
-            match l {
-                LabelLine::Field { key, value } => {
-                    out.push_str(key);
-                    out.push_str(": ");
-                    out.push_str(value);
-                }
-                LabelLine::Other(s) => out.push_str(s),
-            }
-        }
-        if self.trailing_newline {
-            out.push('\n');
-        }
-        out
+        self.text.clone()
     }
 
+    /// The label's lines, numbered from 1, without the final newline.
+    fn lines(&self) -> impl Iterator<Item = (usize, &str)> {
+        let body = self.text.strip_suffix('\n').unwrap_or(&self.text);
+        let lines = if self.text.is_empty() { None } else { Some(body.split('\n')) };
+        lines.into_iter().flatten().enumerate().map(|(i, l)| (i + 1, l))
+    }
+
+    /// A known `KEY: value` line's key and value.
+    fn known_field(line: &str) -> Option<(&str, &str)> {
+        line.split_once(": ").filter(|(k, _)| KNOWN_KEYS.contains(k))
+    }
+
+    /// The first line with this key: its number and value.
     fn get(&self, key: &str) -> Option<(usize, &str)> {
-        self.lines.iter().enumerate().find_map(|(i, l)| match l {
-            LabelLine::Field { key: k, value } if k == key => Some((i + 1, value.as_str())),
+        self.lines().find_map(|(i, l)| match Self::known_field(l) {
+            Some((k, v)) if k == key => Some((i, v)),
             _ => None,
         })
+    }
+
+    /// The lines that are not known fields, bounded for display.
+    fn unknown_lines(&self) -> Vec<String> {
+        self.lines()
+            .filter(|(_, l)| !l.is_empty() && Self::known_field(l).is_none())
+            .take(UNKNOWN_LINES_MAX)
+            .map(|(_, l)| {
+                let mut end = l.len().min(UNKNOWN_LINE_MAX);
+                while !l.is_char_boundary(end) {
+                    end -= 1;
+                }
+                l[..end].to_string()
+            })
+            .collect()
     }
 
     /// Decode the known fields, accepting incremental labels.
@@ -219,14 +214,7 @@ impl BackupLabel {
             }
             None => (None, None),
         };
-        let unknown_lines = self
-            .lines
-            .iter()
-            .filter_map(|l| match l {
-                LabelLine::Other(s) if !s.is_empty() => Some(s.clone()),
-                _ => None,
-            })
-            .collect();
+        let unknown_lines = self.unknown_lines();
         Ok(LabelFields {
             start_wal_location,
             start_wal_file,

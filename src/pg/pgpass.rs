@@ -16,43 +16,44 @@ pub struct PgpassEntry {
     pub password: String,
 }
 
-fn split_fields(line: &str) -> Option<Vec<String>> {
-    let mut fields = vec![String::new()];
+impl PgpassEntry {
+    fn matches(&self, host: &str, port: &str, database: &str, user: &str) -> bool {
+        let m = |pattern: &str, value: &str| pattern == "*" || pattern == value;
+        m(&self.host, host) && m(&self.port, port) && m(&self.database, database) && m(&self.user, user)
+    }
+}
+
+/// One line's five fields, or `None` for a comment or a malformed line
+/// (skipped, as libpq does).
+fn entry(line: &str) -> Option<PgpassEntry> {
+    if line.starts_with('#') || line.trim().is_empty() {
+        return None;
+    }
+    let mut fields: [String; 5] = Default::default();
+    let mut at = 0;
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => fields.last_mut()?.push(chars.next().unwrap_or('\\')),
-            ':' if fields.len() < 5 => fields.push(String::new()),
-            c => fields.last_mut()?.push(c),
+            '\\' => fields[at].push(chars.next().unwrap_or('\\')),
+            ':' if at < 4 => at += 1,
+            c => fields[at].push(c),
         }
     }
-    (fields.len() == 5).then_some(fields)
+    let [host, port, database, user, password] = fields;
+    (at == 4).then_some(PgpassEntry { host, port, database, user, password })
 }
 
-/// Parse the file's text, skipping comments and malformed lines as libpq does.
-pub fn parse(text: &str) -> Vec<PgpassEntry> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(split_fields)
-        .map(|mut f| PgpassEntry {
-            password: f.pop().unwrap_or_default(),
-            user: f.pop().unwrap_or_default(),
-            database: f.pop().unwrap_or_default(),
-            port: f.pop().unwrap_or_default(),
-            host: f.pop().unwrap_or_default(),
-        })
-        .collect()
+/// Every well-formed line of the file's text, in order.
+pub fn parse(text: &str) -> impl Iterator<Item = PgpassEntry> + '_ {
+    text.lines().filter_map(entry)
 }
 
-/// The password of the first entry matching the connection.
-pub fn lookup<'a>(entries: &'a [PgpassEntry], host: &str, port: u16, database: &str, user: &str) -> Option<&'a str> {
+/// The password of the first line matching the connection. The file is
+/// read line by line, so its size alone bounds the memory.
+pub fn lookup(text: &str, host: &str, port: u16, database: &str, user: &str) -> Option<String> {
     let host = if host.starts_with('/') { "localhost" } else { host };
     let port = port.to_string();
-    let m = |pattern: &str, value: &str| pattern == "*" || pattern == value;
-    entries
-        .iter()
-        .find(|e| m(&e.host, host) && m(&e.port, &port) && m(&e.database, database) && m(&e.user, user))
-        .map(|e| e.password.as_str())
+    parse(text).find(|e| e.matches(host, &port, database, user)).map(|e| e.password)
 }
 
 #[cfg(test)]
@@ -61,12 +62,11 @@ mod tests {
 
     #[test]
     fn matches_like_libpq() {
-        let e =
-            parse("# comment\nprod:5432:*:app:s3cr\\:et\n*:*:*:postgres:pw\nbroken line\nlocalhost:6000:db:u:x\\\\y\n");
-        assert_eq!(e.len(), 3);
-        assert_eq!(lookup(&e, "prod", 5432, "any", "app"), Some("s3cr:et"));
-        assert_eq!(lookup(&e, "prod", 5433, "any", "app"), None);
-        assert_eq!(lookup(&e, "elsewhere", 1, "x", "postgres"), Some("pw"));
-        assert_eq!(lookup(&e, "/var/run/postgresql", 6000, "db", "u"), Some("x\\y"));
+        let e = "# comment\nprod:5432:*:app:s3cr\\:et\n*:*:*:postgres:pw\nbroken line\nlocalhost:6000:db:u:x\\\\y\n";
+        assert_eq!(parse(e).count(), 3);
+        assert_eq!(lookup(e, "prod", 5432, "any", "app").as_deref(), Some("s3cr:et"));
+        assert_eq!(lookup(e, "prod", 5433, "any", "app"), None);
+        assert_eq!(lookup(e, "elsewhere", 1, "x", "postgres").as_deref(), Some("pw"));
+        assert_eq!(lookup(e, "/var/run/postgresql", 6000, "db", "u").as_deref(), Some("x\\y"));
     }
 }
