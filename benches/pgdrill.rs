@@ -11,13 +11,14 @@
 //!   copy vs `cp -a` of the backup.
 //!
 //! - `s3`: `pgdrill backup --dest s3://...` vs `pg_basebackup` to local disk
-//!   followed by `aws s3 cp --recursive` (the AWS CLI) into the same store,
+//!   followed by `s5cmd cp` (else `aws s3 cp --recursive`) into the same store,
 //!   and vs `pgdrill backup` to local disk; peak RSS. The store is s3s-fs
 //!   (`PGDRILL_BENCH_S3FS` or `s3s-fs` on PATH: a Rust server on the local
 //!   file system) if installed, else moto's server.
 //! - `s3-verify`: `pgdrill verify s3://...` of a backup and its WAL archive
 //!   in the store vs `pgdrill verify` of the same backup and archive on
-//!   local disk; peak RSS.
+//!   local disk, with the page cache warm and (as root) dropped; peak RSS,
+//!   and the S3 server's CPU time.
 //!
 //! Usage: `cargo bench --bench pgdrill -- [backup] [gate] [s3] [s3-verify] [--scale N] [--rounds N]`.
 //! Needs root (servers run as the postgres OS user) and PostgreSQL 15's
@@ -254,12 +255,49 @@ impl S3Server {
             .env_remove("AWS_PROFILE");
     }
 
+    /// The reference upload of a directory: s5cmd (parallel, 256 workers
+    /// by default) if installed, else the AWS CLI; and how the table
+    /// names it.
+    fn upload(&self, dir: &Path, url: &str) -> (Command, &'static str) {
+        let endpoint = format!("http://127.0.0.1:{}", self.port);
+        match which("s5cmd") {
+            Some(bin) => {
+                let mut cmd = Command::new(bin);
+                self.env(&mut cmd);
+                cmd.args(["--log", "error", "--endpoint-url", &endpoint, "cp"])
+                    .arg(format!("{}/*", dir.display()))
+                    .arg(url)
+                    .stdout(std::process::Stdio::null());
+                (cmd, "s5cmd cp")
+            }
+            None => {
+                let mut cmd = self.aws();
+                cmd.args(["s3", "cp", "--recursive", "--only-show-errors"]).arg(dir).arg(url);
+                (cmd, "aws s3 cp --recursive")
+            }
+        }
+    }
+
     /// The AWS CLI against this server.
     fn aws(&self) -> Command {
         let mut cmd = Command::new(which("aws").expect("the AWS CLI (pip install awscli)"));
         self.env(&mut cmd);
         cmd.args(["--endpoint-url", &format!("http://127.0.0.1:{}", self.port)]);
         cmd
+    }
+}
+
+impl S3Server {
+    /// The CPU time (user and system) the server has used so far.
+    fn cpu_secs(&self) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())) else { return 0.0 };
+        // Fields after the command name, which is in parentheses.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15 of proc_pid_stat(5), 11 and
+        // 12 counted from the state.
+        (ticks(11) + ticks(12)) / 100.0
     }
 }
 
@@ -278,6 +316,7 @@ fn bench_s3(g: &Ground, root: &Path, rounds: usize) -> String {
     let (mut basebackup, mut upload) = (Vec::new(), Vec::new());
     let mut rss = 0i64;
     let mut kind = "";
+    let mut uploader = "";
     let dest = root.join("bench-s3-local");
     for round in 0..rounds {
         eprintln!("bench: s3 round {}/{rounds}", round + 1);
@@ -300,12 +339,9 @@ fn bench_s3(g: &Ground, root: &Path, rounds: usize) -> String {
                 .args(["-D", dest.to_str().unwrap(), "-Fp", "-X", "none", "-c", "fast", "--no-sync"])
                 .args(["-h", g.sockets.to_str().unwrap(), "-p", &s.port.to_string(), "-U", "postgres"]),
         );
-        let u = measure(
-            server
-                .aws()
-                .args(["s3", "cp", "--recursive", "--only-show-errors", dest.to_str().unwrap()])
-                .arg(format!("s3://bench/ref-{round}/")),
-        );
+        let (mut up, name) = server.upload(&dest, &format!("s3://bench/ref-{round}/"));
+        uploader = name;
+        let u = measure(&mut up);
         basebackup.push(b.secs);
         upload.push(u.secs);
         reference.push(b.secs + u.secs);
@@ -328,7 +364,7 @@ fn bench_s3(g: &Ground, root: &Path, rounds: usize) -> String {
          medians; {}.\n\n\
          | tool | median | vs pgdrill to S3 |\n|---|---|---|\n\
          | pgdrill backup --dest s3://... | {o:.2} s | 1.00 |\n\
-         | pg_basebackup -Fp -X none --no-sync ({b:.2} s) + aws s3 cp --recursive ({u:.2} s) | {r:.2} s | pgdrill \
+         | pg_basebackup -Fp -X none --no-sync ({b:.2} s) + {uploader} ({u:.2} s) | {r:.2} s | pgdrill \
          is {:.2}× faster (target ≥ 1.5×) |\n\
          | pgdrill backup to local disk --no-sync | {l:.2} s | S3 at {:.2}× the local backup's speed |\n\n\
          Peak RSS of pgdrill backup to S3: {:.1} MB (target ≤ 128 MB).\n",
@@ -392,42 +428,102 @@ fn bench_s3_verify(g: &Ground, root: &Path, rounds: usize) -> String {
     };
     upload(&local, "s3://bench/base");
     upload(&g.archive, "s3://bench/wal");
-    let (mut remote, mut here) = (Vec::new(), Vec::new());
-    let (mut rss_remote, mut rss_here) = (0i64, 0i64);
-    for round in 0..rounds {
-        eprintln!("bench: s3-verify round {}/{rounds}", round + 1);
+    let remote_cmd = || {
         let mut cmd = Command::new(pgdrill);
         server.env(&mut cmd);
         cmd.args(["verify", "s3://bench/base", "--wal-archive", "s3://bench/wal", "--json"])
             .stdout(std::process::Stdio::null());
-        let r = measure(&mut cmd);
-        remote.push(r.secs);
-        rss_remote = rss_remote.max(r.max_rss_kib);
-        let r = measure(
-            Command::new(pgdrill)
-                .args(["verify", local.to_str().unwrap(), "--wal-archive", g.archive.to_str().unwrap(), "--json"])
-                .stdout(std::process::Stdio::null()),
-        );
-        here.push(r.secs);
-        rss_here = rss_here.max(r.max_rss_kib);
+        cmd
+    };
+    let local_cmd = || {
+        let mut cmd = Command::new(pgdrill);
+        cmd.args(["verify", local.to_str().unwrap(), "--wal-archive", g.archive.to_str().unwrap(), "--json"])
+            .stdout(std::process::Stdio::null());
+        cmd
+    };
+    // Warm: every file in the page cache, on both sides. Cold (when this
+    // runs as root and may drop the page cache): both read from the disk,
+    // pgdrill directly and the S3 server for it.
+    let cold = drop_caches();
+    let mut t = S3VerifyTimes::default();
+    for round in 0..rounds {
+        eprintln!("bench: s3-verify round {}/{rounds}", round + 1);
+        let cpu = server.cpu_secs();
+        t.remote.add(measure(&mut remote_cmd()));
+        t.server_cpu.push(server.cpu_secs() - cpu);
+        t.here.add(measure(&mut local_cmd()));
+        if cold {
+            drop_caches();
+            t.remote_cold.add(measure(&mut remote_cmd()));
+            drop_caches();
+            t.here_cold.add(measure(&mut local_cmd()));
+        }
     }
     let kind = server.kind;
     drop(server);
     rm(&local);
-    let (r, h) = (median(&mut remote), median(&mut here));
-    format!(
-        "### s3-verify\n\nBackup: {:.2} GB, WAL archive: {:.2} GB; store: {kind} on 127.0.0.1; {rounds} rounds in \
-         turns, medians; the local files are in the page cache after the first round.\n\n\
-         | verify | median | peak RSS |\n|---|---|---|\n\
-         | pgdrill verify of the backup and archive on local disk | {h:.2} s | {:.1} MB |\n\
-         | pgdrill verify s3://... --wal-archive s3://... | {r:.2} s | {:.1} MB |\n\n\
-         Verify from S3 at {:.2}× the speed of verify on local disk (target ≥ 0.8×).\n",
-        size as f64 / 1e9,
-        wal_size as f64 / 1e9,
-        rss_here as f64 / 1024.0,
-        rss_remote as f64 / 1024.0,
-        h / r
-    )
+    t.render(kind, size, wal_size, rounds)
+}
+
+/// Medians and peak RSS of one command's runs.
+#[derive(Default)]
+struct Runs {
+    secs: Vec<f64>,
+    rss_kib: i64,
+}
+
+impl Runs {
+    fn add(&mut self, r: Run) {
+        self.secs.push(r.secs);
+        self.rss_kib = self.rss_kib.max(r.max_rss_kib);
+    }
+    fn median(&mut self) -> f64 {
+        median(&mut self.secs)
+    }
+    fn row(&mut self, what: &str) -> String {
+        format!("| {what} | {:.2} s | {:.1} MB |\n", self.median(), self.rss_kib as f64 / 1024.0)
+    }
+}
+
+#[derive(Default)]
+struct S3VerifyTimes {
+    remote: Runs,
+    here: Runs,
+    remote_cold: Runs,
+    here_cold: Runs,
+    server_cpu: Vec<f64>,
+}
+
+impl S3VerifyTimes {
+    fn render(mut self, kind: &str, size: u64, wal_size: u64, rounds: usize) -> String {
+        let mut out = format!(
+            "### s3-verify\n\nBackup: {:.2} GB, WAL archive: {:.2} GB; store: {kind} on 127.0.0.1; {rounds} rounds in \
+             turns, medians.\n\n| verify | median | peak RSS |\n|---|---|---|\n",
+            size as f64 / 1e9,
+            wal_size as f64 / 1e9,
+        );
+        out += &self.here.row("local disk, page cache warm");
+        out += &self.remote.row("s3://, the server's files in the page cache");
+        let warm = self.here.median() / self.remote.median();
+        let server = median(&mut self.server_cpu);
+        let mut ratios = format!(
+            "\nWarm: verify from S3 at {warm:.2}× the speed of verify on local disk (target ≥ 0.8×); the \
+             S3 server alone used {server:.2} s of CPU per verify.\n"
+        );
+        if !self.here_cold.secs.is_empty() {
+            out += &self.here_cold.row("local disk, page cache dropped");
+            out += &self.remote_cold.row("s3://, page cache dropped");
+            let cold = self.here_cold.median() / self.remote_cold.median();
+            ratios += &format!("Cold: verify from S3 at {cold:.2}× the speed of verify on local disk.\n");
+        }
+        out + &ratios
+    }
+}
+
+/// Drop the page cache (root only); whether it could.
+fn drop_caches() -> bool {
+    let _ = Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
 }
 
 /// The first line of a knock file that says "ok", as epoch seconds.
