@@ -53,7 +53,7 @@ pub fn run(path: &Path, s3: &crate::objstore::S3Config) -> Result<InspectReport>
     if let Some(b) = crate::source::s3_backup(path, s3)? {
         let captured = b.capture().map_err(read_err)?;
         let info = DirInfo::read_from(path, &captured, ReadOptions::default())?.0;
-        return Ok(report(info, BackupFormat::Plain, Compression::None));
+        return Ok(report(info, b.format(), b.compression()));
     }
     let tar = TarBackup::detect(path).map_err(read_err)?;
     let (format, compression) =

@@ -6,7 +6,9 @@
 //! (`pgdrill_backup_incomplete`) is the first object written; then the
 //! directory list ([`DIRECTORIES`]: S3 has no empty directories, and a
 //! restore needs `pg_wal`, `pg_notify` and the rest), the files, pg_control,
-//! backup_label, tablespace_map and end_location; then `backup_manifest`,
+//! backup_label, tablespace_map and end_location (in the tar format: each
+//! tablespace's archive, then `base.tar`, which holds those last files, each
+//! archive one multipart upload); then `backup_manifest`,
 //! the last object of the backup; then the marker is removed. Readers take
 //! a prefix as a backup only with a manifest and without the marker, so an
 //! upload interrupted at any point never looks valid: before the manifest

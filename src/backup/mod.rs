@@ -472,7 +472,7 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
     for (name, bytes) in &extra {
         out.add(name, bytes, now_secs())?;
     }
-    out.finish()?;
+    let archives = out.finish()?;
 
     let (files, bytes, vanished) = manifest_files(&plan, &copied, &control_bytes, control_mtime, &extra);
     let manifest_version = src.session.version.manifest_version;
@@ -482,7 +482,7 @@ fn take(cfg: &BackupConfig, src: &mut Source, dest: &Dest, started: Instant) -> 
     dest.write_file(Path::new(BACKUP_MANIFEST), text.as_bytes())?;
     let stored_bytes = match dest {
         Dest::Local { staging, .. } => stored_size(staging),
-        Dest::S3(_) => bytes + text.len() as u64,
+        Dest::S3(_) => archives.unwrap_or(bytes) + text.len() as u64,
     };
     dest.complete()?;
 
@@ -567,10 +567,11 @@ impl<'a, 'd> Output<'a, 'd> {
                 copy_data(cfg, plan, self.dest)
             }
             OutputFormat::Tar(spec) => {
-                let Dest::Local { staging, owner, .. } = self.dest else {
-                    return Err(Error::usage("--format tar writes to a local directory only", None));
+                let (dir, owner) = match self.dest {
+                    Dest::Local { staging, owner, .. } => (tarball::ArchiveDir::Local(staging), *owner),
+                    Dest::S3(store) => (tarball::ArchiveDir::S3(store), None),
                 };
-                let (w, copied) = write_tar(cfg, plan, staging, *owner, spec, wal_summaries)?;
+                let (w, copied) = write_tar(cfg, plan, dir, owner, spec, wal_summaries)?;
                 self.tar = Some(w);
                 Ok(copied)
             }
@@ -585,11 +586,9 @@ impl<'a, 'd> Output<'a, 'd> {
         }
     }
 
-    fn finish(self) -> Result<()> {
-        match self.tar {
-            Some(w) => w.finish().map(|_| ()),
-            None => Ok(()),
-        }
+    /// Close the archives; their bytes, for a tar backup.
+    fn finish(self) -> Result<Option<u64>> {
+        self.tar.map(tarball::TarBackupWriter::finish).transpose()
     }
 }
 
@@ -622,7 +621,7 @@ fn stored_size(dir: &Path) -> u64 {
 fn write_tar(
     cfg: &BackupConfig,
     plan: &Plan,
-    staging: &Path,
+    dir: tarball::ArchiveDir,
     owner: Option<&OsUser>,
     spec: CompressSpec,
     wal_summaries: bool,
@@ -632,7 +631,7 @@ fn write_tar(
     // Zstandard compresses on the copy's workers.
     let spec = CompressSpec { workers: if cfg.jobs > 1 { cfg.jobs as u32 } else { 0 }, ..spec };
     let opts = tarball::TarOptions { spec, throttle: throttle.as_ref(), progress: &pb, owner, sync: cfg.sync };
-    let (mut w, copied) = tarball::TarBackupWriter::write_data(plan, staging, Path::new(CONTROL_PATH), &opts)?;
+    let (mut w, copied) = tarball::TarBackupWriter::write_data(plan, dir, Path::new(CONTROL_PATH), &opts)?;
     if wal_summaries {
         // pg_basebackup sends pg_wal/summaries (empty) from 17 on.
         w.dir("pg_wal/summaries")?;

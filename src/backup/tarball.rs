@@ -15,15 +15,18 @@
 //! order is also the procedure's.
 //!
 //! One thread reads and writes; Zstandard compresses on `--jobs` worker
-//! threads.
+//! threads. The archives go to a local staging directory, or straight into
+//! object storage as multipart uploads (each appears whole when finished;
+//! `dest` writes the manifest after them).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::copy::{Copied, Throttle};
 use crate::error::{Error, Result};
+use crate::objstore::{ObjectWriter, Store};
 use crate::observe::Progress;
 use crate::server::OsUser;
 use crate::source::compress::{CompressSpec, Encoder};
@@ -35,29 +38,81 @@ pub fn archive_name(stem: &str, spec: CompressSpec) -> String {
     format!("{stem}.tar{}", spec.kind.suffix())
 }
 
+/// Where the archives go.
+#[derive(Clone, Copy)]
+pub enum ArchiveDir<'a> {
+    /// A local staging directory.
+    Local(&'a Path),
+    /// An object-storage prefix.
+    S3(&'a Store),
+}
+
+/// An archive's bytes on their way out.
+enum Sink {
+    File(BufWriter<File>),
+    Object(Box<ObjectWriter>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(buf),
+            Sink::Object(o) => o.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Object(o) => o.flush(),
+        }
+    }
+}
+
 /// One archive being written.
 struct Archive {
+    /// Where it goes, for messages (a path or a URL).
     path: PathBuf,
-    builder: tar::Builder<Encoder<BufWriter<File>>>,
+    builder: tar::Builder<Encoder<Sink>>,
 }
 
 impl Archive {
-    fn create(path: PathBuf, spec: CompressSpec, owner: Option<&OsUser>) -> Result<Archive> {
+    /// Start the archive `name` in `dir`. `size_hint` bounds what it will
+    /// hold, so that a multipart upload picks parts large enough.
+    fn create(
+        dir: ArchiveDir,
+        name: &str,
+        spec: CompressSpec,
+        owner: Option<&OsUser>,
+        size_hint: u64,
+    ) -> Result<Archive> {
+        let (path, sink) = match dir {
+            ArchiveDir::Local(staging) => {
+                let path = staging.join(name);
+                (path.clone(), Sink::File(BufWriter::with_capacity(1 << 20, Self::create_file(&path, owner)?)))
+            }
+            ArchiveDir::S3(store) => {
+                let w = store.writer(name, Some(size_hint))?;
+                (PathBuf::from(w.url()), Sink::Object(Box::new(w)))
+            }
+        };
+        let enc = Encoder::new(spec, sink).map_err(|e| Error::io(&path, "compress", e))?;
+        let mut builder = tar::Builder::new(enc);
+        builder.mode(tar::HeaderMode::Complete);
+        Ok(Archive { path, builder })
+    }
+
+    fn create_file(path: &Path, owner: Option<&OsUser>) -> Result<File> {
         use std::os::unix::fs::OpenOptionsExt;
         let f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::io(&path, "create file", e))?;
+            .open(path)
+            .map_err(|e| Error::io(path, "create file", e))?;
         if let Some(u) = owner {
-            u.chown(&path)?;
+            u.chown(path)?;
         }
-        let enc =
-            Encoder::new(spec, BufWriter::with_capacity(1 << 20, f)).map_err(|e| Error::io(&path, "compress", e))?;
-        let mut builder = tar::Builder::new(enc);
-        builder.mode(tar::HeaderMode::Complete);
-        Ok(Archive { path, builder })
+        Ok(f)
     }
 
     fn header(kind: tar::EntryType, size: u64, mode: u32, mtime: i64, owner: (u32, u32)) -> tar::Header {
@@ -83,16 +138,21 @@ impl Archive {
         self.builder.append_data(&mut h, rel, data).map_err(|e| Error::io(&self.path, "write", e))
     }
 
-    /// The end-of-archive blocks, the compressed stream's end, and a sync.
-    fn finish(self, sync: bool) -> Result<()> {
+    /// The end-of-archive blocks, the compressed stream's end, and a sync
+    /// (or the completed upload). Returns the archive's size.
+    fn finish(self, sync: bool) -> Result<u64> {
         let path = self.path;
         let enc = self.builder.into_inner().map_err(|e| Error::io(&path, "write", e))?;
-        let buf = enc.finish().map_err(|e| Error::io(&path, "compress", e))?;
-        let f = buf.into_inner().map_err(|e| Error::io(&path, "write", e.into_error()))?;
-        if sync {
-            f.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
+        match enc.finish().map_err(|e| Error::io(&path, "compress", e))? {
+            Sink::File(buf) => {
+                let f = buf.into_inner().map_err(|e| Error::io(&path, "write", e.into_error()))?;
+                if sync {
+                    f.sync_all().map_err(|e| Error::io(&path, "fsync", e))?;
+                }
+                f.metadata().map(|m| m.len()).map_err(|e| Error::io(&path, "stat", e))
+            }
+            Sink::Object(w) => w.finish(),
         }
-        Ok(())
     }
 }
 
@@ -160,11 +220,11 @@ pub struct TarOptions<'a> {
 /// The archives of a backup being written: base.tar stays open until the
 /// end (pg_control and the label files go last).
 pub struct TarBackupWriter {
-    staging: PathBuf,
     base: Archive,
     owner_ids: (u32, u32),
-    spec: CompressSpec,
     sync: bool,
+    /// The finished archives' bytes.
+    stored: u64,
 }
 
 impl TarBackupWriter {
@@ -175,7 +235,7 @@ impl TarBackupWriter {
     /// as [`crate::copy::copy_files`] returns it.
     pub fn write_data(
         plan: &Plan,
-        staging: &Path,
+        dir: ArchiveDir,
         skip: &Path,
         o: &TarOptions,
     ) -> Result<(TarBackupWriter, Vec<Copied>)> {
@@ -183,7 +243,10 @@ impl TarBackupWriter {
             Some(u) => (u.uid, u.gid),
             None => (nix::unistd::Uid::effective().as_raw(), nix::unistd::Gid::effective().as_raw()),
         };
-        let mut base = Archive::create(staging.join(archive_name("base", o.spec)), o.spec, o.owner)?;
+        // At most the files, their headers and the label files.
+        let hint = plan.total_bytes() + 1024 * (plan.files.len() + plan.dirs.len()) as u64 + (1 << 20);
+        let mut base = Archive::create(dir, &archive_name("base", o.spec), o.spec, o.owner, hint)?;
+        let mut stored = 0;
         let tablespace_of = |rel: &Path| -> Option<u32> {
             let mut c = rel.components();
             (c.next()?.as_os_str() == "pg_tblspc").then_some(())?;
@@ -209,7 +272,7 @@ impl TarBackupWriter {
         }
         // Each tablespace, in an archive of its own, paths relative to it.
         for (oid, _) in &plan.tablespaces {
-            let mut ts = Archive::create(staging.join(archive_name(&oid.to_string(), o.spec)), o.spec, o.owner)?;
+            let mut ts = Archive::create(dir, &archive_name(&oid.to_string(), o.spec), o.spec, o.owner, hint)?;
             for (d, mode) in &plan.dirs {
                 if tablespace_of(d) == Some(*oid) {
                     let inner = in_tablespace(d, *oid);
@@ -224,10 +287,10 @@ impl TarBackupWriter {
                     copied[k] = Some(write_file(&mut ts, plan, src, &in_tablespace(rel, *oid), owner_ids, o)?);
                 }
             }
-            ts.finish(o.sync)?;
+            stored += ts.finish(o.sync)?;
         }
         let copied = copied.into_iter().map(Option::unwrap_or_default).collect();
-        Ok((TarBackupWriter { staging: staging.to_path_buf(), base, owner_ids, spec: o.spec, sync: o.sync }, copied))
+        Ok((TarBackupWriter { base, owner_ids, sync: o.sync, stored }, copied))
     }
 
     /// Add an empty directory to base.tar.
@@ -241,11 +304,9 @@ impl TarBackupWriter {
         self.base.file(Path::new(rel), bytes.len() as u64, 0o600, mtime, self.owner_ids, bytes)
     }
 
-    /// Close base.tar. The archives are in the staging directory.
-    pub fn finish(self) -> Result<PathBuf> {
-        let name = archive_name("base", self.spec);
-        self.base.finish(self.sync)?;
-        Ok(self.staging.join(name))
+    /// Close base.tar. Returns the bytes of all the archives.
+    pub fn finish(self) -> Result<u64> {
+        Ok(self.stored + self.base.finish(self.sync)?)
     }
 }
 

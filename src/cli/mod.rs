@@ -748,12 +748,6 @@ impl BackupArgs {
                 })?,
             ),
         };
-        if s3.is_some() && format != crate::backup::OutputFormat::Plain {
-            return Err(Error::usage(
-                "--format tar is not supported with an s3:// --dest yet",
-                Some("back up to object storage in the plain format (the default)".into()),
-            ));
-        }
         if let Some(a) = &self.wal_archive {
             s3_location("--wal-archive", a)?;
         }

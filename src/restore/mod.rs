@@ -473,7 +473,7 @@ impl Streamed {
     fn tar(&self) -> Option<&TarBackup> {
         match self {
             Streamed::Tar(t) => Some(t),
-            Streamed::S3(_) => None,
+            Streamed::S3(s) => s.tar(),
         }
     }
 

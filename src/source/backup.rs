@@ -18,12 +18,14 @@
 //!
 //! Each archive's compression is recognised by its first bytes, whatever
 //! its name says, and read as a stream: a source never extracts anything
-//! to disk and holds one archive member's buffer at a time.
+//! to disk and holds one archive member's buffer at a time. The archives
+//! are opened through [`ArchiveFiles`], so the same reading serves a local
+//! directory and a prefix in object storage (`source::s3`).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use super::compress::{self, Compression};
 use super::tar::{self as t, MemberKind, Step};
@@ -234,20 +236,52 @@ impl BackupSource for DirBackup {
     }
 }
 
+/// Where a tar backup's archives and manifest are kept: a directory, or
+/// object storage.
+pub trait ArchiveFiles: Send + Sync + std::fmt::Debug {
+    /// The file `name` and its size; `None` when there is no such file.
+    fn open(&self, name: &str) -> io::Result<Option<(Box<dyn Read + Send>, u64)>>;
+    /// How messages name the file `name`.
+    fn shown(&self, name: &str) -> String;
+}
+
+/// The archives in a local directory.
+#[derive(Debug)]
+struct LocalArchives(PathBuf);
+
+impl ArchiveFiles for LocalArchives {
+    fn open(&self, name: &str) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
+        manifest_file(File::open(self.0.join(name)))
+    }
+    fn shown(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+/// Open `name`, which the listing said is there.
+fn open_listed(files: &dyn ArchiveFiles, name: &str) -> io::Result<Box<dyn Read + Send>> {
+    match files.open(name)? {
+        Some((r, _)) => Ok(r),
+        None => Err(io::Error::new(io::ErrorKind::NotFound, format!("{} is gone", files.shown(name)))),
+    }
+}
+
 /// One archive of a tar backup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TarFile {
-    pub path: PathBuf,
+    /// Its name beside the manifest (`base.tar.zst`).
+    pub name: String,
     /// How its members' paths are prefixed in the backup: none for
     /// base.tar, `pg_tblspc/<oid>/` for a tablespace, `pg_wal/` for
     /// pg_wal.tar.
     pub prefix: String,
 }
 
-/// A tar-format backup: a directory with `base.tar[.gz|.lz4|.zst]`.
+/// A tar-format backup: a directory (or prefix in object storage) with
+/// `base.tar[.gz|.lz4|.zst]`.
 #[derive(Clone, Debug)]
 pub struct TarBackup {
-    dir: PathBuf,
+    files: Arc<dyn ArchiveFiles>,
     base: TarFile,
     tablespaces: Vec<(u32, TarFile)>,
     wal: Option<TarFile>,
@@ -263,9 +297,9 @@ fn find_tar<'a>(names: &'a [String], stem: &str) -> Option<&'a String> {
 }
 
 /// The compression of a file, by its first bytes.
-fn file_compression(path: &Path) -> io::Result<Compression> {
+fn file_compression(files: &dyn ArchiveFiles, name: &str) -> io::Result<Compression> {
     let mut head = [0u8; 4];
-    let mut f = File::open(path)?;
+    let mut f = open_listed(files, name)?;
     let mut n = 0;
     while n < 4 {
         match f.read(&mut head[n..])? {
@@ -280,22 +314,28 @@ impl TarBackup {
     /// The tar backup in `dir`, or `None` when it holds no `base.tar*`.
     pub fn detect(dir: &Path) -> io::Result<Option<TarBackup>> {
         let Ok(rd) = fs::read_dir(dir) else { return Ok(None) };
-        let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        TarBackup::from_names(Arc::new(LocalArchives(dir.to_path_buf())), names)
+    }
+
+    /// The tar backup among `names` (the files beside the manifest), or
+    /// `None` when there is no `base.tar*`.
+    pub fn from_names(files: Arc<dyn ArchiveFiles>, mut names: Vec<String>) -> io::Result<Option<TarBackup>> {
         names.sort();
         let Some(base) = find_tar(&names, "base") else { return Ok(None) };
-        let base = TarFile { path: dir.join(base), prefix: String::new() };
-        let compression = file_compression(&base.path)?;
+        let base = TarFile { name: base.clone(), prefix: String::new() };
+        let compression = file_compression(files.as_ref(), &base.name)?;
         let mut tablespaces = Vec::new();
         for n in &names {
             let stem = n.split(".tar").next().unwrap_or("");
             if let Ok(oid) = stem.parse::<u32>() {
                 if find_tar(&names, stem) == Some(n) && oid > 0 {
-                    tablespaces.push((oid, TarFile { path: dir.join(n), prefix: format!("pg_tblspc/{oid}/") }));
+                    tablespaces.push((oid, TarFile { name: n.clone(), prefix: format!("pg_tblspc/{oid}/") }));
                 }
             }
         }
-        let wal = find_tar(&names, "pg_wal").map(|n| TarFile { path: dir.join(n), prefix: "pg_wal/".into() });
-        Ok(Some(TarBackup { dir: dir.to_path_buf(), base, tablespaces, wal, compression }))
+        let wal = find_tar(&names, "pg_wal").map(|n| TarFile { name: n.clone(), prefix: "pg_wal/".into() });
+        Ok(Some(TarBackup { files, base, tablespaces, wal, compression }))
     }
 
     /// The archives holding the data directory, base.tar first.
@@ -305,10 +345,6 @@ impl TarBackup {
 
     pub fn tablespace_oids(&self) -> Vec<u32> {
         self.tablespaces.iter().map(|(o, _)| *o).collect()
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Visit the members of `pg_wal.tar` (paths prefixed `pg_wal/`), if the
@@ -322,7 +358,7 @@ impl TarBackup {
 
     /// Visit the members of one archive, prefixed.
     fn stream_one(&self, tar: &TarFile, visit: &mut dyn FnMut(Visit<'_>) -> io::Result<bool>) -> io::Result<bool> {
-        let (compression, reader) = compress::decoder(File::open(&tar.path)?)?;
+        let (compression, reader) = compress::decoder(open_listed(self.files.as_ref(), &tar.name)?)?;
         // Decompression on a thread of its own, the checks on this one.
         let reader: Box<dyn Read + Send> =
             if compression == Compression::None { reader } else { Box::new(decompress_ahead(reader)?) };
@@ -353,7 +389,7 @@ impl TarBackup {
 
 impl BackupSource for TarBackup {
     fn describe(&self) -> String {
-        self.base.path.display().to_string()
+        self.files.shown(&self.base.name)
     }
 
     fn format(&self) -> BackupFormat {
@@ -365,7 +401,7 @@ impl BackupSource for TarBackup {
     }
 
     fn open_manifest(&self) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
-        manifest_file(File::open(self.dir.join(crate::datadir::BACKUP_MANIFEST)))
+        self.files.open(crate::datadir::BACKUP_MANIFEST)
     }
 
     fn stream(&self, visit: &mut dyn FnMut(Visit<'_>) -> io::Result<bool>) -> io::Result<()> {
@@ -391,10 +427,10 @@ impl BackupSource for TarBackup {
     fn wal(&self) -> Option<Box<dyn WalSource>> {
         // -X stream: pg_wal.tar; -X fetch (or none): base.tar's pg_wal/.
         let (file, prefix) = match &self.wal {
-            Some(w) => (w.path.clone(), String::new()),
-            None => (self.base.path.clone(), "pg_wal/".to_string()),
+            Some(w) => (w.name.clone(), String::new()),
+            None => (self.base.name.clone(), "pg_wal/".to_string()),
         };
-        Some(Box::new(TarWal { file, prefix }))
+        Some(Box::new(TarWal { files: Arc::clone(&self.files), file, prefix }))
     }
 }
 
@@ -404,7 +440,9 @@ impl BackupSource for TarBackup {
 /// through a bounded channel, never held whole.
 #[derive(Clone, Debug)]
 pub struct TarWal {
-    file: PathBuf,
+    files: Arc<dyn ArchiveFiles>,
+    /// The archive's name.
+    file: String,
     /// The members' directory in the archive (`pg_wal/` in base.tar).
     prefix: String,
 }
@@ -463,13 +501,13 @@ fn decompress_ahead(mut r: Box<dyn Read + Send>) -> io::Result<PipeReader> {
 
 impl TarWal {
     fn shown(&self, name: &str) -> String {
-        format!("{}:{}{name}", self.file.display(), self.prefix)
+        format!("{}:{}{name}", self.files.shown(&self.file), self.prefix)
     }
 }
 
 impl WalSource for TarWal {
     fn describe(&self) -> String {
-        self.file.display().to_string()
+        self.files.shown(&self.file)
     }
 
     fn role(&self) -> &str {
@@ -481,7 +519,7 @@ impl WalSource for TarWal {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{name:?} is not a WAL file name")));
         }
         let want = format!("{}{name}", self.prefix).into_bytes();
-        let file = File::open(&self.file)?;
+        let file = open_listed(self.files.as_ref(), &self.file)?;
         let (found_tx, found_rx) = mpsc::sync_channel::<Option<u64>>(1);
         let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(PIPE_CHUNKS);
         std::thread::Builder::new().name("pgdrill-tar-wal".into()).spawn(move || {
@@ -541,7 +579,7 @@ impl WalSource for TarWal {
     }
 
     fn list(&self) -> io::Result<Vec<StoredWal>> {
-        let (_, reader) = compress::decoder(File::open(&self.file)?)?;
+        let (_, reader) = compress::decoder(open_listed(self.files.as_ref(), &self.file)?)?;
         let mut out = Vec::new();
         let prefix = self.prefix.as_bytes();
         t::for_each(reader, |step| {

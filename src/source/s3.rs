@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::backup::{BackupFormat, BackupSource, EntryKind, EntryMeta, Visit};
+use super::backup::{ArchiveFiles, BackupFormat, BackupSource, EntryKind, EntryMeta, TarBackup, Visit};
 use super::compress::{self, Compression};
 use super::wal::{
     logical_name, plain_name, start_workers, stored_names, Ahead, DirWal, Fetched, Slot, StoredWal, WalFile, WalSource,
@@ -280,6 +280,33 @@ pub struct S3Backup {
     store: Store,
     objects: Vec<ObjectInfo>,
     dirs: Vec<(String, u32)>,
+    /// A tar-format backup (`base.tar*` under the prefix), read through
+    /// the same code as a local one.
+    tar: Option<TarBackup>,
+}
+
+/// A tar backup's archives and manifest, as objects under the prefix.
+struct S3Archives {
+    store: Store,
+    objects: Vec<ObjectInfo>,
+}
+
+impl std::fmt::Debug for S3Archives {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.store.url())
+    }
+}
+
+impl ArchiveFiles for S3Archives {
+    fn open(&self, name: &str) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
+        let Some(info) = self.objects.iter().find(|o| o.name == name) else { return Ok(None) };
+        let reader = self.store.reader(info).map_err(carried)?;
+        Ok(Some((Box::new(reader), info.size)))
+    }
+
+    fn shown(&self, name: &str) -> String {
+        self.store.url_of(name)
+    }
 }
 
 /// Whether `name` is a plain relative path: no empty, `.` or `..`
@@ -313,7 +340,20 @@ impl S3Backup {
                 dirs.push((path.to_string(), mode & 0o7777));
             }
         }
-        Ok(S3Backup { store, objects, dirs })
+        // The archives sit beside the manifest: top-level objects only.
+        let top: Vec<ObjectInfo> = objects.iter().filter(|o| !o.name.contains('/')).cloned().collect();
+        let names = top.iter().map(|o| o.name.clone()).collect();
+        let archives = Arc::new(S3Archives { store: store.clone(), objects: top });
+        let tar = TarBackup::from_names(archives, names).map_err(|e| match super::fatal(e) {
+            Ok(e) => super::read_error(url.to_string(), e),
+            Err(e) => e,
+        })?;
+        Ok(S3Backup { store, objects, dirs, tar })
+    }
+
+    /// The backup as a tar-format one, when it is.
+    pub fn tar(&self) -> Option<&TarBackup> {
+        self.tar.as_ref()
     }
 
     pub fn store(&self) -> &Store {
@@ -323,6 +363,9 @@ impl S3Backup {
     /// The tablespaces: the OIDs of `pg_tblspc/<oid>` directories and of
     /// `pg_tblspc/<oid>/...` objects.
     pub fn tablespace_oids(&self) -> Vec<u32> {
+        if let Some(t) = &self.tar {
+            return t.tablespace_oids();
+        }
         let oid = |name: &str| -> Option<u32> {
             let rest = name.strip_prefix("pg_tblspc/")?;
             rest.split('/').next()?.parse().ok().filter(|o| *o > 0)
@@ -342,6 +385,10 @@ impl S3Backup {
     /// The small files that say what the backup is, read by name (not a
     /// pass over every file), with its manifest.
     pub fn capture(&self) -> io::Result<crate::datadir::Captured> {
+        if let Some(t) = &self.tar {
+            // One pass over the archives: pg_control comes last in them.
+            return super::capture(t, Path::new(&self.describe()));
+        }
         let mut c = crate::datadir::Captured { root: self.describe().into(), ..Default::default() };
         for (d, _) in &self.dirs {
             if crate::datadir::Captured::wants(d).is_some() {
@@ -370,7 +417,11 @@ impl BackupSource for S3Backup {
     }
 
     fn format(&self) -> BackupFormat {
-        BackupFormat::Plain
+        self.tar.as_ref().map_or(BackupFormat::Plain, |t| t.format())
+    }
+
+    fn compression(&self) -> Compression {
+        self.tar.as_ref().map_or(Compression::None, |t| t.compression())
     }
 
     fn open_manifest(&self) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
@@ -380,6 +431,9 @@ impl BackupSource for S3Backup {
     }
 
     fn stream(&self, visit: &mut dyn FnMut(Visit<'_>) -> io::Result<bool>) -> io::Result<()> {
+        if let Some(t) = &self.tar {
+            return t.stream(visit);
+        }
         for (d, mode) in &self.dirs {
             if !plain_path(d) {
                 if !visit(Visit::Refused { path: d.clone(), why: "not a plain relative path".into() })? {
@@ -438,6 +492,9 @@ impl BackupSource for S3Backup {
     }
 
     fn wal(&self) -> Option<Box<dyn WalSource>> {
+        if let Some(t) = &self.tar {
+            return t.wal();
+        }
         let store = self.store.at("pg_wal").ok()?;
         let mut wal = S3Wal::new(store, WAL_AHEAD).with_role("pg_wal");
         // The listing says whether there is anything to ask for.

@@ -303,6 +303,12 @@ fn run_stream(cfg: &VerifyConfig, src: &dyn BackupSource, started: Instant) -> R
     let mut streamed = files::check_stream(&files::StreamCheck { manifest: index, floor }, src)?;
     let opts = ReadOptions { skip_manifest: true, tolerate_bad_control: true };
     streamed.captured.root = cfg.path.clone();
+    if !matches!(manifest, ManifestRead::Absent) {
+        // The manifest beside the archives says this is a backup: one whose
+        // stream broke before pg_control (last in base.tar) is damaged
+        // (exit 1), not "not a backup".
+        streamed.captured.seen.insert(crate::datadir::BACKUP_MANIFEST.to_string());
+    }
     let (info, control_problem) = DirInfo::read_from(&cfg.path, &streamed.captured, opts)?;
     let control_trusted = control_problem.is_none() && info.control.crc_ok;
     let subject = Subject { info, control_problem, control_trusted, manifest };

@@ -37,7 +37,7 @@ pub(crate) fn download(s3: &S3Server, url: &str, into: &Path) {
 /// completing an upload, `DELETE key`).
 /// A batch delete (`POST /bucket?delete`) names its keys in the body only:
 /// it shows as `("delete", "*")`.
-fn writes_in_order(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<(String, String)> {
+pub(crate) fn writes_in_order(s3: &S3Server, bucket: &str, prefix: &str) -> Vec<(String, String)> {
     let log = std::fs::read_to_string(&s3.log).unwrap();
     log.lines()
         .filter_map(|l| {
