@@ -191,6 +191,52 @@ fn an_interrupted_backup_to_s3_never_looks_valid() {
     assert_eq!(s3.open_uploads("fleet"), 0, "no upload left open");
 }
 
+/// `backup --format tar` to S3 cut short: the archive is one multipart
+/// upload, invisible until completed, so a kill -9 leaves the marker and
+/// nothing that looks like a backup; SIGTERM removes everything and aborts
+/// the upload.
+#[test]
+fn an_interrupted_tar_backup_to_s3_never_looks_valid() {
+    let g = with_standby();
+    let s3 = S3Server::start();
+    s3.bucket("fleet");
+    let standby = g.standby().unwrap().conninfo();
+    let start = |url: &str| {
+        // One more open upload than now means base.tar's is under way (a
+        // killed backup leaves its own open).
+        let before = s3.open_uploads("fleet");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pgdrill"));
+        for (k, v) in s3.env() {
+            cmd.env(k, v);
+        }
+        let args = ["backup", "--standby", &standby, "--dest", url, "--fast", "--format", "tar", "--max-rate", "2M"];
+        let child = cmd.args(args).arg("-q").stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let started = Instant::now();
+        while s3.open_uploads("fleet") == before && started.elapsed() < Duration::from_secs(60) {
+            sleep_ms(100);
+        }
+        assert!(s3.open_uploads("fleet") > before, "an upload under way");
+        child
+    };
+
+    let mut child = start("s3://fleet/tar-killed");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let keys = s3.keys("fleet", "tar-killed/");
+    assert_eq!(keys, ["tar-killed/pgdrill_backup_incomplete"], "only the marker");
+    let v = s3.pgdrill(&["verify", "s3://fleet/tar-killed", "--json"]);
+    assert_eq!(code(&v), 2, "{}", stderr(&v));
+    assert!(stderr(&v).contains("the backup is incomplete"), "{}", stderr(&v));
+
+    let child = start("s3://fleet/tar-stopped");
+    let uploads_before = s3.open_uploads("fleet");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(s3.keys("fleet", "tar-stopped/"), Vec::<String>::new(), "cleaned up");
+    assert!(s3.open_uploads("fleet") < uploads_before, "the stopped backup's upload is aborted");
+}
+
 #[test]
 fn bad_destinations_are_refused_before_the_standby_is_asked() {
     let s3 = S3Server::start();
