@@ -127,10 +127,12 @@ snapshot_control() {
 }
 
 # take_backup MAJOR LABELDIR: non-exclusive backup in one session; writes
-# backup_label and tablespace_map byte-exact (transferred hex-encoded).
+# backup_label and tablespace_map byte-exact (transferred hex-encoded). The
+# server says which backup functions it has (pg_backup_start from 15 on),
+# so no version rule lives here (the version table's backup_start_fn).
 take_backup() {
   local major=$1 out=$2 start stop res
-  if ((major < 15)); then
+  if [ "$(q -c "select to_regproc('pg_catalog.pg_backup_start') is null")" = t ]; then
     start="select pg_start_backup('$LABEL', true, false);"
     stop="select labelfile, spcmapfile from pg_stop_backup(false, false)"
   else
