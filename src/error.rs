@@ -242,6 +242,9 @@ pub struct ConnectFailure {
 pub struct ConnectAttempt {
     pub server: String,
     pub reason: String,
+    /// The SQLSTATE when the server itself refused (`57P03` for a standby
+    /// that takes no connections, `28P01` for a wrong password, ...).
+    pub sqlstate: Option<String>,
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 

@@ -104,16 +104,15 @@ fn cancel_kind(e: &postgres::Error) -> Option<Cancel> {
 /// none (SQLSTATE 57P03 cannot_connect_now): a standby with hot_standby =
 /// off ("the database system is not accepting connections" / "Hot standby
 /// mode is disabled." from 14, "the database system is starting up"
-/// before), or one still starting. The connection layer keeps the server's
-/// text, not its SQLSTATE, so the text decides.
+/// before), or one still starting.
 fn not_accepting(e: &Error) -> Option<String> {
-    let chain = e.chain();
-    let hit = |t: &String| {
-        let t = t.to_lowercase();
-        ["not accepting connections", "is starting up", "hot standby mode is disabled"].iter().any(|n| t.contains(n))
-    };
-    chain.iter().rev().find(|t| hit(t)).cloned()
+    let Error::Connect { source, .. } = e else { return None };
+    let refused = source.attempts.iter().find(|a| a.sqlstate.as_deref() == Some(CANNOT_CONNECT_NOW))?;
+    Some(refused.source.as_ref().map_or_else(|| refused.reason.clone(), ToString::to_string))
 }
+
+/// SQLSTATE `cannot_connect_now`.
+const CANNOT_CONNECT_NOW: &str = "57P03";
 
 /// A setting as `SHOW` gives it: a utility statement, which takes no
 /// snapshot, so replay has nothing to cancel.

@@ -228,6 +228,7 @@ fn tls_setup_error(spec: &ConnSpec, e: tls::TlsSetupError) -> Error {
             attempts: vec![ConnectAttempt {
                 server,
                 reason: e.message,
+                sqlstate: None,
                 source: e.source.map(|s| Box::new(s) as Box<dyn std::error::Error + Send + Sync>),
             }],
             hint: Some(e.hint),
@@ -328,6 +329,10 @@ fn describe(spec: &ConnSpec, t: &Target, enc: Encryption, f: Failure, policy: Op
     if plan(spec.settings.sslmode, t.is_unix()).len() > 1 {
         server.push_str(if enc == Encryption::Plain { " (without TLS)" } else { " (TLS)" });
     }
+    let sqlstate = match &f {
+        Failure::Refused(e) | Failure::Other(e) => e.as_db_error().map(|db| db.code().code().to_string()),
+        _ => None,
+    };
     let (reason, source) = match f {
         Failure::WrongSession(why) => (why.to_string(), None),
         Failure::TimedOut(d) => (format!("timed out after {} s (connect_timeout)", d.as_secs()), None),
@@ -358,7 +363,7 @@ fn describe(spec: &ConnSpec, t: &Target, enc: Encryption, f: Failure, policy: Op
             (reason, Some(Box::new(Detail(text)) as Box<dyn std::error::Error + Send + Sync>))
         }
     };
-    ConnectAttempt { server, reason, source }
+    ConnectAttempt { server, reason, sqlstate, source }
 }
 
 /// Advice for the most telling failure.
