@@ -42,77 +42,32 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> (bool, Result<u8, Error>) {
     match command {
-        Command::Inspect(a) => (
-            a.json,
-            a.s3.to_config().and_then(|s3| pgdrill::inspect::run(&a.path, &s3)).map(|r| {
-                let code = r.exit_code();
-                report::emit_ok(&r, code == EXIT_OK, a.json);
-                code
-            }),
-        ),
-        Command::Preflight(a) => (
-            a.json,
-            a.to_config(&ConnSpec::parse).and_then(|c| pgdrill::backup::preflight::run(&c)).map(|r| {
-                report::emit(&r, a.json);
+        Command::Inspect(a) => {
+            judged(a.json, a.s3.to_config().and_then(|s3| pgdrill::inspect::run(&a.path, &s3)), |r| r.exit_code())
+        }
+        Command::Preflight(a) => {
+            plain(a.json, a.to_config(&ConnSpec::parse).and_then(|c| pgdrill::backup::preflight::run(&c)), |r| {
                 r.exit_code()
-            }),
-        ),
-        Command::Backup(a) => (
-            a.json,
-            a.to_config(&ConnSpec::parse).and_then(|c| pgdrill::backup::run(&c)).map(|r| {
-                let code = r.exit_code();
-                report::emit_ok(&r, code == EXIT_OK, a.json);
-                code
-            }),
-        ),
-        Command::Verify(a) => (
-            a.json,
-            a.to_config().and_then(|c| pgdrill::verify::run(&c)).map(|r| {
-                report::emit(&r, a.json);
-                r.exit_code()
-            }),
-        ),
-        Command::Restore(a) => (
-            a.json,
-            a.to_config(&ConnSpec::parse).and_then(|c| pgdrill::restore::run(&c)).map(|r| {
-                report::emit_ok(&r, true, a.json);
-                EXIT_OK
-            }),
-        ),
-        Command::Gate(a) => (
-            a.json,
-            a.to_config().and_then(|c| pgdrill::gate::run(&c)).map(|r| {
-                report::emit_ok(&r, true, a.json);
-                EXIT_OK
-            }),
-        ),
+            })
+        }
+        Command::Backup(a) => {
+            judged(a.json, a.to_config(&ConnSpec::parse).and_then(|c| pgdrill::backup::run(&c)), |r| r.exit_code())
+        }
+        Command::Verify(a) => plain(a.json, a.to_config().and_then(|c| pgdrill::verify::run(&c)), |r| r.exit_code()),
+        Command::Restore(a) => {
+            judged(a.json, a.to_config(&ConnSpec::parse).and_then(|c| pgdrill::restore::run(&c)), |_| EXIT_OK)
+        }
+        Command::Gate(a) => judged(a.json, a.to_config().and_then(|c| pgdrill::gate::run(&c)), |_| EXIT_OK),
         Command::Drill(a) => (a.json, run_drill(&a)),
         #[cfg(feature = "demo")]
-        Command::Demo(a) => (
-            a.json,
-            pgdrill::drill::demo::run(&a.to_config()).map(|r| {
-                let code = r.exit_code();
-                report::emit_ok(&r, code == EXIT_OK, a.json);
-                code
-            }),
-        ),
-        Command::WalKeep(a) => (
-            a.json,
-            a.to_config().and_then(|c| pgdrill::drill::walkeep::run(&c)).map(|r| {
-                report::emit_ok(&r, true, a.json);
-                EXIT_OK
-            }),
-        ),
+        Command::Demo(a) => judged(a.json, pgdrill::drill::demo::run(&a.to_config()), |r| r.exit_code()),
+        Command::WalKeep(a) => {
+            judged(a.json, a.to_config().and_then(|c| pgdrill::drill::walkeep::run(&c)), |_| EXIT_OK)
+        }
         // A restore_command: silent when it worked, one line on stderr
         // (into the server's log) when not.
         Command::WalFetch(a) => (false, a.to_config().and_then(|c| pgdrill::source::fetch::run(&c)).map(|_| EXIT_OK)),
-        Command::History(a) => (
-            a.json,
-            a.to_config().and_then(|c| history::run(&c)).map(|r| {
-                report::emit(&r, a.json);
-                r.exit_code()
-            }),
-        ),
+        Command::History(a) => plain(a.json, a.to_config().and_then(|c| history::run(&c)), |r| r.exit_code()),
         Command::Completions(a) => {
             // Render first: a closed pipe (`| head`) must not panic.
             let mut buf = Vec::new();
@@ -130,6 +85,33 @@ fn run(command: Command) -> (bool, Result<u8, Error>) {
             }
         },
     }
+}
+
+/// Print a report with an `ok` key (true when its exit code is 0).
+fn judged<R: serde::Serialize + report::Render>(
+    json: bool,
+    result: Result<R, Error>,
+    code: impl Fn(&R) -> u8,
+) -> (bool, Result<u8, Error>) {
+    let shown = result.map(|r| {
+        let c = code(&r);
+        report::emit_ok(&r, c == EXIT_OK, json);
+        c
+    });
+    (json, shown)
+}
+
+/// Print a report that carries its own `ok`.
+fn plain<R: serde::Serialize + report::Render>(
+    json: bool,
+    result: Result<R, Error>,
+    code: impl Fn(&R) -> u8,
+) -> (bool, Result<u8, Error>) {
+    let shown = result.map(|r| {
+        report::emit(&r, json);
+        code(&r)
+    });
+    (json, shown)
 }
 
 fn write_man_pages(dir: &std::path::Path) -> Result<(), Error> {

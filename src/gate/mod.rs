@@ -416,71 +416,18 @@ pub fn prepare(
     let resumed = existing.is_some();
     let facts = ServerFacts::read(&bin, &user, dir)?;
     let roles = gate_roles(cfg, &user);
-    let then = cfg.then.or_else(|| existing.as_ref().and_then(|s| Then::parse(&s.then))).unwrap_or(Then::Pause);
-    let floor = existing.as_ref().and_then(|s| s.floor_lsn).or(floor);
-    if then != Then::Standby || end.is_some() {
-        check_end_target(end, floor, "requested")?;
-    }
-    let stop_at = cfg.stop_at.clone().or_else(|| existing.as_ref().and_then(|s| s.stop_at.clone()));
-    if stop_at.is_some() && then == Then::Standby {
-        return Err(Error::usage(
-            "--then standby keeps following the WAL source: it cannot stop at a recovery target",
-            Some("use --then pause or --then promote with a --target-*".into()),
-        ));
-    }
-    let changed =
-        existing.as_ref().is_some_and(|st| st.end_lsn != end || st.then != then.as_str() || st.stop_at != stop_at);
-    if changed && running {
-        return Err(Error::usage(
-            "the server of this unfinished gate is running with another end target, recovery target or --then",
-            Some("run pgdrill gate with the same targets and --then, or stop the server first".into()),
-        ));
-    }
+    let req = Request::check(cfg, existing.as_ref(), end, floor, running)?;
 
     // Checks done: from here on, write.
-    let admit = OsUser::current();
-    let mut state = existing.unwrap_or_else(|| GateState {
-        version: 1,
-        end_lsn: end,
-        then: then.as_str().into(),
-        hba_mode: lock::mode_of(dir, &facts.hba_file),
-        ident_mode: lock::mode_of(dir, &facts.ident_file),
-        hba_file: facts.hba_file.clone(),
-        ident_file: facts.ident_file.clone(),
-        admit_os_user: admit.name.clone(),
-        roles: roles.clone(),
-        started_at: now_rfc3339(),
-        server_started: false,
-        floor_lsn: floor,
-        stop_at: stop_at.clone(),
-    });
-    state.end_lsn = end;
-    state.then = then.as_str().into();
-    state.floor_lsn = floor;
-    state.stop_at = stop_at.clone();
-    // Whoever runs the gate now is the one the lock must admit.
-    state.admit_os_user = admit.name.clone();
-    for r in &roles {
-        if !state.roles.contains(r) {
-            state.roles.push(r.clone());
-        }
-    }
+    let state = req.merge_into(existing, dir, &facts, &roles);
     lock::install(dir, &state, owner, resumed)?;
     // The target goes into the configuration before a changed state is
     // saved: a crash in between leaves the new target (already checked
     // against the floor) with the old state, never the reverse. An
     // unchanged resume leaves the configuration alone: a copy that already
     // finished recovery (promoted at its target) must not be sent back.
-    if !resumed || changed {
-        let action = if then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause };
-        let target = match (then, &stop_at) {
-            (Then::Standby, _) => None,
-            // PostgreSQL's default for these targets: stop after the record.
-            (_, Some(at)) => Some(Target { at: at.clone(), inclusive: true, action }),
-            // Our end points are record ends: stop before the next record.
-            (_, None) => end.map(|lsn| Target { at: StopAt::Lsn(lsn), inclusive: false, action }),
-        };
-        recovery::set_target(dir, version, target, TimelineChoice::Latest, owner)?;
+    if !resumed || req.changed {
+        recovery::set_target(dir, version, req.recovery_target(), TimelineChoice::Latest, owner)?;
     }
     if resumed {
         lock::save(dir, &state, owner)?;
@@ -493,10 +440,99 @@ pub fn prepare(
         state,
         resumed,
         roles,
-        then,
-        floor,
-        stop_at,
+        then: req.then,
+        floor: req.floor,
+        stop_at: req.stop_at,
     })
+}
+
+/// What this gate run asks for, merged with a saved state, and checked.
+struct Request {
+    end: Option<Lsn>,
+    then: Then,
+    floor: Option<Lsn>,
+    stop_at: Option<StopAt>,
+    /// A saved state asked for something else.
+    changed: bool,
+}
+
+impl Request {
+    /// The options over the saved state, refused (before anything is
+    /// written) when the end is below the floor, a recovery target cannot
+    /// apply, or a running server was started for other targets.
+    fn check(
+        cfg: &GateConfig,
+        existing: Option<&GateState>,
+        end: Option<Lsn>,
+        floor: Option<Lsn>,
+        running: bool,
+    ) -> Result<Request> {
+        let then = cfg.then.or_else(|| existing.and_then(|s| Then::parse(&s.then))).unwrap_or(Then::Pause);
+        let floor = existing.and_then(|s| s.floor_lsn).or(floor);
+        if then != Then::Standby || end.is_some() {
+            check_end_target(end, floor, "requested")?;
+        }
+        let stop_at = cfg.stop_at.clone().or_else(|| existing.and_then(|s| s.stop_at.clone()));
+        if stop_at.is_some() && then == Then::Standby {
+            return Err(Error::usage(
+                "--then standby keeps following the WAL source: it cannot stop at a recovery target",
+                Some("use --then pause or --then promote with a --target-*".into()),
+            ));
+        }
+        let changed = existing.is_some_and(|st| st.end_lsn != end || st.then != then.as_str() || st.stop_at != stop_at);
+        if changed && running {
+            return Err(Error::usage(
+                "the server of this unfinished gate is running with another end target, recovery target or --then",
+                Some("run pgdrill gate with the same targets and --then, or stop the server first".into()),
+            ));
+        }
+        Ok(Request { end, then, floor, stop_at, changed })
+    }
+
+    /// The state to save: the saved one (its lock's original modes kept)
+    /// with this run's targets, or a new one.
+    fn merge_into(&self, existing: Option<GateState>, dir: &Dir, facts: &ServerFacts, roles: &[String]) -> GateState {
+        let admit = OsUser::current();
+        let mut state = existing.unwrap_or_else(|| GateState {
+            version: 1,
+            end_lsn: self.end,
+            then: self.then.as_str().into(),
+            hba_mode: lock::mode_of(dir, &facts.hba_file),
+            ident_mode: lock::mode_of(dir, &facts.ident_file),
+            hba_file: facts.hba_file.clone(),
+            ident_file: facts.ident_file.clone(),
+            admit_os_user: admit.name.clone(),
+            roles: roles.to_vec(),
+            started_at: now_rfc3339(),
+            server_started: false,
+            floor_lsn: self.floor,
+            stop_at: self.stop_at.clone(),
+        });
+        state.end_lsn = self.end;
+        state.then = self.then.as_str().into();
+        state.floor_lsn = self.floor;
+        state.stop_at = self.stop_at.clone();
+        // Whoever runs the gate now is the one the lock must admit.
+        state.admit_os_user = admit.name;
+        for r in roles {
+            if !state.roles.contains(r) {
+                state.roles.push(r.clone());
+            }
+        }
+        state
+    }
+
+    /// Where recovery stops: PostgreSQL's recovery target for this run.
+    fn recovery_target(&self) -> Option<Target> {
+        let action = if self.then == Then::Promote { TargetAction::Promote } else { TargetAction::Pause };
+        match (self.then, &self.stop_at) {
+            (Then::Standby, _) => None,
+            // PostgreSQL's default for these targets: stop after the record.
+            (_, Some(at)) => Some(Target { at: at.clone(), inclusive: true, action }),
+            // Our end points are record ends: stop before the next record.
+            (_, None) => self.end.map(|lsn| Target { at: StopAt::Lsn(lsn), inclusive: false, action }),
+        }
+    }
 }
 
 /// What a hook run before opening gets: a connection spec the lock admits

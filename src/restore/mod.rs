@@ -618,19 +618,55 @@ fn unless_interrupted() -> Result<()> {
 /// Read the backup and check everything that can be checked without
 /// writing: what it is, that it is whole, where it will go.
 fn plan(cfg: &RestoreConfig) -> Result<Plan> {
+    let (info, tar_listing, tar) = read_backup(cfg)?;
+    check_restorable(cfg, &info)?;
+    let version = info.control.version();
+    let bin = PgBin::find(cfg.pg_bin.as_deref(), Some(version.major))?;
+    let user = OsUser::for_server(cfg.os_user.as_deref(), &cfg.backup)?;
+    check_target(&cfg.target)?;
+    let listing = match tar_listing {
+        Some(l) => l,
+        None => {
+            use std::os::unix::fs::MetadataExt;
+            let owner_uid = std::fs::metadata(&cfg.backup).map_err(read_err(cfg.backup.clone()))?.uid();
+            list(&cfg.backup, owner_uid)?
+        }
+    };
+    check_listing(cfg, &info, &listing)?;
+    // A copy that could not start is found out before copying anything.
+    let port = match &tar {
+        Some((_, captured)) => planned_port(cfg, captured),
+        None => planned_port(cfg, listing.root.as_ref()),
+    };
+    check_port_free(cfg, port)?;
+    let (restore_command, handoff) = plan_restore_command(cfg, &user)?;
+    Ok(Plan { info, bin, user, listing, restore_command, tar, handoff })
+}
+
+/// What the backup is: read from a directory, or listed from a stream (a
+/// tar backup, object storage) with that listing and the small files
+/// captured on the way.
+#[allow(clippy::type_complexity)]
+fn read_backup(
+    cfg: &RestoreConfig,
+) -> Result<(DirInfo, Option<Listing>, Option<(Streamed, crate::datadir::Captured)>)> {
     let tar = match crate::source::s3_backup(&cfg.backup, &cfg.s3)? {
         Some(s3) => Some(Streamed::S3(s3)),
         None => {
             TarBackup::detect(&cfg.backup).map_err(|e| crate::source::read_error(&cfg.backup, e))?.map(Streamed::Tar)
         }
     };
-    let (info, tar_listing, tar) = match tar {
+    Ok(match tar {
         Some(t) => {
             let (info, listing, tar) = list_tar(cfg, t)?;
             (info, Some(listing), Some(tar))
         }
         None => (DirInfo::read(&cfg.backup)?, None, None),
-    };
+    })
+}
+
+/// A whole backup (not a data directory), with a pg_control to trust.
+fn check_restorable(cfg: &RestoreConfig, info: &DirInfo) -> Result<()> {
     if info.incomplete {
         return Err(Error::NotADataDir {
             path: cfg.backup.clone(),
@@ -649,18 +685,13 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
             detail: "the CRC of pg_control does not match its contents".into(),
         });
     }
-    let version = info.control.version();
-    let bin = PgBin::find(cfg.pg_bin.as_deref(), Some(version.major))?;
-    let user = OsUser::for_server(cfg.os_user.as_deref(), &cfg.backup)?;
-    check_target(&cfg.target)?;
-    let listing = match tar_listing {
-        Some(l) => l,
-        None => {
-            use std::os::unix::fs::MetadataExt;
-            let owner_uid = std::fs::metadata(&cfg.backup).map_err(read_err(cfg.backup.clone()))?.uid();
-            list(&cfg.backup, owner_uid)?
-        }
-    };
+    Ok(())
+}
+
+/// Everything the listing must be before anything is written: nothing
+/// refused, targets not below the backup's end, the manifest matched, the
+/// tablespaces named by --tablespace-map present.
+fn check_listing(cfg: &RestoreConfig, info: &DirInfo, listing: &Listing) -> Result<()> {
     if !listing.refused.is_empty() {
         return Err(refuse(&cfg.backup, "the backup holds what no backup may", &listing.refused));
     }
@@ -668,10 +699,10 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
     // written (the gate checks again, for resumes).
     gate::check_end_target(cfg.end_lsn.or(info.gate_target()), info.gate_target(), "--target-lsn")?;
     if let Some(at) = &cfg.stop_at {
-        gate::check_stop_at(at, &info)?;
+        gate::check_stop_at(at, info)?;
     }
     if !cfg.skip_manifest_check {
-        let problems = check_against_manifest(&info, &listing);
+        let problems = check_against_manifest(info, listing);
         if !problems.is_empty() {
             return Err(refuse(&cfg.backup, "the backup does not match its manifest", &problems));
         }
@@ -681,33 +712,41 @@ fn plan(cfg: &RestoreConfig) -> Result<Plan> {
             return Err(Error::usage(format!("--tablespace-map {oid}=...: the backup has no tablespace {oid}"), None));
         }
     }
-    // A copy that could not start is found out before copying anything.
-    let port = match &tar {
-        Some((_, captured)) => planned_port(cfg, captured),
-        None => planned_port(cfg, listing.root.as_ref()),
-    };
-    if !cfg.no_start && std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-        let whose = if cfg.port.is_some() {
-            "--port"
-        } else {
-            "the backup's own port; a restored copy beside its source needs another"
-        };
-        return Err(Error::usage(format!("port {port} is in use ({whose})"), Some("pass a free --port N".into())));
+    Ok(())
+}
+
+/// The port the copy will listen on must be free (unless it is not started).
+fn check_port_free(cfg: &RestoreConfig, port: u16) -> Result<()> {
+    if cfg.no_start || std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        return Ok(());
     }
-    let mut handoff = None;
-    let restore_command = match (&cfg.restore_command, &cfg.wal_archive) {
+    let whose = if cfg.port.is_some() {
+        "--port"
+    } else {
+        "the backup's own port; a restored copy beside its source needs another"
+    };
+    Err(Error::usage(format!("port {port} is in use ({whose})"), Some("pass a free --port N".into())))
+}
+
+/// The restore_command the copy gets (the user's, or one over the WAL
+/// archive), and for an archive in object storage the credential handoff.
+fn plan_restore_command(
+    cfg: &RestoreConfig,
+    user: &OsUser,
+) -> Result<(Option<String>, Option<crate::objstore::handoff::Handoff>)> {
+    let owner = OsUser::running_as_root().then_some(user);
+    Ok(match (&cfg.restore_command, &cfg.wal_archive) {
         (Some(c), _) => {
-            Some(anchor_percent_p(c, &std::path::absolute(&cfg.target).map_err(read_err(cfg.target.clone()))?))
+            let target = std::path::absolute(&cfg.target).map_err(read_err(cfg.target.clone()))?;
+            (Some(anchor_percent_p(c, &target)), None)
         }
         (None, Some(a)) if a.to_str().is_some_and(crate::objstore::is_s3) => {
-            let (command, h) = s3_restore_command(cfg, a, OsUser::running_as_root().then_some(&user))?;
-            handoff = Some(h);
-            Some(command)
+            let (command, h) = s3_restore_command(cfg, a, owner)?;
+            (Some(command), Some(h))
         }
-        (None, Some(a)) => Some(archive_restore_command(a, OsUser::running_as_root().then_some(&user))?),
-        (None, None) => None,
-    };
-    Ok(Plan { info, bin, user, listing, restore_command, tar, handoff })
+        (None, Some(a)) => (Some(archive_restore_command(a, owner)?), None),
+        (None, None) => (None, None),
+    })
 }
 
 /// A user's restore_command with `%p` made absolute (`TARGET/%p`).
@@ -1162,46 +1201,13 @@ fn restore_into(
     // Lock before pg_control exists; then pg_control, last.
     let floor = info.gate_target();
     let end = cfg.end_lsn.or(floor);
-    let gate_cfg = GateConfig {
-        pgdata: target.path().to_path_buf(),
-        end_lsn: end,
-        stop_at: cfg.stop_at.clone(),
-        then: Some(cfg.then),
-        timeout: cfg.timeout,
-        stall: cfg.stall,
-        pg_bin: Some(plan.bin.dir.clone()),
-        os_user: Some(plan.user.name.clone()),
-        db_user: cfg.db_user.clone(),
-        wal_archive: cfg.wal_archive.clone(),
-        quiet: cfg.quiet,
-    };
+    let gate_cfg = gate_config(cfg, plan, target, end);
     let prepared = gate::prepare(target, version, end, floor, &gate_cfg, false)?;
     if cfg.sync {
         copy::sync_filesystem(target.path())?;
     }
     unless_interrupted()?;
-    let control_bytes = match &plan.tar {
-        Some((_, captured)) => match captured.files.get(CONTROL_PATH) {
-            Some((b, size)) if *size == b.len() as u64 => b.clone(),
-            _ => {
-                return Err(Error::BackupDamaged {
-                    path: cfg.backup.join(CONTROL_PATH),
-                    detail: "pg_control is missing from base.tar, or far larger than a pg_control".into(),
-                })
-            }
-        },
-        None => plan.listing.root.read(Path::new(CONTROL_PATH)).map_err(read_err(cfg.backup.join(CONTROL_PATH)))?,
-    };
-    let control_dst = target.path().join(CONTROL_PATH);
-    let mut f = target
-        .create_new(Path::new(CONTROL_PATH), 0o600, owner)
-        .map_err(|e| Error::io(&control_dst, "create file", e))?;
-    f.write_all(&control_bytes).map_err(|e| Error::io(&control_dst, "write", e))?;
-    f.sync_all().map_err(|e| Error::io(&control_dst, "fsync", e))?;
-    drop(f);
-    if cfg.sync {
-        copy::sync_filesystem(target.path())?;
-    }
+    let control_bytes = write_control_last(cfg, plan, target, owner)?;
     let copy_secs = started.elapsed().as_secs_f64();
 
     Ok((
@@ -1226,6 +1232,51 @@ fn restore_into(
         },
         gate_cfg,
     ))
+}
+
+/// The gate's configuration for the restored copy.
+fn gate_config(cfg: &RestoreConfig, plan: &Plan, target: &Dir, end: Option<Lsn>) -> GateConfig {
+    GateConfig {
+        pgdata: target.path().to_path_buf(),
+        end_lsn: end,
+        stop_at: cfg.stop_at.clone(),
+        then: Some(cfg.then),
+        timeout: cfg.timeout,
+        stall: cfg.stall,
+        pg_bin: Some(plan.bin.dir.clone()),
+        os_user: Some(plan.user.name.clone()),
+        db_user: cfg.db_user.clone(),
+        wal_archive: cfg.wal_archive.clone(),
+        quiet: cfg.quiet,
+    }
+}
+
+/// Write pg_control, the restore's last file (the copy cannot start
+/// without it), synced; returns its bytes.
+fn write_control_last(cfg: &RestoreConfig, plan: &Plan, target: &Dir, owner: Option<&OsUser>) -> Result<Vec<u8>> {
+    let control_bytes = match &plan.tar {
+        Some((_, captured)) => match captured.files.get(CONTROL_PATH) {
+            Some((b, size)) if *size == b.len() as u64 => b.clone(),
+            _ => {
+                return Err(Error::BackupDamaged {
+                    path: cfg.backup.join(CONTROL_PATH),
+                    detail: "pg_control is missing from base.tar, or far larger than a pg_control".into(),
+                })
+            }
+        },
+        None => plan.listing.root.read(Path::new(CONTROL_PATH)).map_err(read_err(cfg.backup.join(CONTROL_PATH)))?,
+    };
+    let control_dst = target.path().join(CONTROL_PATH);
+    let mut f = target
+        .create_new(Path::new(CONTROL_PATH), 0o600, owner)
+        .map_err(|e| Error::io(&control_dst, "create file", e))?;
+    f.write_all(&control_bytes).map_err(|e| Error::io(&control_dst, "write", e))?;
+    f.sync_all().map_err(|e| Error::io(&control_dst, "fsync", e))?;
+    drop(f);
+    if cfg.sync {
+        copy::sync_filesystem(target.path())?;
+    }
+    Ok(control_bytes)
 }
 
 /// Quote a path for a shell command line (restore_command runs in a shell).

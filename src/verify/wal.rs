@@ -372,31 +372,48 @@ fn walk_segment(
     ahead: &mut ReadAhead,
     findings: &mut Vec<Finding>,
 ) -> Result<SegmentEnd> {
+    if let Some(end) = skip_to_walk(walker, c, found, &mut f, findings)? {
+        return Ok(end);
+    }
+    ahead.open(f);
+    walk_read_ahead(walker, c, found, page_size, ahead, findings)
+}
+
+/// A finding for a segment that cannot be read at `at` (or the error
+/// itself, for a source that is gone: exit 3, not damage).
+fn unreadable(found: &Located, e: std::io::Error, at: Lsn) -> Result<Finding> {
+    let e = crate::source::fatal(e)?;
+    Ok(Finding::new(FindingKind::WalUnreadable, format!("cannot read: {e}")).at(found.shown.clone()).lsn(at))
+}
+
+/// Read the segment up to where the walk goes on: when that is inside it,
+/// its long header is checked on its own (a segment of another system or
+/// size) and the rest skipped by reading (streams do not seek). `Some`
+/// when the segment ends the walk here.
+fn skip_to_walk(
+    walker: &RecordWalker,
+    c: &WalCheck,
+    found: &Located,
+    f: &mut WalReader,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<SegmentEnd>> {
     let seg = c.cfg.seg_size;
     let seg_start = Lsn::from_segment(walker.next_page().segment_number(seg), seg).unwrap_or(Lsn(0));
-    let seg_end = seg_start.0.saturating_add(seg.bytes());
     let offset = walker.next_page().segment_offset(seg);
-    let unreadable = |e: std::io::Error, at: Lsn| -> Result<Finding> {
-        let e = crate::source::fatal(e)?;
-        Ok(Finding::new(FindingKind::WalUnreadable, format!("cannot read: {e}")).at(found.shown.clone()).lsn(at))
-    };
     if offset > 0 {
-        // The walk starts inside this segment: its long header would not be
-        // read, so check it on its own (a segment of another system or size).
         let mut head = [0u8; LONG_HEADER_LEN];
         if let Err(e) = f.read_exact(&mut head) {
-            findings.push(unreadable(e, seg_start)?);
-            return Ok(SegmentEnd::Broken);
+            findings.push(unreadable(found, e, seg_start)?);
+            return Ok(Some(SegmentEnd::Broken));
         }
         if let Some(problem) = segment_head_problem(&head, &c.cfg, seg_start) {
             findings.push(wal_finding(&WalError { lsn: seg_start, problem }, &found.shown));
-            return Ok(SegmentEnd::Broken);
+            return Ok(Some(SegmentEnd::Broken));
         }
     }
-    // Streams do not seek: skip to where the walk goes on by reading.
     let skip = offset.saturating_sub(if offset > 0 { LONG_HEADER_LEN as u64 } else { 0 });
-    match io::copy(&mut (&mut f).take(skip), &mut io::sink()) {
-        Ok(n) if n == skip => {}
+    match io::copy(&mut f.take(skip), &mut io::sink()) {
+        Ok(n) if n == skip => Ok(None),
         Ok(_) => {
             findings.push(
                 Finding::new(
@@ -406,27 +423,41 @@ fn walk_segment(
                 .at(found.shown.clone())
                 .lsn(walker.next_page()),
             );
-            return Ok(SegmentEnd::Broken);
+            Ok(Some(SegmentEnd::Broken))
         }
         Err(e) => {
-            findings.push(unreadable(e, walker.next_page())?);
-            return Ok(SegmentEnd::Broken);
+            findings.push(unreadable(found, e, walker.next_page())?);
+            Ok(Some(SegmentEnd::Broken))
         }
     }
-    ahead.open(f);
+}
+
+/// Walk the rest of the segment from the read-ahead's buffers, to the end
+/// of the segment, of the chain, or of the file.
+fn walk_read_ahead(
+    walker: &mut RecordWalker,
+    c: &WalCheck,
+    found: &Located,
+    page_size: usize,
+    ahead: &mut ReadAhead,
+    findings: &mut Vec<Finding>,
+) -> Result<SegmentEnd> {
+    let seg = c.cfg.seg_size;
+    let seg_start = Lsn::from_segment(walker.next_page().segment_number(seg), seg).unwrap_or(Lsn(0));
+    let seg_end = seg_start.0.saturating_add(seg.bytes());
     loop {
         if crate::signals::interrupted() {
             return Err(Error::Interrupted);
         }
         let Some((buf, read)) = ahead.next() else {
-            findings.push(unreadable(std::io::Error::other("the reader thread stopped"), walker.next_page())?);
+            findings.push(unreadable(found, std::io::Error::other("the reader thread stopped"), walker.next_page())?);
             return Ok(SegmentEnd::Broken);
         };
         let n = match read {
             Ok(n) => n,
             Err(e) => {
                 ahead.give_back(buf);
-                findings.push(unreadable(e, walker.next_page())?);
+                findings.push(unreadable(found, e, walker.next_page())?);
                 return Ok(SegmentEnd::Broken);
             }
         };
