@@ -121,92 +121,131 @@ pub enum Step<'a, R: Read> {
 pub fn for_each<R: Read>(reader: R, mut f: impl FnMut(Step<'_, R>) -> io::Result<bool>) -> io::Result<()> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries()?.raw(true);
-    let mut long_name: Option<Vec<u8>> = None;
-    let mut long_link: Option<Vec<u8>> = None;
-    let mut pax: Option<Vec<u8>> = None;
+    let mut ext = Extensions::default();
     for entry in entries {
         if crate::signals::interrupted() {
             return Err(io::Error::other("interrupted by signal"));
         }
         let mut e = entry?;
-        let t = e.header().entry_type();
-        if t.is_gnu_longname() {
-            long_name = Some(read_extension(&mut e)?);
+        if ext.absorb(&mut e)? {
             continue;
         }
-        if t.is_gnu_longlink() {
-            long_link = Some(read_extension(&mut e)?);
-            continue;
-        }
-        if t.is_pax_local_extensions() {
-            pax = Some(read_extension(&mut e)?);
-            continue;
-        }
-        if t.is_pax_global_extensions() {
-            read_extension(&mut e)?;
-            continue;
-        }
-        let pax_now = pax.take();
-        let raw_path = pax_now
-            .as_deref()
-            .and_then(|p| pax_value(p, b"path").map(<[u8]>::to_vec))
-            .or_else(|| {
-                long_name.take().map(|mut n| {
-                    while n.last() == Some(&0) {
-                        n.pop();
+        let named = ext.apply(e.header());
+        let shown = String::from_utf8_lossy(&named.path).into_owned();
+        let step = match plain_path(&named.path) {
+            Err(why) => Step::Refused(Refused { path: shown, why }),
+            Ok(path) => {
+                let h = e.header();
+                let t = h.entry_type();
+                let size = named.size(h)?;
+                match member_kind(t, named.link) {
+                    Some(kind) => {
+                        let h = e.header();
+                        let size = if kind == MemberKind::File { size } else { 0 };
+                        let mode = h.mode().unwrap_or(0o600);
+                        let mtime = h.mtime().unwrap_or(0) as i64;
+                        Step::Member(Member { path, kind, size, mode, mtime }, e)
                     }
-                    n
-                })
-            })
-            .unwrap_or_else(|| e.header().path_bytes().into_owned());
-        long_name = None;
-        let link = pax_now
-            .as_deref()
-            .and_then(|p| pax_value(p, b"linkpath").map(<[u8]>::to_vec))
-            .or_else(|| long_link.take())
-            .or_else(|| e.header().link_name_bytes().map(|l| l.into_owned()));
-        long_link = None;
-        let shown = String::from_utf8_lossy(&raw_path).into_owned();
-        let path = match plain_path(&raw_path) {
-            Ok(p) => p,
-            Err(why) => {
-                if !f(Step::Refused(Refused { path: shown, why }))? {
-                    return Ok(());
+                    None => Step::Refused(Refused { path: shown, why: refusal(t) }),
                 }
-                continue;
             }
-        };
-        let h = e.header();
-        let size = match pax_now.as_deref().and_then(|p| pax_value(p, b"size")) {
-            Some(s) => std::str::from_utf8(s)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a pax size that is not a number"))?,
-            None => h.size()?,
-        };
-        let mode = h.mode().unwrap_or(0o600);
-        let mtime = h.mtime().unwrap_or(0) as i64;
-        let kind = if t.is_file() {
-            Some(MemberKind::File)
-        } else if t.is_dir() {
-            Some(MemberKind::Dir)
-        } else if t.is_symlink() {
-            Some(MemberKind::Symlink(link.unwrap_or_default()))
-        } else {
-            None
-        };
-        let step = match kind {
-            Some(kind) => {
-                let size = if kind == MemberKind::File { size } else { 0 };
-                Step::Member(Member { path, kind, size, mode, mtime }, e)
-            }
-            None => Step::Refused(Refused { path: shown, why: refusal(t) }),
         };
         if !f(step)? {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// The extension headers read so far that apply to the next member: GNU
+/// long names and links, and pax local headers (global ones are read and
+/// ignored).
+#[derive(Default)]
+struct Extensions {
+    long_name: Option<Vec<u8>>,
+    long_link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+/// A member's name and link target, extensions applied, and its pax
+/// header (which may give its size).
+struct Named {
+    path: Vec<u8>,
+    link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+impl Named {
+    /// The member's size: pax's, else the header's.
+    fn size(&self, h: &tar::Header) -> io::Result<u64> {
+        match self.pax.as_deref().and_then(|p| pax_value(p, b"size")) {
+            Some(s) => std::str::from_utf8(s)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a pax size that is not a number")),
+            None => h.size(),
+        }
+    }
+}
+
+impl Extensions {
+    /// Keep `e` if it is an extension header; whether it was.
+    fn absorb<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> io::Result<bool> {
+        let t = e.header().entry_type();
+        let slot = if t.is_gnu_longname() {
+            &mut self.long_name
+        } else if t.is_gnu_longlink() {
+            &mut self.long_link
+        } else if t.is_pax_local_extensions() {
+            &mut self.pax
+        } else if t.is_pax_global_extensions() {
+            read_extension(e)?;
+            return Ok(true);
+        } else {
+            return Ok(false);
+        };
+        *slot = Some(read_extension(e)?);
+        Ok(true)
+    }
+
+    /// The next member's name and link: pax first, then the GNU
+    /// extensions, then the header itself. The extensions are used up.
+    fn apply(&mut self, h: &tar::Header) -> Named {
+        let pax = self.pax.take();
+        let long_name = self.long_name.take();
+        let long_link = self.long_link.take();
+        let path = pax
+            .as_deref()
+            .and_then(|p| pax_value(p, b"path").map(<[u8]>::to_vec))
+            .or_else(|| {
+                long_name.map(|mut n| {
+                    while n.last() == Some(&0) {
+                        n.pop();
+                    }
+                    n
+                })
+            })
+            .unwrap_or_else(|| h.path_bytes().into_owned());
+        let link = pax
+            .as_deref()
+            .and_then(|p| pax_value(p, b"linkpath").map(<[u8]>::to_vec))
+            .or(long_link)
+            .or_else(|| h.link_name_bytes().map(|l| l.into_owned()));
+        Named { path, link, pax }
+    }
+}
+
+/// What a member is, when it is one a backup may hold.
+fn member_kind(t: tar::EntryType, link: Option<Vec<u8>>) -> Option<MemberKind> {
+    if t.is_file() {
+        Some(MemberKind::File)
+    } else if t.is_dir() {
+        Some(MemberKind::Dir)
+    } else if t.is_symlink() {
+        Some(MemberKind::Symlink(link.unwrap_or_default()))
+    } else {
+        None
+    }
 }
 
 fn refusal(t: tar::EntryType) -> String {
