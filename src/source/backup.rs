@@ -223,7 +223,7 @@ impl BackupSource for DirBackup {
 
     fn open_manifest(&self) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
         let dir = Dir::open(&self.root)?;
-        manifest_file(dir.open_file(Path::new(crate::datadir::BACKUP_MANIFEST)))
+        opened_with_size(dir.open_file(Path::new(crate::datadir::BACKUP_MANIFEST)))
     }
 
     fn stream(&self, visit: &mut dyn FnMut(Visit<'_>) -> io::Result<bool>) -> io::Result<()> {
@@ -251,7 +251,7 @@ struct LocalArchives(PathBuf);
 
 impl ArchiveFiles for LocalArchives {
     fn open(&self, name: &str) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
-        manifest_file(File::open(self.0.join(name)))
+        opened_with_size(File::open(self.0.join(name)))
     }
     fn shown(&self, name: &str) -> String {
         self.0.join(name).display().to_string()
@@ -605,9 +605,9 @@ pub fn open(path: &Path) -> io::Result<Box<dyn BackupSource>> {
     })
 }
 
-/// A backup_manifest opened beside the backup, with its size; none when
+/// A file just opened (a manifest, an archive), with its size; none when
 /// there is no such file.
-fn manifest_file(opened: io::Result<File>) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
+fn opened_with_size(opened: io::Result<File>) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
     match opened {
         Ok(f) => {
             let len = f.metadata()?.len();
