@@ -153,7 +153,15 @@ pub struct Session {
     pub role: String,
     /// The session holds a started backup that was not stopped yet.
     in_backup: bool,
+    /// The settings that decide recovery conflicts, as read when the
+    /// session began: a session that replay terminated cannot be asked
+    /// when its conflict is reported.
+    conflict_settings: Vec<(&'static str, String)>,
 }
+
+/// The settings a recovery-conflict error names.
+const CONFLICT_SETTINGS: [&str; 3] =
+    ["max_standby_streaming_delay", "max_standby_archive_delay", "hot_standby_feedback"];
 
 impl Session {
     /// Connect and learn the major and whether the server is in recovery.
@@ -180,10 +188,12 @@ impl Session {
             in_recovery: true,
             role: String::new(),
             in_backup: false,
+            conflict_settings: Vec::new(),
         };
         s.in_recovery = s.text("SELECT pg_is_in_recovery()::text")?.as_deref() == Some("true");
         s.role = s.text("SELECT quote_ident(current_user)")?.unwrap_or_default();
         s.session_settings()?;
+        s.conflict_settings = CONFLICT_SETTINGS.iter().map(|n| (*n, s.show(n))).collect();
         Ok(s)
     }
 
@@ -274,17 +284,27 @@ impl Session {
     /// The error for a step replay keeps cancelling, naming the settings
     /// that decide it.
     pub fn conflict_error(&mut self, step: &str, detail: String) -> Error {
+        // Asked now (a reload may have changed them), else as they were
+        // when the session began.
+        for i in 0..self.conflict_settings.len() {
+            let name = self.conflict_settings[i].0;
+            if let Ok(now) = show_setting(&mut self.client, name) {
+                self.conflict_settings[i].1 = now;
+            }
+        }
+        let setting =
+            |name: &str| self.conflict_settings.iter().find(|(n, _)| *n == name).map_or("unknown", |(_, v)| v.as_str());
         let delays = format!(
             "max_standby_streaming_delay = {}, max_standby_archive_delay = {}",
-            self.show("max_standby_streaming_delay"),
-            self.show("max_standby_archive_delay")
+            setting("max_standby_streaming_delay"),
+            setting("max_standby_archive_delay")
         );
         Error::RecoveryConflict {
             target: self.target.clone(),
             step: step.to_string(),
             detail,
             delays,
-            hot_standby_feedback: self.show("hot_standby_feedback"),
+            hot_standby_feedback: setting("hot_standby_feedback").to_string(),
         }
     }
 
