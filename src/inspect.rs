@@ -46,6 +46,14 @@ impl InspectReport {
 }
 
 pub fn run(path: &Path, s3: &crate::objstore::S3Config) -> Result<InspectReport> {
+    let (info, format, compression) = backup_info(path, s3)?;
+    Ok(report(info, format, compression))
+}
+
+/// What the backup (or data directory) at `path` is, however it is
+/// stored: a directory, a tar backup (one pass over its archives:
+/// pg_control comes last in them), or either in object storage.
+pub fn backup_info(path: &Path, s3: &crate::objstore::S3Config) -> Result<(DirInfo, BackupFormat, Compression)> {
     let read_err = |e: std::io::Error| match crate::source::fatal(e) {
         Ok(e) => crate::source::read_error(path, e),
         Err(e) => e,
@@ -53,20 +61,16 @@ pub fn run(path: &Path, s3: &crate::objstore::S3Config) -> Result<InspectReport>
     if let Some(b) = crate::source::s3_backup(path, s3)? {
         let captured = b.capture().map_err(read_err)?;
         let info = DirInfo::read_from(path, &captured, ReadOptions::default())?.0;
-        return Ok(report(info, b.format(), b.compression()));
+        return Ok((info, b.format(), b.compression()));
     }
-    let tar = TarBackup::detect(path).map_err(read_err)?;
-    let (format, compression) =
-        tar.as_ref().map_or((BackupFormat::Plain, Compression::None), |t| (t.format(), t.compression()));
-    let info = match &tar {
-        // One pass over the archives: pg_control comes last in them.
+    match TarBackup::detect(path).map_err(read_err)? {
         Some(t) => {
-            let captured = crate::source::capture(t, path).map_err(read_err)?;
-            DirInfo::read_from(path, &captured, ReadOptions::default())?.0
+            let captured = crate::source::capture(&t, path).map_err(read_err)?;
+            let info = DirInfo::read_from(path, &captured, ReadOptions::default())?.0;
+            Ok((info, t.format(), t.compression()))
         }
-        None => DirInfo::read(path)?,
-    };
-    Ok(report(info, format, compression))
+        None => Ok((DirInfo::read(path)?, BackupFormat::Plain, Compression::None)),
+    }
 }
 
 fn report(info: DirInfo, format: BackupFormat, compression: Compression) -> InspectReport {

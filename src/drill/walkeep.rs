@@ -16,7 +16,6 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::datadir::DirInfo;
 use crate::error::{Error, Result};
 use crate::pg::history;
 use crate::pg::wal::{history_file_name, SegmentName, WalFileKind};
@@ -119,16 +118,8 @@ pub fn run(cfg: &WalKeepConfig) -> Result<WalKeepReport> {
             hint: "run pgdrill verify on it; never delete WAL on the word of a broken backup".into(),
         });
     }
-    let info = match crate::source::s3_backup(&cfg.backup, &cfg.s3)? {
-        Some(b) => {
-            let captured = b.capture().map_err(|e| match crate::source::fatal(e) {
-                Ok(e) => crate::source::read_error(&cfg.backup, e),
-                Err(e) => e,
-            })?;
-            DirInfo::read_from(&cfg.backup, &captured, crate::datadir::ReadOptions::default())?.0
-        }
-        None => DirInfo::read(&cfg.backup)?,
-    };
+    // A plain or tar backup, local or in object storage.
+    let (info, _, _) = crate::inspect::backup_info(&cfg.backup, &cfg.s3)?;
     let seg = info.seg_size().unwrap_or(WalSegSize::DEFAULT);
     let (start_lsn, tli) = info.start();
     let oldest = SegmentName::containing(tli, start_lsn, seg);

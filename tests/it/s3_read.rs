@@ -390,6 +390,15 @@ fn a_tar_backup_in_s3_is_written_verified_inspected_and_restored() {
     assert_eq!((i["format"].as_str(), i["compression"].as_str()), (Some("tar"), Some("zstd")));
     assert_eq!(i["backup_method"], "label");
 
+    // wal-keep (a dry run) reads the tar backup in S3 as the local copy.
+    let keep = |backup: &str| {
+        let k = s3.pgdrill(&["wal-keep", backup, "--archive", archive, "--json"]);
+        assert_eq!(code(&k), 0, "wal-keep {backup}: {}", stderr(&k));
+        let k = json(&k);
+        (k["oldest_needed"].as_str().unwrap().to_string(), k["removable"].as_array().unwrap().len())
+    };
+    assert_eq!(keep(base), keep(local.to_str().unwrap()));
+
     // restore (and its gate) straight from the bucket.
     let target = g.dir.join("restored-tar-from-s3");
     let port = pgdrill::ground::free_port().to_string();
