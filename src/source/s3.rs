@@ -18,12 +18,12 @@ use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 use super::backup::{ArchiveFiles, BackupFormat, BackupSource, EntryKind, EntryMeta, TarBackup, Visit};
 use super::compress::{self, Compression};
 use super::wal::{
-    logical_name, plain_name, start_workers, stored_names, Ahead, DirWal, Fetched, Slot, StoredWal, WalFile, WalSource,
+    logical_name, plain_name, start_workers, stored_names, wait_prefetched, Ahead, DirWal, Fetched, Slot, StoredWal,
+    WalFile, WalSource,
 };
 use crate::datadir::{BACKUP_MANIFEST, INCOMPLETE_MARKER};
 use crate::error::{Error, Result};
@@ -170,30 +170,10 @@ impl Shared {
     /// A prefetched result (waiting for it if it is running), else a
     /// lookup now.
     fn result(&self, name: &str) -> io::Result<Option<WalFile>> {
-        let mut st = self.lock();
-        if st.slots.contains_key(name) {
-            loop {
-                if let Some(Slot::Done(_)) = st.slots.get(name) {
-                    if let Some(Slot::Done(r)) = st.slots.remove(name) {
-                        return r;
-                    }
-                }
-                if matches!(st.slots.get(name), Some(Slot::Queued)) {
-                    st.queue.retain(|n| n != name);
-                    st.slots.remove(name);
-                    break;
-                }
-                if crate::signals::interrupted() {
-                    return Err(carried(Error::Interrupted));
-                }
-                st = match self.changed.wait_timeout(st, Duration::from_millis(100)) {
-                    Ok((g, _)) => g,
-                    Err(p) => p.into_inner().0,
-                };
-            }
+        match wait_prefetched(&self.state, &self.changed, name, || carried(Error::Interrupted))? {
+            Some(r) => r,
+            None => self.resolve(name),
         }
-        drop(st);
-        self.resolve(name)
     }
 }
 

@@ -179,6 +179,42 @@ impl<T> Ahead<T> {
     }
 }
 
+/// The prefetched result for `name`, waiting on `changed` while a worker
+/// runs it: `Ok(Some)` when a worker had it, `Ok(None)` when nobody did (or
+/// it was only queued: it is taken out of the queue) and the caller fetches
+/// it itself, `Err(interrupted())` on a signal.
+pub(super) fn wait_prefetched<T>(
+    state: &Mutex<Ahead<T>>,
+    changed: &Condvar,
+    name: &str,
+    interrupted: impl Fn() -> io::Error,
+) -> io::Result<Option<io::Result<T>>> {
+    let mut st = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !st.slots.contains_key(name) {
+        return Ok(None);
+    }
+    loop {
+        if let Some(Slot::Done(_)) = st.slots.get(name) {
+            if let Some(Slot::Done(r)) = st.slots.remove(name) {
+                return Ok(Some(r));
+            }
+        }
+        if matches!(st.slots.get(name), Some(Slot::Queued)) {
+            // Not started: take it out of the queue; the caller runs it.
+            st.queue.retain(|n| n != name);
+            st.slots.remove(name);
+            return Ok(None);
+        }
+        if crate::signals::interrupted() {
+            return Err(interrupted());
+        }
+        st = match changed.wait_timeout(st, Duration::from_millis(100)) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        };
+    }
+}
+
 /// Start fetch workers (threads named `thread`, each running `work`) until
 /// `wanted` run; fewer if the system refuses a thread.
 pub(super) fn start_workers<W: Send + Sync + 'static>(
@@ -538,31 +574,11 @@ impl Shared {
     /// The result of `name`: a prefetched one (waiting for it if it is
     /// running), else a run now.
     fn result(&self, name: &str) -> io::Result<Ran> {
-        let mut st = self.lock();
-        if st.slots.contains_key(name) {
-            loop {
-                if let Some(Slot::Done(_)) = st.slots.get(name) {
-                    if let Some(Slot::Done(r)) = st.slots.remove(name) {
-                        return r;
-                    }
-                }
-                if matches!(st.slots.get(name), Some(Slot::Queued)) {
-                    // Not started: take it out of the queue and run it here.
-                    st.queue.retain(|n| n != name);
-                    st.slots.remove(name);
-                    break;
-                }
-                if crate::signals::interrupted() {
-                    return Err(io::Error::other("interrupted by signal"));
-                }
-                st = match self.changed.wait_timeout(st, Duration::from_millis(100)) {
-                    Ok((g, _)) => g,
-                    Err(p) => p.into_inner().0,
-                };
-            }
+        let interrupted = || io::Error::other("interrupted by signal");
+        match wait_prefetched(&self.state, &self.changed, name, interrupted)? {
+            Some(r) => r,
+            None => self.run(name),
         }
-        drop(st);
-        self.run(name)
     }
 }
 
