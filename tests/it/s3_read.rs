@@ -44,6 +44,21 @@ fn upload_archive(s3: &S3Server, archive: &Path, url: &str) -> String {
     first_segment
 }
 
+/// `restore_cli`'s restore (and gate, up to 120 s), with the store's
+/// credentials in the environment.
+fn restore_from(s3: &S3Server, backup: &str, target: &str, archive: &str, port: &str) -> std::process::Output {
+    let args = ["restore", backup, "--target", target, "--wal-archive", archive, "--port", port];
+    s3.pgdrill(&[&args[..], &["--timeout", "120", "--no-sync", "--json"]].concat())
+}
+
+/// A client of the ground connects to the opened copy on `port`.
+fn assert_admits(g: &pgdrill::ground::Ground, port: &str) {
+    let mut client =
+        pgdrill::conn::ConnSpec::socket(&g.sockets, port.parse().unwrap(), "postgres", "postgres").connect().unwrap();
+    let one: i32 = client.query_one("select 1", &[]).unwrap().get(0);
+    assert_eq!(one, 1);
+}
+
 fn checked(v: &serde_json::Value) -> (u64, u64, u64) {
     let c = &v["checked"];
     (c["files"].as_u64().unwrap(), c["bytes"].as_u64().unwrap(), c["checksums"].as_u64().unwrap())
@@ -201,20 +216,7 @@ fn restore_and_gate_from_s3_with_wal_fetched_from_s3() {
     let target = g.dir.join("restored-from-s3");
     let port = pgdrill::ground::free_port().to_string();
     let t = target.to_str().unwrap();
-    let out = s3.pgdrill(&[
-        "restore",
-        base,
-        "--target",
-        t,
-        "--wal-archive",
-        wal,
-        "--port",
-        &port,
-        "--timeout",
-        "120",
-        "--no-sync",
-        "--json",
-    ]);
+    let out = restore_from(&s3, base, t, wal, &port);
     assert_eq!(
         code(&out),
         0,
@@ -238,11 +240,7 @@ fn restore_and_gate_from_s3_with_wal_fetched_from_s3() {
         assert!(!text.contains(crate::common::s3::SECRET), "{f}");
     }
     assert!(!String::from_utf8_lossy(&out.stdout).contains(crate::common::s3::SECRET));
-    let mut client =
-        pgdrill::conn::ConnSpec::socket(&g.sockets, port.parse().unwrap(), "postgres", "postgres").connect().unwrap();
-    let one: i32 = client.query_one("select 1", &[]).unwrap().get(0);
-    assert_eq!(one, 1);
-    drop(client);
+    assert_admits(&g, &port);
     stop_server(&g, &target);
 }
 
@@ -402,28 +400,11 @@ fn a_tar_backup_in_s3_is_written_verified_inspected_and_restored() {
     // restore (and its gate) straight from the bucket.
     let target = g.dir.join("restored-tar-from-s3");
     let port = pgdrill::ground::free_port().to_string();
-    let out = s3.pgdrill(&[
-        "restore",
-        base,
-        "--target",
-        target.to_str().unwrap(),
-        "--wal-archive",
-        archive,
-        "--port",
-        &port,
-        "--timeout",
-        "120",
-        "--no-sync",
-        "--json",
-    ]);
+    let out = restore_from(&s3, base, target.to_str().unwrap(), archive, &port);
     assert_eq!(code(&out), 0, "restore of a tar backup from S3: {}", stderr(&out));
     let end = lsn(&i["end_lsn"]).expect("end");
     assert!(lsn(&json(&out)["gate"]["opened_at_lsn"]).unwrap() >= end);
-    let mut client =
-        pgdrill::conn::ConnSpec::socket(&g.sockets, port.parse().unwrap(), "postgres", "postgres").connect().unwrap();
-    let one: i32 = client.query_one("select 1", &[]).unwrap().get(0);
-    assert_eq!(one, 1);
-    drop(client);
+    assert_admits(&g, &port);
     stop_server(&g, &target);
 
     // The archive cut in half: what a local copy cut alike gives (a
